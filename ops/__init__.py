@@ -1,0 +1,1 @@
+"""The prodmon command-line interface."""

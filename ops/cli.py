@@ -1,0 +1,109 @@
+"""The `prodmon` command line: parse arguments, build the config, hand off to one command.
+
+Bad arguments and bad config values exit with status 2 and a message naming the
+option or key; nothing here prints a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pipeline.config import Config, ConfigError, load_config
+
+
+def _kafka_options(parser: argparse.ArgumentParser, *, bootstrap_required: bool = False) -> None:
+    parser.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers host:port[,host:port] (env PRODMON_BOOTSTRAP)"
+    )
+    parser.add_argument("--prefix", help="topic prefix (default 'prodmon.'; env PRODMON_PREFIX)")
+    parser.add_argument("--config", help="prodmon.toml configuration file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prodmon", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("broker", help="run the local Kafka-protocol broker on 127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="port (a free one when omitted)")
+
+    p = sub.add_parser("topics", help="manage the pipeline's topics")
+    topics_sub = p.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    create = topics_sub.add_parser("create", help="create every topic (idempotent)")
+    _kafka_options(create)
+    create.add_argument("--partitions", type=int, help="partitions per topic (default 4)")
+
+    p = sub.add_parser("run", help="run pipeline stages until SIGTERM/SIGINT")
+    _kafka_options(p)
+    p.add_argument("--stages", default="all", help="all, or a comma list: ingest,fingerprint")
+
+    p = sub.add_parser("grouping", help="explain error grouping")
+    grouping_sub = p.add_subparsers(dest="grouping_command", required=True, metavar="ACTION")
+    grouping_sub.add_parser(
+        "explain", help="read error events as JSON lines on stdin, write fingerprints and parts"
+    )
+
+    p = sub.add_parser("resolve", help="resolve an issue (or alert) by id, with notes")
+    p.add_argument("id", help="issue fingerprint or alert id")
+    p.add_argument("--notes", default="", help="resolution notes")
+    p.add_argument("--author", default=None, help="who resolved it (default: $USER)")
+    _kafka_options(p)
+
+    p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
+    _kafka_options(p)
+    p.add_argument("--status", help="new, active, resolved or regressed")
+    p.add_argument("--service", help="only issues seen in this service")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("dlq", help="list dead letters with their reasons")
+    _kafka_options(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("demo", help="broker + pipeline + simulated fleet with an incident")
+    p.add_argument("--events", type=int, default=400, help="error events to simulate")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    overrides = {
+        "kafka.bootstrap": getattr(args, "bootstrap", None),
+        "kafka.prefix": getattr(args, "prefix", None),
+        "runtime.partitions": getattr(args, "partitions", None),
+    }
+    return load_config(getattr(args, "config", None), overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pipeline.logging import configure_logging
+
+    configure_logging(args.log_level)
+    from ops import commands
+
+    try:
+        handler = commands.HANDLERS[_command_name(args)]
+        return handler(args) or 0
+    except ConfigError as exc:
+        print(f"prodmon: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    for sub in ("topics_command", "grouping_command"):
+        if getattr(args, sub, None):
+            return f"{args.command} {getattr(args, sub)}"
+    return args.command
+
+
+def run_async(coro) -> int:
+    return asyncio.run(coro) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""One handler per `prodmon` command; each returns the process exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import orjson
+
+from ops.cli import config_from_args, run_async
+from ops.views import format_dead_letters, format_issues, latest_issues
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from pipeline.broker import LocalBroker
+
+    broker = LocalBroker(port=args.port)
+    stopped = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    broker.start()
+    print(f"bootstrap={broker.bootstrap}", flush=True)
+    try:
+        while not stopped and broker.process is not None and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0 if stopped else 1
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from pipeline.topics import create_topics
+
+    config = config_from_args(args)
+
+    async def _create() -> int:
+        admin = AIOKafkaAdminClient(**config.kafka.client_kwargs())
+        await admin.start()
+        try:
+            outcome = await create_topics(
+                admin, prefix=config.kafka.prefix, partitions=config.runtime.partitions
+            )
+        finally:
+            await admin.close()
+        for topic, what in sorted(outcome.items()):
+            print(f"{what:8} {topic}")
+        return 0
+
+    return run_async(_create())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.app import Pipeline, parse_stage_list
+
+    config = config_from_args(args)
+    stages = parse_stage_list(args.stages)
+
+    async def _run() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await Pipeline(config, stages).run(stop)
+        return 0
+
+    return run_async(_run())
+
+
+def cmd_grouping_explain(args: argparse.Namespace) -> int:
+    from schemas.events import InvalidEvent, Limits, validate_event
+    from stages.grouping import explain
+
+    limits = Limits()
+    for number, line in enumerate(sys.stdin.buffer, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = validate_event(orjson.loads(line), int(time.time() * 1000), limits)
+            if event.get("schema") != "error/1":
+                raise InvalidEvent("schema", "grouping explains error/1 events only")
+            out = explain(event)
+        except orjson.JSONDecodeError as exc:
+            out = {"line": number, "error": f"$: not valid JSON ({exc})"}
+        except InvalidEvent as exc:
+            out = {"line": number, "error": str(exc)}
+        sys.stdout.buffer.write(orjson.dumps(out) + b"\n")
+    sys.stdout.flush()
+    return 0
+
+
+def command_record(kind: str, target: str, **fields: object) -> dict:
+    """A `commands` topic record (see docs/contracts.md)."""
+    return {
+        "command": kind,
+        "id": target,
+        "command_id": uuid.uuid4().hex,
+        "ts": int(time.time() * 1000),
+        **fields,
+    }
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from pipeline.topic_reader import send_json
+    from pipeline.topics import COMMANDS
+
+    config = config_from_args(args)
+    author = args.author or getpass.getuser()
+    record = command_record("resolve", args.id, notes=args.notes, author=author)
+    topic = config.kafka.prefix + COMMANDS
+    run_async(send_json(config.kafka, topic, args.id, record))
+    print(f"resolve sent for {args.id} (command {record['command_id']})")
+    return 0
+
+
+def cmd_exceptions(args: argparse.Namespace) -> int:
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import ISSUES
+
+    config = config_from_args(args)
+    records = asyncio.run(read_topic(config.kafka, config.kafka.prefix + ISSUES))
+    issues = latest_issues(records, status=args.status, service=args.service)
+    if args.format == "json":
+        print(orjson.dumps(issues, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_issues(issues))
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import EVENTS_DLQ
+
+    config = config_from_args(args)
+    records = asyncio.run(read_topic(config.kafka, config.kafka.prefix + EVENTS_DLQ))
+    letters = [r.value for r in records if isinstance(r.value, dict)]
+    if args.format == "json":
+        print(orjson.dumps(letters, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_dead_letters(letters))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ops.demo import run_demo
+
+    return run_async(run_demo(events=args.events))
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "broker": cmd_broker,
+    "topics create": cmd_topics_create,
+    "run": cmd_run,
+    "grouping explain": cmd_grouping_explain,
+    "resolve": cmd_resolve,
+    "exceptions": cmd_exceptions,
+    "dlq": cmd_dlq,
+    "demo": cmd_demo,
+}

@@ -1,0 +1,154 @@
+"""`prodmon demo`: local broker, topics, pipeline, a simulated fleet, and what came out.
+
+Everything runs on loopback and stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from loadtest.fleet import BUGS, error_burst, error_event, malformed_payloads
+from ops.views import format_dead_letters, format_issues, latest_issues
+from pipeline.app import STAGE_FACTORIES, Pipeline
+from pipeline.broker import LocalBroker
+from pipeline.config import load_config
+from pipeline.topic_reader import read_topic, send_json
+from pipeline.topics import COMMANDS, EVENTS_DLQ, EVENTS_RAW, ISSUES, create_topics
+
+
+def _banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+async def _send_events(producer: AIOKafkaProducer, topic: str, events: list[dict]) -> None:
+    """Send events the way a fleet does: arrays of up to 50, keyed by service."""
+    by_service: dict[str, list[dict]] = {}
+    for event in events:
+        by_service.setdefault(event["service"], []).append(event)
+    for service, group in by_service.items():
+        for i in range(0, len(group), 50):
+            await producer.send(topic, orjson.dumps(group[i : i + 50]), key=service.encode())
+    await producer.flush()
+
+
+async def _wait_for_issues(config, predicate, timeout_s: float = 90.0) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    issues: list[dict] = []
+    while time.monotonic() < deadline:
+        issues = latest_issues(await read_topic(config.kafka, config.kafka.prefix + ISSUES))
+        if predicate(issues):
+            return issues
+        await asyncio.sleep(1.0)
+    return issues
+
+
+async def run_demo(events: int = 400) -> int:
+    broker = LocalBroker()
+    _banner("starting the local broker")
+    broker.start()
+    print(f"bootstrap={broker.bootstrap}")
+    config = load_config(
+        overrides={
+            "kafka.bootstrap": broker.bootstrap,
+            "kafka.prefix": "prodmon.",
+            "fingerprint.count_interval_s": 1.0,
+        }
+    )
+    stop = asyncio.Event()
+    pipeline_task: asyncio.Task | None = None
+    try:
+        admin = AIOKafkaAdminClient(**config.kafka.client_kwargs())
+        await admin.start()
+        created = await create_topics(admin, prefix=config.kafka.prefix, partitions=4)
+        await admin.close()
+        print(f"topics: {len(created)} created under prefix {config.kafka.prefix!r}")
+
+        _banner(f"running the pipeline: {', '.join(STAGE_FACTORIES)}")
+        pipeline_task = asyncio.create_task(Pipeline(config, list(STAGE_FACTORIES)).run(stop))
+
+        now_ms = int(time.time() * 1000)
+        burst, per_bug = error_burst(events, seed=7, start_ms=now_ms - events * 10 - 60_000)
+        bad = malformed_payloads(now_ms)
+        _banner(f"fleet sends {len(burst)} error events from 4 services and {len(bad)} bad ones")
+        for name, count in per_bug.items():
+            print(f"  {name:<12} {count} events (line numbers and message values vary)")
+        raw_topic = config.kafka.prefix + EVENTS_RAW
+        producer = AIOKafkaProducer(**config.kafka.client_kwargs(), enable_idempotence=False)
+        await producer.start()
+        try:
+            await _send_events(producer, raw_topic, burst)
+            for payload, _field in bad:
+                await producer.send(raw_topic, payload, key=b"checkout")
+            await producer.flush()
+
+            issues = await _wait_for_issues(
+                config, lambda got: sum(i.get("count", 0) for i in got) >= len(burst)
+            )
+            _banner(f"issues ({len(issues)} groups for {len(BUGS)} bugs)")
+            print(format_issues(issues))
+            letters = [
+                r.value
+                for r in await read_topic(config.kafka, config.kafka.prefix + EVENTS_DLQ)
+                if isinstance(r.value, dict)
+            ]
+            _banner(f"dead letters ({len(letters)})")
+            print(format_dead_letters(letters))
+
+            if issues:
+                top = issues[0]
+                _banner(f"resolving {top['issue_id'][:12]} then the bug comes back")
+                await send_json(
+                    config.kafka,
+                    config.kafka.prefix + COMMANDS,
+                    top["issue_id"],
+                    {
+                        "command": "resolve",
+                        "id": top["issue_id"],
+                        "notes": "raised the pool size; deployed 1.4.4",
+                        "author": "demo",
+                        "command_id": "demo-resolve-1",
+                        "ts": int(time.time() * 1000),
+                    },
+                )
+                await _wait_for_issues(
+                    config,
+                    lambda got: any(
+                        i["issue_id"] == top["issue_id"] and i.get("status") == "resolved"
+                        for i in got
+                    ),
+                    timeout_s=30,
+                )
+                bug = next(b for b in BUGS if top.get("exception_type") == b.exception_type)
+                rng = random.Random(99)
+                again = [
+                    error_event(bug, rng, int(time.time() * 1000) + 1000 + i, "1.4.4")
+                    for i in range(3)
+                ]
+                await _send_events(producer, raw_topic, again)
+                issues = await _wait_for_issues(
+                    config,
+                    lambda got: any(
+                        i["issue_id"] == top["issue_id"] and i.get("status") == "regressed"
+                        for i in got
+                    ),
+                    timeout_s=30,
+                )
+                print(format_issues([i for i in issues if i["issue_id"] == top["issue_id"]]))
+        finally:
+            await producer.stop()
+        _banner("shutting down")
+        return 0
+    finally:
+        stop.set()
+        if pipeline_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pipeline_task, 30)
+        broker.stop()
+        print("stopped cleanly")

@@ -1,0 +1,79 @@
+"""Views materialised from topic records, and their text renderings (no I/O here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.topic_reader import TopicRecord
+
+
+def latest_issues(
+    records: Iterable[TopicRecord], status: str | None = None, service: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest record per issue id (each `issues` record carries the whole issue), by count."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        value = record.value
+        if isinstance(value, dict) and record.key is not None:
+            current = latest.get(record.key)
+            if current is None or _order(value) >= _order(current):
+                latest[record.key] = value
+    issues = [
+        issue
+        for issue in latest.values()
+        if (status is None or issue.get("status") == status)
+        and (service is None or service in (issue.get("services") or []))
+    ]
+    issues.sort(key=lambda i: (-int(i.get("count") or 0), str(i.get("issue_id"))))
+    return issues
+
+
+def _order(issue: dict[str, Any]) -> tuple[int, int]:
+    return int(issue.get("count") or 0), int(issue.get("updated_at") or 0)
+
+
+def _when(ms: Any) -> str:
+    if not isinstance(ms, int | float):
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clip(text: Any, width: int) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_issues(issues: list[dict[str, Any]]) -> str:
+    if not issues:
+        return "no issues"
+    lines = [
+        f"{'ISSUE':<12} {'STATUS':<9} {'COUNT':>6} {'SEVERITY':<8} {'LAST SEEN':<19} "
+        f"{'SERVICES':<22} TITLE"
+    ]
+    for issue in issues:
+        lines.append(
+            f"{str(issue.get('issue_id'))[:12]:<12} {issue.get('status', '-'):<9} "
+            f"{issue.get('count', 0):>6} {issue.get('severity') or '-':<8} "
+            f"{_when(issue.get('last_seen')):<19} "
+            f"{_clip(','.join(issue.get('services') or []), 22):<22} "
+            f"{_clip(issue.get('title'), 70)}"
+        )
+    return "\n".join(lines)
+
+
+def format_dead_letters(letters: list[dict[str, Any]]) -> str:
+    if not letters:
+        return "no dead letters"
+    lines = [f"{'SOURCE':<28} {'FIELD':<22} REASON"]
+    for letter in letters:
+        source = letter.get("source") or {}
+        where = f"{source.get('topic')}[{source.get('partition')}]@{source.get('offset')}"
+        if source.get("index") is not None:
+            where += f"#{source['index']}"
+        lines.append(
+            f"{_clip(where, 28):<28} {_clip(letter.get('field'), 22):<22} "
+            f"{_clip(letter.get('reason'), 80)}"
+        )
+    return "\n".join(lines)

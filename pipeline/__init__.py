@@ -1,0 +1,1 @@
+"""Runtime: config, topics, Kafka I/O, stage runner, state + changelog, logging. Owns all I/O."""

@@ -1,0 +1,114 @@
+"""A pipeline process: a shared producer and one StageRunner per selected stage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from pipeline.config import Config, ConfigError
+from pipeline.runner import Backoff, StageRunner
+from stages.base import Stage
+
+log = structlog.get_logger("prodmon.app")
+
+
+def _ingest(config: Config) -> Stage:
+    from schemas.events import Limits
+    from stages.ingest import IngestConfig, IngestStage
+
+    section = config.ingest
+    limits = Limits(
+        max_message_bytes=section.max_message_bytes,
+        max_text_len=section.max_text_len,
+        max_context_depth=section.max_context_depth,
+        max_duration_ms=section.max_duration_ms,
+        future_tolerance_s=section.future_tolerance_s,
+    )
+    return IngestStage(
+        IngestConfig(
+            limits=limits,
+            dedup_max_ids=section.dedup_max_ids,
+            dedup_window_s=section.dedup_window_s,
+        )
+    )
+
+
+def _fingerprint(config: Config) -> Stage:
+    from stages.fingerprint import FingerprintConfig, FingerprintStage
+
+    return FingerprintStage(FingerprintConfig(count_interval_s=config.fingerprint.count_interval_s))
+
+
+STAGE_FACTORIES: dict[str, Callable[[Config], Stage]] = {
+    "ingest": _ingest,
+    "fingerprint": _fingerprint,
+}
+
+
+def parse_stage_list(text: str) -> list[str]:
+    """`all` or a comma list of known stage names, refused with the allowed names otherwise."""
+    if text.strip() == "all":
+        return list(STAGE_FACTORIES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STAGE_FACTORIES]
+    if unknown or not names:
+        raise ConfigError(
+            f"--stages: unknown stage {', '.join(unknown) or '(none)'} "
+            f"(allowed: all, {', '.join(STAGE_FACTORIES)})"
+        )
+    return list(dict.fromkeys(names))
+
+
+def make_producer(config: Config) -> AIOKafkaProducer:
+    """The process's one producer: acks from all replicas, never idempotent (see design.md)."""
+    return AIOKafkaProducer(
+        **config.kafka.client_kwargs(),
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        max_request_size=8 * 1024 * 1024,
+        max_batch_size=1024 * 1024,
+    )
+
+
+class Pipeline:
+    """Runs the selected stages until `stop` is set, then stops them cleanly."""
+
+    def __init__(self, config: Config, stages: list[str]) -> None:
+        self.config = config
+        self.stage_names = stages
+        self.runners: list[StageRunner] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        producer = make_producer(self.config)
+        backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
+        while not stop.is_set():
+            try:
+                await producer.start()
+                break
+            except KafkaError as exc:
+                log.warning("broker_unreachable", error=repr(exc), retry_in=backoff.current)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                producer = make_producer(self.config)
+                await backoff.wait(stop)
+        if stop.is_set():
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return
+        self.runners = [
+            StageRunner(STAGE_FACTORIES[name](self.config), self.config, producer)
+            for name in self.stage_names
+        ]
+        log.info("pipeline_started", stages=self.stage_names, config=self.config.redacted())
+        try:
+            await asyncio.gather(*(runner.run(stop) for runner in self.runners))
+        finally:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            log.info("pipeline_stopped")

@@ -1,0 +1,251 @@
+"""Configuration: a TOML file, then environment overrides, validated at start-up.
+
+Every bad value is refused with a `ConfigError` naming the key and what is
+allowed. Secrets (SASL passwords) come only from the environment and are never
+printed: `Config.redacted()` is what logs show.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.topics import DEFAULT_PREFIX
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SECRET_KEYS = frozenset({"sasl_plain_password"})
+
+
+@dataclass
+class KafkaConfig:
+    """Connection settings passed through to every aiokafka client."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    prefix: str = DEFAULT_PREFIX
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = None  # environment only: PRODMON_KAFKA__SASL_PLAIN_PASSWORD
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    client_id: str = "prodmon"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by AIOKafkaProducer/Consumer/AdminClient."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+            "client_id": self.client_id,
+        }
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_plain_username
+            kwargs["sasl_plain_password"] = self.sasl_plain_password
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        return kwargs
+
+
+@dataclass
+class RuntimeConfig:
+    """How the stage runner polls, batches and backs off."""
+
+    max_batch_records: int = 5000
+    poll_timeout_ms: int = 200
+    tick_interval_s: float = 1.0
+    partitions: int = 4
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 3000
+
+
+@dataclass
+class IngestSection:
+    max_message_bytes: int = 1_048_576
+    max_text_len: int = 8192
+    max_context_depth: int = 8
+    max_duration_ms: float = 3_600_000.0
+    future_tolerance_s: float = 300.0
+    dedup_max_ids: int = 200_000
+    dedup_window_s: float = 600.0
+
+
+@dataclass
+class FingerprintSection:
+    count_interval_s: float = 10.0
+
+
+@dataclass
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    ingest: IngestSection = field(default_factory=IngestSection)
+    fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as plain data with every secret replaced, safe to log or print."""
+        data = asdict(self)
+        for section in data.values():
+            for key in SECRET_KEYS & section.keys():
+                if section[key]:
+                    section[key] = "***"
+        return data
+
+
+def _coerce(key: str, raw: Any, current: Any, annotation: str) -> Any:
+    """Convert a TOML or environment value to the field's type, or raise naming the key."""
+    wanted = annotation.replace(" | None", "")
+    if raw is None or (isinstance(raw, str) and raw == "" and "None" in annotation):
+        return None
+    try:
+        if wanted == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if wanted == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if wanted == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if wanted == "str":
+            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+                raise ValueError
+            return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {wanted}, got {raw!r}") from None
+    return raw
+
+
+def _apply(config: Config, section: str, key: str, raw: Any, origin: str) -> None:
+    target = getattr(config, section, None)
+    if target is None:
+        allowed = ", ".join(f.name for f in fields(config))
+        raise ConfigError(f"{origin}{section}: unknown section (allowed: {allowed})")
+    known = {f.name: f for f in fields(target)}
+    if key not in known:
+        raise ConfigError(f"{origin}{section}.{key}: unknown key (allowed: {', '.join(known)})")
+    if key in SECRET_KEYS and origin != "env ":
+        raise ConfigError(
+            f"{section}.{key}: secrets are read from the environment only "
+            f"(PRODMON_{section.upper()}__{key.upper()}), never from a file"
+        )
+    value = _coerce(f"{section}.{key}", raw, getattr(target, key), str(known[key].type))
+    setattr(target, key, value)
+
+
+ENV_SHORTCUTS = {
+    "PRODMON_BOOTSTRAP": ("kafka", "bootstrap"),
+    "PRODMON_PREFIX": ("kafka", "prefix"),
+    "PRODMON_PARTITIONS": ("runtime", "partitions"),
+}
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config: defaults < TOML file < environment < explicit overrides (CLI flags).
+
+    Environment keys: the shortcuts `PRODMON_BOOTSTRAP`, `PRODMON_PREFIX`, `PRODMON_PARTITIONS`,
+    and `PRODMON_<SECTION>__<KEY>` for any key (e.g. `PRODMON_RUNTIME__MAX_BATCH_RECORDS`).
+    `overrides` uses dotted keys ("kafka.bootstrap").
+    """
+    config = Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: invalid TOML ({exc})") from None
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section}: expected a [{section}] table")
+            for key, raw in values.items():
+                _apply(config, section, key, raw, "")
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if name in ENV_SHORTCUTS:
+            _apply(config, *ENV_SHORTCUTS[name], value, "env ")
+        elif name.startswith("PRODMON_") and "__" in name:
+            section, _, key = name[len("PRODMON_") :].lower().partition("__")
+            _apply(config, section, key, value, "env ")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, _, key = dotted.partition(".")
+            _apply(config, section, key, value, "")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Range and choice checks that types alone cannot express."""
+    k, r = config.kafka, config.runtime
+    if not k.bootstrap.strip():
+        raise ConfigError("kafka.bootstrap: must name at least one host:port")
+    for server in k.bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"kafka.bootstrap: {server!r} is not host:port")
+    if k.security_protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"kafka.security_protocol: {k.security_protocol!r} is not one of "
+            f"{', '.join(SECURITY_PROTOCOLS)}"
+        )
+    if k.security_protocol.startswith("SASL"):
+        if k.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"kafka.sasl_mechanism: {k.sasl_mechanism!r} is not one of "
+                f"{', '.join(SASL_MECHANISMS)}"
+            )
+        if not k.sasl_plain_username or not k.sasl_plain_password:
+            raise ConfigError(
+                "kafka.sasl_plain_username / PRODMON_KAFKA__SASL_PLAIN_PASSWORD: "
+                "both are required with SASL"
+            )
+    if any(c in k.prefix for c in " /\\:") or len(k.prefix) > 100:
+        raise ConfigError(f"kafka.prefix: {k.prefix!r} may not contain spaces, '/', '\\' or ':'")
+    positive = {
+        "runtime.max_batch_records": r.max_batch_records,
+        "runtime.poll_timeout_ms": r.poll_timeout_ms,
+        "runtime.tick_interval_s": r.tick_interval_s,
+        "runtime.partitions": r.partitions,
+        "runtime.retry_initial_s": r.retry_initial_s,
+        "runtime.retry_max_s": r.retry_max_s,
+        "ingest.max_message_bytes": config.ingest.max_message_bytes,
+        "ingest.max_text_len": config.ingest.max_text_len,
+        "ingest.max_context_depth": config.ingest.max_context_depth,
+        "ingest.max_duration_ms": config.ingest.max_duration_ms,
+        "ingest.dedup_max_ids": config.ingest.dedup_max_ids,
+        "ingest.dedup_window_s": config.ingest.dedup_window_s,
+        "fingerprint.count_interval_s": config.fingerprint.count_interval_s,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {value}")
+    if config.ingest.future_tolerance_s < 0:
+        raise ConfigError("ingest.future_tolerance_s: must be >= 0")

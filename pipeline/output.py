@@ -1,0 +1,107 @@
+"""Turn a stage's emits and state changes into Kafka messages, and produce them.
+
+Internal repartition topics carry one JSON array per destination partition (see
+design.md: producing one message per event would cap the pipeline near 100k/s).
+Every other topic gets one message per emit, keyed by the emit's key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from pipeline.topics import BATCHED_TOPICS, TopicNames, state_topic
+from stages.base import Emit
+
+MAX_PACKED_BYTES = 512 * 1024
+_PARTITION_CACHE_LIMIT = 200_000
+OFFSET_MARKER = "__offset__:"
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str  # physical
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+class Partitioner:
+    """Kafka's default murmur2 key partitioner, memoised per key (keys repeat a lot)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int], int] = {}
+
+    def __call__(self, key: str, partitions: int) -> int:
+        cached = self._cache.get((key, partitions))
+        if cached is None:
+            if len(self._cache) >= _PARTITION_CACHE_LIMIT:
+                self._cache.clear()
+            cached = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+            self._cache[(key, partitions)] = cached
+        return cached
+
+
+def _encode(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return orjson.dumps(value)
+
+
+def pack_emits(
+    emits: list[Emit],
+    names: TopicNames,
+    partition_counts: dict[str, int],
+    partitioner: Partitioner,
+) -> list[Message]:
+    """Encode emits: batched topics packed per partition, the rest one message each."""
+    messages: list[Message] = []
+    packed: dict[tuple[str, int], list[object]] = defaultdict(list)
+    for emit in emits:
+        if emit.topic in BATCHED_TOPICS:
+            count = partition_counts[emit.topic]
+            packed[(emit.topic, partitioner(emit.key, count))].append(emit.value)
+        else:
+            messages.append(
+                Message(names.physical(emit.topic), None, emit.key.encode(), _encode(emit.value))
+            )
+    for (topic, partition), values in packed.items():
+        physical = names.physical(topic)
+        for chunk in _chunks(values):
+            messages.append(Message(physical, partition, None, chunk))
+    return messages
+
+
+def _chunks(values: list[object]) -> list[bytes]:
+    """JSON arrays of `values`, split so that each stays under MAX_PACKED_BYTES."""
+    whole = orjson.dumps(values)
+    if len(whole) <= MAX_PACKED_BYTES or len(values) == 1:
+        return [whole]
+    middle = len(values) // 2
+    return _chunks(values[:middle]) + _chunks(values[middle:])
+
+
+def changelog_messages(
+    stage: str, names: TopicNames, state: dict[tuple[int, str], object]
+) -> list[Message]:
+    """State changes as compacted-changelog records in the input's partition (None = tombstone)."""
+    topic = names.physical(state_topic(stage))
+    return [
+        Message(topic, partition, key.encode(), _encode(value))
+        for (partition, key), value in state.items()
+    ]
+
+
+async def produce_all(producer: AIOKafkaProducer, messages: list[Message]) -> None:
+    """Send every message and return once the broker acknowledged all of them."""
+    if not messages:
+        return
+    futures = [
+        await producer.send(m.topic, m.value, key=m.key, partition=m.partition) for m in messages
+    ]
+    await asyncio.gather(*futures)

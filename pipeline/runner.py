@@ -1,0 +1,323 @@
+"""Run one pure stage as a member of its Kafka consumer group.
+
+The runner owns every piece of I/O around a stage: it consumes batches with
+`getmany`, calls the stage once per batch, and then checkpoints. Restoring
+state on assignment and dropping it on revocation also live here. It never
+crashes on a broker outage: it backs off, logs, and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from pipeline.config import Config
+from pipeline.output import (
+    OFFSET_MARKER,
+    Message,
+    Partitioner,
+    changelog_messages,
+    pack_emits,
+    produce_all,
+)
+from pipeline.topics import BATCHED_TOPICS, TopicNames, state_topic
+from stages.base import Record, Stage, StageResult
+
+log = structlog.get_logger("prodmon.runner")
+
+# Emits on these topics are worth a log line each (they are rare and carry ids).
+NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
+
+
+@dataclass
+class RunnerStats:
+    """Counters a runner keeps for logs, health and metrics."""
+
+    records_in: int = 0
+    emits_out: int = 0
+    batches: int = 0
+    skipped_replayed: int = 0
+    commit_failures: int = 0
+    produce_retries: int = 0
+    restored_keys: int = 0
+    assigned: set[int] = field(default_factory=set)
+
+
+class Backoff:
+    """Exponential backoff with a cap, reset after a success."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum, self.current = initial, maximum, initial
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.current)
+        self.current = min(self.current * 2, self.maximum)
+
+
+class StageRunner(ConsumerRebalanceListener):
+    """One stage, one consumer group member, one checkpoint routine."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        config: Config,
+        producer: AIOKafkaProducer,
+        group_id: str | None = None,
+    ) -> None:
+        self.stage = stage
+        self.config = config
+        self.producer = producer
+        self.names = TopicNames(config.kafka.prefix)
+        self.group_id = group_id or f"{config.kafka.prefix}{stage.name}"
+        self.stats = RunnerStats()
+        self.log = log.bind(stage=stage.name, group=self.group_id)
+        self._lock = asyncio.Lock()
+        self._partitioner = Partitioner()
+        self._partition_counts: dict[str, int] = {}
+        self._skip_below: dict[tuple[str, int], int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._last_tick = 0.0
+        self.ready = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, process and checkpoint until `stop` is set; then leave the group."""
+        backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
+        while not stop.is_set():
+            try:
+                await self._start_consumer()
+                break
+            except KafkaError as exc:
+                self.log.warning("broker_unreachable", error=repr(exc), retry_in=backoff.current)
+                await backoff.wait(stop)
+        if self._consumer is None:
+            return
+        self.log.info("stage_started", inputs=list(self.stage.inputs))
+        try:
+            await self._consume_loop(stop)
+        finally:
+            await self._leave()
+
+    async def _start_consumer(self) -> None:
+        runtime = self.config.runtime
+        consumer = AIOKafkaConsumer(
+            **self.config.kafka.client_kwargs(),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=runtime.session_timeout_ms,
+            heartbeat_interval_ms=runtime.heartbeat_interval_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self._consumer = consumer
+        for topic in BATCHED_TOPICS:
+            partitions = await self.producer.partitions_for(self.names.physical(topic))
+            self._partition_counts[topic] = len(partitions) if partitions else 1
+        consumer.subscribe([self.names.physical(t) for t in self.stage.inputs], listener=self)
+
+    async def _leave(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()  # leaves the group; our offsets are already committed
+        self.log.info("stage_stopped", records_in=self.stats.records_in)
+
+    # ---- the loop --------------------------------------------------------------------
+
+    async def _consume_loop(self, stop: asyncio.Event) -> None:
+        runtime = self.config.runtime
+        assert self._consumer is not None
+        while not stop.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=runtime.poll_timeout_ms, max_records=runtime.max_batch_records
+            )
+            now = time.time()
+            async with self._lock:
+                records, offsets = self._collect(batch)
+                result = StageResult()
+                if records:
+                    result = self.stage.process(records, now)
+                if now - self._last_tick >= runtime.tick_interval_s:
+                    self._last_tick = now
+                    result.extend(self.stage.tick(now))
+                if records or result.emits or result.state:
+                    await self.checkpoint(result, offsets, stop)
+
+    def _collect(
+        self, batch: dict[TopicPartition, list]
+    ) -> tuple[list[Record], dict[TopicPartition, int]]:
+        """Convert a getmany batch to Records, skipping what the changelog says is done."""
+        records: list[Record] = []
+        offsets: dict[TopicPartition, int] = {}
+        logical = self.names.logical
+        for tp, messages in batch.items():
+            if not messages:
+                continue
+            topic = logical(tp.topic)
+            offsets[tp] = messages[-1].offset + 1
+            skip = self._skip_below.get((topic, tp.partition))
+            if skip is not None:
+                kept = [m for m in messages if m.offset >= skip]
+                self.stats.skipped_replayed += len(messages) - len(kept)
+                messages = kept
+                if messages or offsets[tp] >= skip:
+                    del self._skip_below[(topic, tp.partition)]
+            records.extend(
+                Record(topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages
+            )
+        self.stats.records_in += len(records)
+        return records, offsets
+
+    async def checkpoint(
+        self, result: StageResult, offsets: dict[TopicPartition, int], stop: asyncio.Event
+    ) -> None:
+        """Make one batch durable, in this order, retrying until it holds or we stop:
+
+        1. produce the stage's outputs and wait for the broker's acks;
+        2. produce the changelog (state changes, then each input partition's next
+           offset as a marker) and wait for the acks;
+        3. commit the input offsets.
+
+        A crash after 1 re-emits the same records (deterministic ids make them
+        recognisable); a crash after 2 restores state that already includes the batch,
+        and the offset markers make the restored stage skip the records it has counted.
+        """
+        outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
+        changelog: list[Message] = []
+        if self.stage.stateful:
+            state = dict(result.state)
+            for tp, next_offset in offsets.items():
+                state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
+            changelog = changelog_messages(self.stage.name, self.names, state)
+        backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
+        while True:
+            try:
+                await produce_all(self.producer, outputs)
+                await produce_all(self.producer, changelog)
+                break
+            except KafkaError as exc:
+                self.stats.produce_retries += 1
+                self.log.warning("produce_failed", error=repr(exc), retry_in=backoff.current)
+                if stop.is_set():
+                    self.log.warning("stopping_without_commit", partitions=_parts(offsets))
+                    return
+                await backoff.wait(stop)
+        await self._commit(offsets)
+        self.stats.batches += 1
+        self.stats.emits_out += len(result.emits)
+        self._log_notable(result)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us: the new owner re-reads from the last commit,
+            # and the changelog's offset markers keep stateful stages from double counting.
+            self.stats.commit_failures += 1
+            self.log.warning("commit_failed", error=repr(exc), partitions=_parts(offsets))
+        except KafkaError as exc:
+            self.stats.commit_failures += 1
+            self.log.warning("commit_failed", error=repr(exc), partitions=_parts(offsets))
+
+    def _log_notable(self, result: StageResult) -> None:
+        for emit in result.emits:
+            if emit.topic in NOTABLE_TOPICS and isinstance(emit.value, dict):
+                value = emit.value
+                self.log.info(
+                    "emitted",
+                    topic=emit.topic,
+                    key=emit.key,
+                    kind=value.get("type"),
+                    reason=value.get("reason"),
+                    source=value.get("source"),
+                    event_id=(value.get("sample") or {}).get("event_id"),
+                )
+
+    # ---- rebalance -------------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Wait for the batch in hand to be checkpointed, then forget the partitions' state."""
+        async with self._lock:
+            partitions = {tp.partition for tp in revoked}
+            self.stage.revoke(partitions)
+            self.stats.assigned -= partitions
+            for key in [k for k in self._skip_below if k[1] in partitions]:
+                del self._skip_below[key]
+            if revoked:
+                self.log.info("partitions_revoked", partitions=sorted(partitions))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Restore the assigned partitions' state from the changelog before processing."""
+        partitions = {tp.partition for tp in assigned}
+        async with self._lock:
+            self.stage.assign(partitions)
+            self.stats.assigned |= partitions
+            if self.stage.stateful and partitions:
+                restored = await self._restore(partitions)
+                self.log.info("state_restored", partitions=sorted(partitions), keys=restored)
+            else:
+                self.log.info("partitions_assigned", partitions=sorted(partitions))
+        self.ready.set()
+
+    async def _restore(self, partitions: set[int]) -> int:
+        topic = self.names.physical(state_topic(self.stage.name))
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        reader = AIOKafkaConsumer(
+            **self.config.kafka.client_kwargs(), enable_auto_commit=False, group_id=None
+        )
+        await reader.start()
+        restored = 0
+        try:
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            end = await reader.end_offsets(tps)
+            pending = {tp for tp in tps if end[tp] > 0}
+            while pending:
+                batch = await reader.getmany(*pending, timeout_ms=500)
+                for tp, messages in batch.items():
+                    for m in messages:
+                        restored += self._restore_one(tp.partition, m.key, m.value)
+                for tp in list(pending):
+                    if await reader.position(tp) >= end[tp]:
+                        pending.discard(tp)
+        finally:
+            await reader.stop()
+        self.stats.restored_keys += restored
+        return restored
+
+    def _restore_one(self, partition: int, key: bytes | None, value: bytes | None) -> int:
+        if key is None:
+            return 0
+        text = key.decode("utf-8", "replace")
+        decoded = orjson.loads(value) if value is not None else None
+        if text.startswith(OFFSET_MARKER):
+            self._skip_below[(text[len(OFFSET_MARKER) :], partition)] = int(decoded or 0)
+            return 0
+        self.stage.restore(partition, text, decoded)
+        return 1
+
+
+def _parts(offsets: dict[TopicPartition, int]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items())]

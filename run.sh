@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up (or reuse) the project's virtualenv, then run the demo or the tests.
+#   bash run.sh demo    local broker + pipeline + simulated fleet with an incident
+#   bash run.sh test    ruff + the whole test suite against a real local broker
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      PYTHON="$candidate"; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "run.sh: Python >= 3.11 is required" >&2; exit 1; }
+
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.prodmon-installed"
+WANT="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  echo "$WANT" > "$STAMP"
+fi
+
+case "${1:-}" in
+  demo)
+    shift; exec "$VENV/bin/prodmon" demo "$@" ;;
+  test)
+    shift
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    # pytest exits 5 when it collects nothing: that is a failure here too.
+    exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" ;;
+  *)
+    echo "usage: bash run.sh demo|test" >&2; exit 2 ;;
+esac

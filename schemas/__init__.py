@@ -1,0 +1,1 @@
+"""Wire types of every topic: decode and validate with precise reasons, encode."""

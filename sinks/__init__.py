@@ -1,0 +1,1 @@
+"""Notifier sinks and their shared delivery machinery."""

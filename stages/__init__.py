@@ -1,0 +1,1 @@
+"""Pure processing stages: no Kafka, no sockets, no clocks, no files."""

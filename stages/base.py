@@ -1,0 +1,81 @@
+"""The contract between pure stages and the runtime that feeds them.
+
+A stage receives a batch of `Record`s (already consumed from Kafka by the runtime)
+plus the current time, and returns a `StageResult`: records to emit and state
+changes to write to its changelog. A stage must never touch Kafka, sockets,
+clocks or files; everything it needs arrives as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Record:
+    """One consumed Kafka message, as the runtime hands it to a stage."""
+
+    topic: str  # logical topic name without prefix, e.g. "events.raw"
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int = 0  # broker/producer timestamp, epoch ms
+
+
+@dataclass(slots=True)
+class Emit:
+    """A record a stage wants produced.
+
+    `topic` is the logical name (the runtime adds the prefix). `value` is any
+    JSON-serialisable object, or bytes to send as they are. Records for the
+    internal repartition topics (events.errors, events.latency) are packed by
+    the runtime into one JSON-array message per destination partition.
+    """
+
+    topic: str
+    key: str
+    value: Any
+
+
+@dataclass(slots=True)
+class StageResult:
+    """What one call of a stage produced."""
+
+    emits: list[Emit] = field(default_factory=list)
+    # (partition, state key) -> new state (JSON-able dict) or None for a tombstone.
+    state: dict[tuple[int, str], Any] = field(default_factory=dict)
+
+    def extend(self, other: StageResult) -> None:
+        self.emits.extend(other.emits)
+        self.state.update(other.state)
+
+
+class Stage(Protocol):
+    """A pure processing step. See the module docstring."""
+
+    name: str
+    inputs: tuple[str, ...]  # logical topics consumed
+    stateful: bool  # True when the stage keeps a changelog `state.<name>`
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        """Handle one batch; `now` is epoch seconds."""
+        ...
+
+    def tick(self, now: float) -> StageResult:
+        """Timer work (periodic emissions, expiries); called between batches."""
+        ...
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        """Load one changelog entry for an assigned partition (value None = deleted)."""
+        ...
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Partitions now owned (before their changelog is restored)."""
+        ...
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Partitions given up: drop every piece of state held for them."""
+        ...
