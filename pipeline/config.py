@@ -35,7 +35,8 @@ class KafkaConfig:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = None  # environment only: PRODMON_KAFKA__SASL_PLAIN_PASSWORD
+    # Environment only (PRODMON_KAFKA__SASL_PLAIN_PASSWORD); never in repr or logs.
+    sasl_plain_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None

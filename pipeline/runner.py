@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
@@ -28,6 +34,7 @@ from pipeline.output import (
     pack_emits,
     produce_all,
 )
+from pipeline.topic_reader import read_to_end
 from pipeline.topics import BATCHED_TOPICS, TopicNames, state_topic
 from stages.base import Record, Stage, StageResult
 
@@ -288,24 +295,18 @@ class StageRunner(ConsumerRebalanceListener):
             **self.config.kafka.client_kwargs(), enable_auto_commit=False, group_id=None
         )
         await reader.start()
-        restored = 0
+        counter = [0]
+
+        def restore(m: ConsumerRecord) -> None:
+            counter[0] += self._restore_one(m.partition, m.key, m.value)
+
         try:
             reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            end = await reader.end_offsets(tps)
-            pending = {tp for tp in tps if end[tp] > 0}
-            while pending:
-                batch = await reader.getmany(*pending, timeout_ms=500)
-                for tp, messages in batch.items():
-                    for m in messages:
-                        restored += self._restore_one(tp.partition, m.key, m.value)
-                for tp in list(pending):
-                    if await reader.position(tp) >= end[tp]:
-                        pending.discard(tp)
+            await read_to_end(reader, tps, restore, timeout_s=300)
         finally:
             await reader.stop()
-        self.stats.restored_keys += restored
-        return restored
+        self.stats.restored_keys += counter[0]
+        return counter[0]
 
     def _restore_one(self, partition: int, key: bytes | None, value: bytes | None) -> int:
         if key is None:

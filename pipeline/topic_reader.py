@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from pipeline.config import KafkaConfig
 
@@ -35,30 +36,45 @@ async def read_topic(
         if not tps:
             return []
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > 0}
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            batch = await consumer.getmany(*pending, timeout_ms=200)
-            for tp, messages in batch.items():
-                for m in messages:
-                    if m.offset < end[tp]:
-                        records.append(
-                            TopicRecord(
-                                m.partition,
-                                m.offset,
-                                m.timestamp,
-                                m.key.decode("utf-8", "replace") if m.key is not None else None,
-                                _decode(m.value),
-                            )
-                        )
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
+
+        def collect(m: ConsumerRecord) -> None:
+            key = m.key.decode("utf-8", "replace") if m.key is not None else None
+            records.append(TopicRecord(m.partition, m.offset, m.timestamp, key, _decode(m.value)))
+
+        await read_to_end(consumer, tps, collect, timeout_s)
     finally:
         await consumer.stop()
     return records
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    on_message: Callable[[ConsumerRecord], None],
+    timeout_s: float = 60.0,
+) -> None:
+    """Feed every message of the assigned `tps`, from the beginning to the end, to `on_message`.
+
+    The end is the later of the listed end offset and the high watermark that fetches
+    report: some brokers (the local tansu among them) answer ListOffsets with the
+    start of the last record batch plus one, which would cut the last batch short.
+    """
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    pending = {tp for tp in tps if end[tp] > 0}
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        batch = await consumer.getmany(*pending, timeout_ms=200)
+        for messages in batch.values():
+            for message in messages:
+                on_message(message)
+        for tp in list(pending):
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position >= end[tp] and (highwater is None or position >= highwater):
+                pending.discard(tp)
+    if pending:
+        raise TimeoutError(f"reading {sorted(str(tp) for tp in pending)} did not finish")
 
 
 def _decode(value: bytes | None) -> Any:

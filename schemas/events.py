@@ -60,7 +60,8 @@ class Limits:
     # event_id, service, endpoint, host, env, release, region, method, exception.type,
     # fingerprint parts and tag keys: rejected when longer.
     max_id_len: int = 256
-    # exception.message and stack frame strings: truncated with TRUNCATION_MARKER when longer.
+    # exception.message and stack frame strings: truncated with TRUNCATION_MARKER when longer
+    # (tag values likewise, at max_id_len).
     max_text_len: int = 8192
     # more frames keep the first max_frames//2 and the rest from the end; `frames_omitted` counts.
     max_frames: int = 200
@@ -388,7 +389,7 @@ def _duration_ms(value: Any, limits: Limits) -> float:
     if value > limits.max_duration_ms:
         raise InvalidEvent(
             "duration_ms",
-            f"duration_ms {value} is absurd: over the limit of {limits.max_duration_ms:g} ms",
+            f"duration_ms {value} is absurd: over the limit of {limits.max_duration_ms:.0f} ms",
         )
     return float(value)
 

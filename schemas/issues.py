@@ -16,6 +16,7 @@ Fields (ISSUE_FIELDS):
     first_seen         event time of the earliest event, epoch ms
     last_seen          event time of the latest event, epoch ms
     ts                 event time this update is about: resolved_at for "resolved", else last_seen
+    updated_at         processing time of this update, epoch ms (orders updates with equal counts)
     services           services that reported it (bounded)
     releases           releases that reported it (bounded)
     first_release      release of the first event, or None
@@ -54,6 +55,7 @@ ISSUE_FIELDS = (
     "first_seen",
     "last_seen",
     "ts",
+    "updated_at",
     "services",
     "releases",
     "first_release",
@@ -100,6 +102,7 @@ def issue_record(kind: str, state: Any) -> dict[str, Any]:
         "first_seen": state.first_seen,
         "last_seen": state.last_seen,
         "ts": state.resolved_at if kind == "resolved" else state.last_seen,
+        "updated_at": state.updated_at,
         "services": list(state.services),
         "releases": list(state.releases),
         "first_release": state.first_release,
@@ -111,7 +114,7 @@ def issue_record(kind: str, state: Any) -> dict[str, Any]:
     }
 
 
-_INT_FIELDS = ("count", "first_seen", "last_seen")
+_INT_FIELDS = ("count", "first_seen", "last_seen", "updated_at")
 _STR_FIELDS = ("update_id", "issue_id", "title", "exception_type", "message_template", "severity")
 
 
@@ -138,5 +141,7 @@ def validate_issue(obj: Any) -> dict[str, Any]:
             raise InvalidIssue(name, f"{name} must be an array, got {obj.get(name)!r}")
     resolved_at = obj.get("resolved_at")
     if resolved_at is not None and type(resolved_at) is not int:
-        raise InvalidIssue("resolved_at", f"resolved_at must be null or an integer, got {resolved_at!r}")
+        raise InvalidIssue(
+            "resolved_at", f"resolved_at must be null or an integer, got {resolved_at!r}"
+        )
     return obj

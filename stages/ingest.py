@@ -9,15 +9,15 @@ accepted within the dedup window).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import orjson
 
 from schemas.dlq import dead_letter
-from schemas.events import ERROR_SCHEMA, InvalidEvent, Limits, decode_batch, validate_event
+from schemas.events import LATENCY_SCHEMA, InvalidEvent, Limits, decode_batch, validate_event
 from stages.base import Emit, Record, StageResult
 from stages.grouping import fingerprint_error
 
@@ -46,8 +46,8 @@ class IngestStage:
 
     def __init__(self, config: IngestConfig | None = None) -> None:
         self.config = config or IngestConfig()
-        # event_id -> `now` when it was accepted; oldest first.
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        # event_id -> `now` when it was accepted, oldest first (dicts keep insertion order).
+        self._seen: dict[str, float] = {}
         self.stats: dict[str, int] = {"errors": 0, "latency": 0, "dead_letters": 0, "duplicates": 0}
 
     # --- Stage protocol -------------------------------------------------------------------
@@ -108,8 +108,14 @@ class IngestStage:
             for i, element in enumerate(elements):
                 try:
                     event = validate_event(element, now_ms, limits)
-                except Exception as exc:
-                    self._dead_element(emits, record, exc, i if is_array else None, element, now)
+                except InvalidEvent as exc:
+                    self._dead_element(
+                        emits, record, exc.reason, exc.field, i, is_array, element, now
+                    )
+                    continue
+                except Exception as exc:  # a validator bug: dead-letter, never raise
+                    reason = f"internal error in validation: {exc!r}"
+                    self._dead_element(emits, record, reason, "$", i, is_array, element, now)
                     continue
 
                 event_id = event["event_id"]
@@ -132,10 +138,8 @@ class IngestStage:
                         event["fingerprint_id"] = group_id
                         event["message_template"] = str(group.template)
                     except Exception as exc:
-                        failure = RuntimeError(f"fingerprinting failed: {exc!r}")
-                        self._dead_element(
-                            emits, record, failure, i if is_array else None, element, now
-                        )
+                        reason = f"fingerprinting failed: {exc!r}"
+                        self._dead_element(emits, record, reason, "$", i, is_array, element, now)
                         continue
                     append(Emit(ERRORS_TOPIC, group_id, event))
                     n_errors += 1
@@ -153,20 +157,18 @@ class IngestStage:
         self,
         emits: list[Emit],
         record: Record,
-        exc: Exception,
-        index: int | None,
+        reason: str,
+        field_path: str,
+        index: int,
+        is_array: bool,
         element: Any,
         now: float,
     ) -> None:
-        """Dead-letter one element: the whole message when it was a single object."""
-        raw = record.value if index is None else _encode_element(element)
-        if isinstance(exc, InvalidEvent):
-            reason, field_path = exc.reason, exc.field
-        elif isinstance(exc, RuntimeError) and str(exc).startswith("fingerprinting failed"):
-            reason, field_path = str(exc), "$"
+        """Dead-letter one element: an array element alone, a single object as its message."""
+        if is_array:
+            self._dead(emits, record, reason, field_path, index, _encode_element(element), now)
         else:
-            reason, field_path = f"internal error in validation: {exc!r}", "$"
-        self._dead(emits, record, reason, field_path, index, raw, now)
+            self._dead(emits, record, reason, field_path, None, record.value or b"", now)
 
     def _dead(
         self,
@@ -201,11 +203,19 @@ class IngestStage:
         """Forget accepted ids older than the dedup window (oldest are first)."""
         seen = self._seen
         horizon = now - self.config.dedup_window_s
-        while seen:
-            first = next(iter(seen))
-            if seen[first] > horizon:
+        expired = []
+        for event_id, accepted_at in seen.items():
+            if accepted_at > horizon:
                 break
-            seen.popitem(last=False)
+            expired.append(event_id)
+        for event_id in expired:
+            del seen[event_id]
+
+    def _evict_oldest(self, count: int) -> None:
+        """Forget the `count` oldest accepted ids (in bulk, so eviction stays cheap)."""
+        seen = self._seen
+        for event_id in list(islice(seen, count)):
+            del seen[event_id]
 
 
 def _key_text(key: Any) -> str:

@@ -306,6 +306,15 @@ def test_dedup_memory_is_bounded_by_evicting_the_oldest_ids():
     assert run(stage, record(latency_event(event_id="c"), offset=4)) == []  # still remembered
 
 
+def test_dedup_memory_never_exceeds_its_bound_under_load():
+    stage = IngestStage(IngestConfig(dedup_max_ids=100))
+    for offset in range(20):
+        batch = [latency_event(event_id=f"{offset}-{i}") for i in range(50)]
+        assert len(run(stage, record(batch, offset=offset))) == 50
+        assert len(stage._seen) <= 100
+    assert stage.stats["latency"] == 1000 and stage.stats["duplicates"] == 0
+
+
 def test_expired_ids_are_forgotten():
     stage = IngestStage(IngestConfig(dedup_window_s=10))
     run(stage, record([latency_event(event_id=str(i)) for i in range(100)]))

@@ -1,0 +1,387 @@
+"""The issue-lifecycle stage: grouped error events become issues (new, counts, regressed, resolved).
+
+Pure: it reads `events.errors` batches (already fingerprinted by ingest) and `commands`, keeps one
+IssueState per fingerprint per partition, and returns `issues` updates plus changelog entries.
+It never raises on bad input: undecodable records, malformed events and commands are counted in
+`stats` and skipped.
+
+Lifecycle: the first event of a fingerprint emits "new"; later events are counted and reported by
+periodic "count" updates (at most one per issue per `count_interval_s`; the first moves new ->
+active); a "resolve" command emits "resolved"; an event at or after the resolve time emits
+"regressed" (late events older than the resolve are counted but do not regress the issue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import orjson
+
+from schemas.issues import issue_record
+from stages.base import Emit, Record, StageResult
+
+__all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
+
+ERRORS_TOPIC = "events.errors"
+COMMANDS_TOPIC = "commands"
+ISSUES_TOPIC = "issues"
+
+MAX_SERVICES = 50
+MAX_RELEASES = 100
+MAX_TITLE_CHARS = 200
+_SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+_SAMPLE_TEXT_CHARS = 2048
+_SAMPLE_FRAMES = 20
+
+
+@dataclass
+class FingerprintConfig:
+    """Tuning of the fingerprint stage."""
+
+    count_interval_s: float = 10.0  # at most one "count" update per issue per interval
+    sample_max_bytes: int = 16384  # bound on the JSON size of the kept sample event
+
+
+@dataclass(slots=True)
+class IssueState:
+    """Everything known about one issue; its `to_dict()` is the changelog value."""
+
+    issue_id: str
+    title: str
+    exception_type: str
+    message_template: str
+    first_seen: int  # event ts, epoch ms
+    last_seen: int
+    count: int = 0
+    services: list[str] = field(default_factory=list)
+    releases: list[str] = field(default_factory=list)
+    first_release: str | None = None
+    severity: str = "medium"
+    sample: dict[str, Any] | None = None
+    status: str = "new"
+    resolved_at: int | None = None  # epoch ms
+    resolution_notes: str | None = None
+    resolved_by: str | None = None
+    last_emitted_count: int = 0
+    last_emitted_at: float = 0.0  # epoch s of the last new/count/regressed update
+    updated_at: int = 0  # epoch ms ("now") of the last update of any kind
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IssueState:
+        """Rebuild from a changelog value; unknown keys are ignored, missing ones defaulted."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        state = cls(**kwargs)
+        state.services = list(state.services or [])
+        state.releases = list(state.releases or [])
+        return state
+
+
+def _bounded_sample(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """A copy of `event` whose JSON encoding fits in `max_bytes` (big parts trimmed first)."""
+    sample = dict(event)
+    if len(orjson.dumps(sample, option=orjson.OPT_NON_STR_KEYS)) <= max_bytes:
+        return sample
+    sample["context"] = None
+    frames = sample.get("stacktrace")
+    if isinstance(frames, list) and len(frames) > _SAMPLE_FRAMES:
+        sample["stacktrace"] = frames[-_SAMPLE_FRAMES:]
+    exc = sample.get("exception")
+    if isinstance(exc, dict) and isinstance(exc.get("message"), str):
+        sample["exception"] = {**exc, "message": exc["message"][:_SAMPLE_TEXT_CHARS]}
+    if len(orjson.dumps(sample, option=orjson.OPT_NON_STR_KEYS)) <= max_bytes:
+        return sample
+    keep = ("schema", "event_id", "ts", "service", "env", "release", "host", "severity")
+    small = {k: sample.get(k) for k in keep}
+    if isinstance(exc, dict):
+        small["exception"] = {
+            "type": str(exc.get("type"))[:200],
+            "message": str(exc.get("message"))[: max(0, max_bytes // 4)],
+        }
+    return small
+
+
+def _emit(emits: list[Emit], kind: str, state: IssueState, now: float) -> None:
+    state.updated_at = int(now * 1000)
+    emits.append(Emit(ISSUES_TOPIC, state.issue_id, issue_record(kind, state)))
+
+
+def _title(exc_type: str, template: str) -> str:
+    title = f"{exc_type}: {template}" if template else exc_type
+    return title if len(title) <= MAX_TITLE_CHARS else title[: MAX_TITLE_CHARS - 1] + "…"
+
+
+class FingerprintStage:
+    """Issue lifecycle per fingerprint; see the module docstring."""
+
+    name = "fingerprint"
+    inputs = (ERRORS_TOPIC, COMMANDS_TOPIC)
+    stateful = True
+
+    def __init__(self, config: FingerprintConfig | None = None) -> None:
+        self.config = config or FingerprintConfig()
+        self._issues: dict[int, dict[str, IssueState]] = {}
+        # issues whose count changed since their last emission, per partition
+        self._pending: dict[int, set[str]] = {}
+        self.stats: dict[str, int] = {
+            "events": 0,
+            "new": 0,
+            "regressed": 0,
+            "resolved": 0,
+            "count_updates": 0,
+            "bad_records": 0,
+            "bad_events": 0,
+            "commands_ignored": 0,
+            "bad_commands": 0,
+        }
+
+    # -- stage protocol ----------------------------------------------------------------------
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        result = StageResult()
+        changed: dict[int, set[str]] = {}
+        for record in records:
+            try:
+                if record.topic == COMMANDS_TOPIC:
+                    self._command(record, now, result.emits, changed)
+                else:
+                    self._errors(record, now, result.emits, changed)
+            except Exception:  # defensive: a bad record must never stop the stage
+                self.stats["bad_records"] += 1
+        self._emit_due_counts(now, result.emits, changed)
+        self._collect_state(changed, result)
+        return result
+
+    def tick(self, now: float) -> StageResult:
+        result = StageResult()
+        changed: dict[int, set[str]] = {}
+        self._emit_due_counts(now, result.emits, changed)
+        self._collect_state(changed, result)
+        return result
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        issues = self._issues.setdefault(partition, {})
+        pending = self._pending.setdefault(partition, set())
+        if value is None:
+            issues.pop(key, None)
+            pending.discard(key)
+            return
+        try:
+            state = IssueState.from_dict(value)
+        except Exception:
+            self.stats["bad_records"] += 1
+            return
+        issues[key] = state
+        if state.count != state.last_emitted_count:
+            pending.add(key)
+        else:
+            pending.discard(key)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._issues.setdefault(p, {})
+            self._pending.setdefault(p, set())
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._issues.pop(p, None)
+            self._pending.pop(p, None)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def issue(self, issue_id: str) -> IssueState | None:
+        """The state of one issue in any owned partition (for tests and tooling)."""
+        for issues in self._issues.values():
+            state = issues.get(issue_id)
+            if state is not None:
+                return state
+        return None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _errors(
+        self, record: Record, now: float, emits: list[Emit], changed: dict[int, set[str]]
+    ) -> None:
+        try:
+            events = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError:
+            events = None
+        if isinstance(events, dict):
+            events = [events]
+        if not isinstance(events, list):
+            self.stats["bad_records"] += 1
+            return
+        partition = record.partition
+        issues = self._issues.get(partition)
+        if issues is None:
+            issues = self._issues[partition] = {}
+            self._pending[partition] = set()
+        pending = self._pending[partition]
+        touched = changed.setdefault(partition, set())
+        for event in events:
+            issue_id = event.get("fingerprint_id") if isinstance(event, dict) else None
+            if not isinstance(issue_id, str) or not issue_id:
+                self.stats["bad_events"] += 1
+                continue
+            ts = event.get("ts")
+            if type(ts) is not int:
+                ts = record.timestamp or int(now * 1000)
+            state = issues.get(issue_id)
+            if state is None:
+                issues[issue_id] = self._new_issue(issue_id, event, ts, now, emits)
+            else:
+                self._count_event(state, event, ts, now, emits)
+                if state.count != state.last_emitted_count:
+                    pending.add(issue_id)
+            touched.add(issue_id)
+            self.stats["events"] += 1
+
+    def _new_issue(
+        self, issue_id: str, event: dict[str, Any], ts: int, now: float, emits: list[Emit]
+    ) -> IssueState:
+        exc = event.get("exception")
+        exc = exc if isinstance(exc, dict) else {}
+        exc_type = str(exc.get("type") or "Error")
+        template = event.get("message_template")
+        if not isinstance(template, str):
+            template = str(exc.get("message") or "")
+        release = event.get("release") if isinstance(event.get("release"), str) else None
+        service = event.get("service")
+        severity = event.get("severity")
+        state = IssueState(
+            issue_id=issue_id,
+            title=_title(exc_type, template),
+            exception_type=exc_type,
+            message_template=template,
+            first_seen=ts,
+            last_seen=ts,
+            count=1,
+            services=[service] if isinstance(service, str) else [],
+            releases=[release] if release else [],
+            first_release=release,
+            severity=severity if severity in _SEVERITY_RANK else "medium",
+            sample=_bounded_sample(event, self.config.sample_max_bytes),
+            status="new",
+            last_emitted_count=1,
+            last_emitted_at=now,
+        )
+        _emit(emits, "new", state, now)
+        self.stats["new"] += 1
+        return state
+
+    def _count_event(
+        self, state: IssueState, event: dict[str, Any], ts: int, now: float, emits: list[Emit]
+    ) -> None:
+        state.count += 1
+        if ts > state.last_seen:
+            state.last_seen = ts
+        elif ts < state.first_seen:
+            state.first_seen = ts
+        service = event.get("service")
+        if (
+            isinstance(service, str)
+            and service not in state.services
+            and len(state.services) < MAX_SERVICES
+        ):
+            state.services.append(service)
+        release = event.get("release")
+        if (
+            isinstance(release, str)
+            and release not in state.releases
+            and len(state.releases) < MAX_RELEASES
+        ):
+            state.releases.append(release)
+        severity = event.get("severity")
+        if _SEVERITY_RANK.get(severity, -1) > _SEVERITY_RANK.get(state.severity, -1):
+            state.severity = severity
+        if state.status == "resolved" and state.resolved_at is not None and ts >= state.resolved_at:
+            state.status = "regressed"
+            state.sample = _bounded_sample(event, self.config.sample_max_bytes)
+            state.last_emitted_count = state.count
+            state.last_emitted_at = now
+            _emit(emits, "regressed", state, now)
+            self.stats["regressed"] += 1
+
+    # -- count updates -----------------------------------------------------------------------
+
+    def _emit_due_counts(self, now: float, emits: list[Emit], changed: dict[int, set[str]]) -> None:
+        interval = self.config.count_interval_s
+        for partition, pending in self._pending.items():
+            if not pending:
+                continue
+            issues = self._issues[partition]
+            done: list[str] = []
+            for issue_id in pending:
+                state = issues.get(issue_id)
+                if state is None or state.count == state.last_emitted_count:
+                    done.append(issue_id)
+                    continue
+                if now - state.last_emitted_at < interval:
+                    continue
+                if state.status == "new":
+                    state.status = "active"
+                state.last_emitted_count = state.count
+                state.last_emitted_at = now
+                _emit(emits, "count", state, now)
+                self.stats["count_updates"] += 1
+                changed.setdefault(partition, set()).add(issue_id)
+                done.append(issue_id)
+            pending.difference_update(done)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _command(
+        self, record: Record, now: float, emits: list[Emit], changed: dict[int, set[str]]
+    ) -> None:
+        try:
+            cmd = orjson.loads(record.value) if record.value is not None else None
+        except orjson.JSONDecodeError:
+            cmd = None
+        if not isinstance(cmd, dict) or not isinstance(cmd.get("command"), str):
+            self.stats["bad_commands"] += 1
+            return
+        target = cmd.get("id")
+        if not isinstance(target, str):
+            self.stats["bad_commands"] += 1
+            return
+        state = self._issues.get(record.partition, {}).get(target)
+        if cmd["command"] != "resolve" or state is None:
+            self.stats["commands_ignored"] += 1  # alert commands, or an issue owned elsewhere
+            return
+        ts = cmd.get("ts")
+        resolved_at = int(ts) if type(ts) in (int, float) and ts >= 0 else int(now * 1000)
+        notes = cmd.get("notes")
+        notes = notes if isinstance(notes, str) else None
+        author = cmd.get("author")
+        author = author if isinstance(author, str) else None
+        if (
+            state.status == "resolved"
+            and state.resolved_at == resolved_at
+            and state.resolution_notes == notes
+        ):
+            self.stats["commands_ignored"] += 1  # a redelivered command
+            return
+        state.status = "resolved"
+        state.resolved_at = resolved_at
+        state.resolution_notes = notes
+        state.resolved_by = author
+        _emit(emits, "resolved", state, now)
+        self.stats["resolved"] += 1
+        changed.setdefault(record.partition, set()).add(target)
+
+    # -- changelog ---------------------------------------------------------------------------
+
+    def _collect_state(self, changed: dict[int, set[str]], result: StageResult) -> None:
+        for partition, ids in changed.items():
+            issues = self._issues.get(partition)
+            if issues is None:
+                continue
+            for issue_id in ids:
+                state = issues.get(issue_id)
+                if state is not None:
+                    result.state[(partition, issue_id)] = state.to_dict()

@@ -1,0 +1,69 @@
+"""Configuration: TOML + environment, refused values name their key, secrets stay hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+
+
+def test_defaults_then_file_then_environment_then_overrides(tmp_path):
+    path = tmp_path / "prodmon.toml"
+    path.write_text('[kafka]\nbootstrap = "file:1"\nprefix = "f."\n[runtime]\npartitions = 8\n')
+    config = load_config(path, env={"PRODMON_PREFIX": "env.", "PRODMON_RUNTIME__PARTITIONS": "6"})
+    assert config.kafka.bootstrap == "file:1"
+    assert config.kafka.prefix == "env."
+    assert config.runtime.partitions == 6
+    config = load_config(path, env={}, overrides={"kafka.bootstrap": "cli:2"})
+    assert config.kafka.bootstrap == "cli:2"
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "names"),
+    [
+        ("[runtime]\npartitions = 0\n", {}, "runtime.partitions"),
+        ('[runtime]\nmax_batch_records = "many"\n', {}, "runtime.max_batch_records"),
+        ("[runtime]\nno_such_key = 1\n", {}, "runtime.no_such_key"),
+        ("[nosection]\nx = 1\n", {}, "nosection"),
+        ('[kafka]\nsecurity_protocol = "TLS"\n', {}, "kafka.security_protocol"),
+        ('[kafka]\nbootstrap = "nohostport"\n', {}, "kafka.bootstrap"),
+        ("", {"PRODMON_INGEST__DEDUP_WINDOW_S": "soon"}, "ingest.dedup_window_s"),
+        (
+            '[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "MD5"\n',
+            {},
+            "kafka.sasl_mechanism",
+        ),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(tmp_path, toml, env, names):
+    path = tmp_path / "prodmon.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        load_config(path, env=env)
+
+
+def test_secrets_come_only_from_the_environment_and_are_masked(tmp_path):
+    path = tmp_path / "prodmon.toml"
+    path.write_text('[kafka]\nsasl_plain_password = "hunter2"\n')
+    with pytest.raises(ConfigError, match="environment"):
+        load_config(path, env={})
+    config = load_config(
+        None,
+        env={
+            "PRODMON_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "PRODMON_KAFKA__SASL_MECHANISM": "SCRAM-SHA-256",
+            "PRODMON_KAFKA__SASL_PLAIN_USERNAME": "svc",
+            "PRODMON_KAFKA__SASL_PLAIN_PASSWORD": "hunter2",
+        },
+    )
+    assert config.kafka.client_kwargs()["sasl_plain_password"] == "hunter2"
+    assert "hunter2" not in repr(config.redacted())
+
+
+def test_missing_or_invalid_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[kafka\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad, env={})
