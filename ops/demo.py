@@ -135,7 +135,9 @@ async def run_demo(events: int = 400) -> int:
                 issues = await _wait_for_issues(
                     config,
                     lambda got: any(
-                        i["issue_id"] == top["issue_id"] and i.get("status") == "regressed"
+                        i["issue_id"] == top["issue_id"]
+                        and i.get("status") == "regressed"
+                        and i.get("count", 0) >= top["count"] + len(again)
                         for i in got
                     ),
                     timeout_s=30,

@@ -35,8 +35,9 @@ from pipeline.output import (
     produce_all,
 )
 from pipeline.topic_reader import read_to_end
-from pipeline.topics import BATCHED_TOPICS, TopicNames, state_topic
-from stages.base import Record, Stage, StageResult
+from pipeline.topics import BATCHED_TOPICS, EVENTS_DLQ, TopicNames, state_topic
+from schemas.dlq import dead_letter
+from stages.base import Emit, Record, Stage, StageResult
 
 log = structlog.get_logger("prodmon.runner")
 
@@ -55,6 +56,7 @@ class RunnerStats:
     commit_failures: int = 0
     produce_retries: int = 0
     restored_keys: int = 0
+    poison_records: int = 0
     assigned: set[int] = field(default_factory=set)
 
 
@@ -163,12 +165,52 @@ class StageRunner(ConsumerRebalanceListener):
                 records, offsets = self._collect(batch)
                 result = StageResult()
                 if records:
-                    result = self.stage.process(records, now)
+                    result = self._process(records, now)
                 if now - self._last_tick >= runtime.tick_interval_s:
                     self._last_tick = now
                     result.extend(self.stage.tick(now))
                 if records or result.emits or result.state:
                     await self.checkpoint(result, offsets, stop)
+
+    def _process(self, records: list[Record], now: float) -> StageResult:
+        """Call the stage; if it raises, isolate the poison record(s) to the dead-letter topic.
+
+        Stages are written never to raise; this is the guard for when one does anyway, so
+        that one bad record never blocks its partition or crashes the process.
+        """
+        try:
+            return self.stage.process(records, now)
+        except Exception:
+            self.log.exception("stage_failed_on_batch", records=len(records))
+        result = StageResult()
+        for record in records:
+            try:
+                result.extend(self.stage.process([record], now))
+            except Exception as exc:
+                self.stats.poison_records += 1
+                self.log.exception(
+                    "poison_record",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                result.emits.append(
+                    Emit(
+                        EVENTS_DLQ,
+                        (record.key or b"").decode("utf-8", "replace"),
+                        dead_letter(
+                            f"stage {self.stage.name} failed on this record: {exc!r}"[:500],
+                            f"${self.stage.name}",
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            None,
+                            record.value or b"",
+                            int(now * 1000),
+                        ),
+                    )
+                )
+        return result
 
     def _collect(
         self, batch: dict[TopicPartition, list]

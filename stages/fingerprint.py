@@ -232,13 +232,19 @@ class FingerprintStage:
             if type(ts) is not int:
                 ts = record.timestamp or int(now * 1000)
             state = issues.get(issue_id)
-            if state is None:
-                issues[issue_id] = self._new_issue(issue_id, event, ts, now, emits)
-            else:
-                self._count_event(state, event, ts, now, emits)
-                if state.count != state.last_emitted_count:
-                    pending.add(issue_id)
-            touched.add(issue_id)
+            try:
+                if state is None:
+                    issues[issue_id] = self._new_issue(issue_id, event, ts, now, emits)
+                else:
+                    self._count_event(state, event, ts, now, emits)
+                    if state.count != state.last_emitted_count:
+                        pending.add(issue_id)
+            except Exception:  # defensive: one odd event must not lose the batch's state
+                self.stats["bad_events"] += 1
+                continue
+            finally:
+                if issue_id in issues:
+                    touched.add(issue_id)
             self.stats["events"] += 1
 
     def _new_issue(

@@ -6,6 +6,8 @@ import itertools
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.issues import ISSUE_FIELDS, validate_issue
 from stages.base import Record
@@ -266,3 +268,48 @@ def test_sample_is_bounded():
     [rec] = issues_of(s.process([errors(big)], T0))
     assert len(orjson.dumps(rec["sample"])) <= 2048
     assert rec["sample"]["exception"]["type"] == "TimeoutError"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["event", "late", "resolve", "tick", "garbage"]),
+            st.integers(0, 2),  # which issue
+            st.integers(0, 1),  # which partition
+        ),
+        max_size=40,
+    )
+)
+def test_counts_match_events_whatever_the_interleaving(steps):
+    stage = FingerprintStage(FingerprintConfig(count_interval_s=5.0))
+    stage.assign([0, 1])
+    sent: dict[tuple[int, str], int] = {}
+    latest: dict[str, dict] = {}
+    now, ts = T0, TS0
+    for kind, which, partition in steps:
+        fp = f"{which:032x}"
+        now += 1
+        ts += 1000
+        if kind in ("event", "late"):
+            at = ts if kind == "event" else TS0 - 1000
+            result = stage.process([errors(event(fp, ts=at), partition=partition)], now)
+            sent[(partition, fp)] = sent.get((partition, fp), 0) + 1
+        elif kind == "resolve":
+            result = stage.process([command(resolve(fp, ts), partition=partition)], now)
+        elif kind == "tick":
+            result = stage.tick(now)
+        else:
+            result = stage.process([Record("events.errors", partition, 0, None, b"[{")], now)
+        for emit in result.emits:
+            assert validate_issue(emit.value)["issue_id"] == emit.key
+            latest[emit.key] = emit.value
+    final = stage.tick(now + 60)
+    for emit in final.emits:
+        latest[emit.key] = emit.value
+    for (partition, fp), n in sent.items():
+        assert stage._issues[partition][fp].count == n
+    # once every pending update is flushed, the last record of an issue carries its full count
+    for (partition, fp), n in sent.items():
+        if not any(p != partition and f == fp for p, f in sent):
+            assert latest[fp]["count"] == n

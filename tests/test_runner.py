@@ -1,0 +1,128 @@
+"""The stage runner's guarantees, against the real local broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from loadtest.fleet import error_burst
+from pipeline.app import make_producer
+from pipeline.runner import StageRunner
+from pipeline.topics import EVENTS_DLQ, EVENTS_ERRORS
+from stages.base import Emit, Record, StageResult
+from stages.grouping import fingerprint_error
+from tests.pipeline_helpers import (
+    as_batches,
+    issues_probe,
+    make_config,
+    running_pipeline,
+    send_raw,
+    topic_probe,
+    wait_for,
+)
+
+
+class EchoUnlessPoison:
+    """A stage that forwards each raw value to `issues`, and raises on the value b"poison"."""
+
+    name = "echo"
+    inputs = ("events.raw",)
+    stateful = False
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        emits = []
+        for record in records:
+            if record.value == b"poison":
+                raise ValueError("cannot digest this")
+            emits.append(Emit("issues", "k", {"echo": record.value.decode()}))
+        return StageResult(emits=emits)
+
+    def tick(self, now: float) -> StageResult:
+        return StageResult()
+
+    def restore(self, partition: int, key: str, value: Any) -> None: ...
+
+    def assign(self, partitions: Iterable[int]) -> None: ...
+
+    def revoke(self, partitions: Iterable[int]) -> None: ...
+
+
+async def test_a_record_that_makes_the_stage_raise_goes_to_dlq_and_its_partition_flows_on(
+    bootstrap, topics
+):
+    config = make_config(bootstrap, topics)
+    producer = make_producer(config)
+    await producer.start()
+    stop = asyncio.Event()
+    runner = StageRunner(EchoUnlessPoison(), config, producer)
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        values = [b"a", b"b", b"poison", b"c", b"d"]
+        await send_raw(config, [(b"same-key", v) for v in values])
+        echoed = await wait_for(topic_probe(config, "issues"), lambda got: len(got) >= 4)
+        letters = await wait_for(topic_probe(config, EVENTS_DLQ), lambda got: len(got) >= 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await producer.stop()
+    assert sorted(e["echo"] for e in echoed) == ["a", "b", "c", "d"]
+    assert len(letters) == 1
+    assert letters[0]["raw"] == "poison"
+    assert "cannot digest this" in letters[0]["reason"]
+    assert runner.stats.poison_records == 1
+
+
+async def test_lost_offset_commit_does_not_double_count_after_restart(bootstrap, topics):
+    """The changelog's offset markers: records redelivered after a lost commit are skipped."""
+    config = make_config(bootstrap, topics)
+    now = int(time.time() * 1000)
+    events, _ = error_burst(150, seed=11, start_ms=now - 40_000)
+    want: dict[str, int] = {}
+    for event in events:
+        fp = fingerprint_error(event).id
+        want[fp] = want.get(fp, 0) + 1
+
+    def counts(issues: list[dict]) -> dict[str, int]:
+        return {i["issue_id"]: i["count"] for i in issues}
+
+    async with running_pipeline(config, ["ingest", "fingerprint"]):
+        await send_raw(config, as_batches(events))
+        await wait_for(issues_probe(config), lambda got: counts(got) == want)
+    # Simulate a crash between changelog write and offset commit: rewind the group.
+    group = f"{topics}fingerprint"
+    rewind = AIOKafkaConsumer(
+        topics + EVENTS_ERRORS,
+        **config.kafka.client_kwargs(),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+    )
+    await rewind.start()
+    try:
+        await wait_for(
+            lambda: _poll_assignment(rewind), lambda assigned: len(assigned) == 4, timeout_s=30
+        )
+        await rewind.commit({tp: 0 for tp in rewind.assignment()})
+    finally:
+        await rewind.stop()
+    async with running_pipeline(config, ["fingerprint"]) as pipeline:
+        await wait_for(lambda: _skipped(pipeline), lambda skipped: skipped > 0, timeout_s=30)
+        issues = await wait_for(issues_probe(config), lambda got: False, timeout_s=2)
+        runner = pipeline.runners[0]
+    assert counts(issues) == want
+    assert runner.stats.skipped_replayed > 0
+
+
+async def _poll_assignment(consumer: AIOKafkaConsumer) -> set:
+    await consumer.getmany(timeout_ms=200)
+    return consumer.assignment()
+
+
+async def _skipped(pipeline) -> int:
+    return sum(r.stats.skipped_replayed for r in pipeline.runners)
