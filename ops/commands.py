@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.app import Pipeline, parse_stage_list
 
     config = config_from_args(args)
-    stages = parse_stage_list(args.stages)
+    stages = parse_stage_list(args.stages, config)
 
     async def _run() -> int:
         stop = asyncio.Event()

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from pipeline.config import Config, ConfigError
 from pipeline.runner import Backoff, StageRunner
 from stages.base import Stage
+from stages.windows import WindowsConfig
 
 log = structlog.get_logger("prodmon.app")
 
@@ -20,6 +21,7 @@ log = structlog.get_logger("prodmon.app")
 def _ingest(config: Config) -> Stage:
     from schemas.events import Limits
     from stages.ingest import IngestConfig, IngestStage
+    from stages.ingest_windows import IngestWindowsStage
 
     section = config.ingest
     limits = Limits(
@@ -29,13 +31,34 @@ def _ingest(config: Config) -> Stage:
         max_duration_ms=section.max_duration_ms,
         future_tolerance_s=section.future_tolerance_s,
     )
-    return IngestStage(
+    ingest = IngestStage(
         IngestConfig(
             limits=limits,
             dedup_max_ids=section.dedup_max_ids,
             dedup_window_s=section.dedup_window_s,
         )
     )
+    if config.windows.fused:
+        return IngestWindowsStage(ingest, windows_config(config))
+    return ingest
+
+
+def windows_config(config: Config) -> WindowsConfig:
+    w = config.windows
+    return WindowsConfig(
+        window_s=w.window_s,
+        rollup_resolutions_s=w.rollup_resolutions_s,
+        allowed_lateness_s=w.allowed_lateness_s,
+        idle_flush_s=w.idle_flush_s,
+        hdr_digits=w.hdr_digits,
+        hdr_highest_us=w.hdr_highest_us,
+    )
+
+
+def _windows(config: Config) -> Stage:
+    from stages.windows import WindowsStage
+
+    return WindowsStage(windows_config(config))
 
 
 def _fingerprint(config: Config) -> Stage:
@@ -47,19 +70,30 @@ def _fingerprint(config: Config) -> Stage:
 STAGE_FACTORIES: dict[str, Callable[[Config], Stage]] = {
     "ingest": _ingest,
     "fingerprint": _fingerprint,
+    "windows": _windows,
 }
 
 
-def parse_stage_list(text: str) -> list[str]:
-    """`all` or a comma list of known stage names, refused with the allowed names otherwise."""
+def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
+    """`all` or a comma list of known stage names, refused with the allowed names otherwise.
+
+    With `windows.fused`, ingest does the windowing itself, so `windows` is not a stage.
+    """
+    fused = config is not None and config.windows.fused
+    known = [n for n in STAGE_FACTORIES if not (fused and n == "windows")]
     if text.strip() == "all":
-        return list(STAGE_FACTORIES)
+        return known
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if fused and "windows" in names:
+        raise ConfigError(
+            "--stages: windows runs inside ingest when windows.fused is true; "
+            "drop it from the list or set windows.fused = false"
+        )
     unknown = [n for n in names if n not in STAGE_FACTORIES]
     if unknown or not names:
         raise ConfigError(
             f"--stages: unknown stage {', '.join(unknown) or '(none)'} "
-            f"(allowed: all, {', '.join(STAGE_FACTORIES)})"
+            f"(allowed: all, {', '.join(known)})"
         )
     return list(dict.fromkeys(names))
 

@@ -93,11 +93,27 @@ class FingerprintSection:
 
 
 @dataclass
+class WindowsSection:
+    """Latency windows: see stages/windows.py."""
+
+    window_s: float = 10.0
+    rollup_resolutions_s: tuple[float, ...] = (60.0, 3600.0)
+    allowed_lateness_s: float = 5.0
+    idle_flush_s: float = 30.0
+    hdr_digits: int = 2
+    hdr_highest_us: int = 3_600_000_000
+    # Window latency events inside the ingest stage (no events.latency hop). Only correct
+    # when events.raw is keyed by service, so it is opt-in.
+    fused: bool = False
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ingest: IngestSection = field(default_factory=IngestSection)
     fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
+    windows: WindowsSection = field(default_factory=WindowsSection)
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with every secret replaced, safe to log or print."""
@@ -131,12 +147,18 @@ def _coerce(key: str, raw: Any, current: Any, annotation: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
+        if wanted == "tuple[float, ...]":
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or any(isinstance(i, bool) for i in items):
+                raise ValueError
+            return tuple(float(i) for i in items)
         if wanted == "str":
             if not isinstance(raw, str | int | float) or isinstance(raw, bool):
                 raise ValueError
             return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected {wanted}, got {raw!r}") from None
+        shown = "a list of numbers" if wanted.startswith("tuple") else wanted
+        raise ConfigError(f"{key}: expected {shown}, got {raw!r}") from None
     return raw
 
 
@@ -248,5 +270,29 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be greater than 0, got {value}")
+    _validate_windows(config.windows)
     if config.ingest.future_tolerance_s < 0:
         raise ConfigError("ingest.future_tolerance_s: must be >= 0")
+
+
+def _validate_windows(w: WindowsSection) -> None:
+    if w.window_s <= 0 or (w.window_s * 1000) % 1:
+        raise ConfigError(
+            f"windows.window_s: must be a positive whole number of ms, got {w.window_s}"
+        )
+    previous = w.window_s
+    for size in w.rollup_resolutions_s:
+        if size <= previous or (size * 1000) % (previous * 1000):
+            raise ConfigError(
+                f"windows.rollup_resolutions_s: {size} must be larger than and a multiple of "
+                f"{previous} (each resolution builds on the one before)"
+            )
+        previous = size
+    if w.allowed_lateness_s < 0:
+        raise ConfigError("windows.allowed_lateness_s: must be >= 0")
+    if w.idle_flush_s <= 0:
+        raise ConfigError("windows.idle_flush_s: must be greater than 0")
+    if not 1 <= w.hdr_digits <= 5:
+        raise ConfigError(f"windows.hdr_digits: must be 1 to 5, got {w.hdr_digits}")
+    if w.hdr_highest_us < 2:
+        raise ConfigError("windows.hdr_highest_us: must be at least 2")

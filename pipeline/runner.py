@@ -90,12 +90,18 @@ class StageRunner(ConsumerRebalanceListener):
         self.producer = producer
         self.names = TopicNames(config.kafka.prefix)
         self.group_id = group_id or f"{config.kafka.prefix}{stage.name}"
+        # The changelog is named after the state it holds (a fused stage may differ).
+        self.state_name: str = getattr(stage, "state_name", stage.name)
         self.stats = RunnerStats()
         self.log = log.bind(stage=stage.name, group=self.group_id)
         self._lock = asyncio.Lock()
         self._partitioner = Partitioner()
         self._partition_counts: dict[str, int] = {}
         self._skip_below: dict[tuple[str, int], int] = {}
+        # Stages that keep windows open hold their commits back (see `_commit_offsets`).
+        self._holds_back = callable(getattr(stage, "hold_offsets", None))
+        self._consumed: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._last_tick = 0.0
         self.ready = asyncio.Event()
@@ -252,12 +258,13 @@ class StageRunner(ConsumerRebalanceListener):
         and the offset markers make the restored stage skip the records it has counted.
         """
         outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
+        offsets = self._commit_offsets(offsets)
         changelog: list[Message] = []
         if self.stage.stateful:
             state = dict(result.state)
             for tp, next_offset in offsets.items():
                 state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
-            changelog = changelog_messages(self.stage.name, self.names, state)
+            changelog = changelog_messages(self.state_name, self.names, state)
         backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
         while True:
             try:
@@ -276,11 +283,32 @@ class StageRunner(ConsumerRebalanceListener):
         self.stats.emits_out += len(result.emits)
         self._log_notable(result)
 
+    def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The offsets to commit (and to mark in the changelog) after this batch.
+
+        Usually the next offset of each consumed partition. A stage that keeps records
+        in open windows (`hold_offsets`) holds a partition's commit back to the oldest
+        record it still needs, so a restart re-reads exactly what was not yet emitted;
+        as windows close, later checkpoints move the commit forward.
+        """
+        if not self._holds_back:
+            return offsets
+        self._consumed.update(offsets)
+        holds = self.stage.hold_offsets()  # type: ignore[attr-defined]
+        logical = self.names.logical
+        result: dict[TopicPartition, int] = {}
+        for tp, next_offset in self._consumed.items():
+            target = min(next_offset, holds.get((logical(tp.topic), tp.partition), next_offset))
+            if self._committed.get(tp) != target:
+                result[tp] = target
+        return result
+
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets or self._consumer is None:
             return
         try:
             await self._consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # The group rebalanced under us: the new owner re-reads from the last commit,
             # and the changelog's offset markers keep stateful stages from double counting.
@@ -312,6 +340,9 @@ class StageRunner(ConsumerRebalanceListener):
             partitions = {tp.partition for tp in revoked}
             self.stage.revoke(partitions)
             self.stats.assigned -= partitions
+            for tp in revoked:
+                self._consumed.pop(tp, None)
+                self._committed.pop(tp, None)
             for key in [k for k in self._skip_below if k[1] in partitions]:
                 del self._skip_below[key]
             if revoked:
@@ -331,7 +362,7 @@ class StageRunner(ConsumerRebalanceListener):
         self.ready.set()
 
     async def _restore(self, partitions: set[int]) -> int:
-        topic = self.names.physical(state_topic(self.stage.name))
+        topic = self.names.physical(state_topic(self.state_name))
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         reader = AIOKafkaConsumer(
             **self.config.kafka.client_kwargs(), enable_auto_commit=False, group_id=None

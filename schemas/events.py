@@ -25,6 +25,8 @@ __all__ = [
     "Limits",
     "decode_batch",
     "decode_message",
+    "latency_fields",
+    "normalized_latency",
     "validate_event",
 ]
 
@@ -431,7 +433,15 @@ def _error_event(obj: dict[str, Any], now_ms: int, limits: Limits) -> dict[str, 
     }
 
 
-def _latency_event(obj: dict[str, Any], now_ms: int, limits: Limits) -> dict[str, Any]:
+LatencyFields = tuple[Any, int, str, str, Any, Any, float, Any, Any]
+
+
+def latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> LatencyFields:
+    """Validate a latency/1 object (schema already checked) into its fields, in the order
+    event_id, ts, service, endpoint, method, status, duration_ms, region, host.
+
+    The hot path of the product; `normalized_latency` turns the result into the dict.
+    """
     # Hot path: each value gets an inline fast check; anything unusual goes through the
     # general rule, which either normalizes it or raises the precise InvalidEvent.
     get = obj.get
@@ -463,9 +473,15 @@ def _latency_event(obj: dict[str, Any], now_ms: int, limits: Limits) -> dict[str
     host = get("host")
     if host is not None and (type(host) is not str or len(host) > max_id):
         _ident(host, "host", limits, required=False)
+    return (event_id or None, ts, service, endpoint, method, status, duration, region, host)
+
+
+def normalized_latency(fields: LatencyFields) -> dict[str, Any]:
+    """The normalized latency event (docs/contracts.md) from `latency_fields`' result."""
+    event_id, ts, service, endpoint, method, status, duration, region, host = fields
     return {
         "schema": LATENCY_SCHEMA,
-        "event_id": event_id or None,
+        "event_id": event_id,
         "ts": ts,
         "service": service,
         "endpoint": endpoint,
@@ -487,7 +503,7 @@ def validate_event(obj: Any, now_ms: int, limits: Limits) -> dict[str, Any]:
         raise InvalidEvent("$", f"event must be a JSON object, got {_json_type(obj)}")
     schema = obj.get("schema")
     if schema == LATENCY_SCHEMA:
-        return _latency_event(obj, now_ms, limits)
+        return normalized_latency(latency_fields(obj, now_ms, limits))
     if schema == ERROR_SCHEMA:
         return _error_event(obj, now_ms, limits)
     if schema is None:

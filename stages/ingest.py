@@ -2,14 +2,14 @@
 
 Pure (see stages/base.py): it never touches Kafka, clocks or files, and it never raises on any
 input. Every element of every input message ends up as exactly one of: an `events.errors` emit
-(keyed by fingerprint id), an `events.latency` emit (keyed by `service|endpoint`), an
+(keyed by fingerprint id), an `events.latency` emit (partitioned by service), an
 `events.dlq` emit (with the reason and the field), or a counted duplicate (an `event_id` already
 accepted within the dedup window).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -17,11 +17,21 @@ from typing import Any
 import orjson
 
 from schemas.dlq import dead_letter
-from schemas.events import LATENCY_SCHEMA, InvalidEvent, Limits, decode_batch, validate_event
+from schemas.events import (
+    LATENCY_SCHEMA,
+    InvalidEvent,
+    Limits,
+    decode_batch,
+    latency_fields,
+    normalized_latency,
+    validate_event,
+)
 from stages.base import Emit, Record, StageResult
 from stages.grouping import fingerprint_error
 
-__all__ = ["IngestConfig", "IngestStage"]
+__all__ = ["IngestConfig", "IngestStage", "LatencySink"]
+
+LatencySink = Callable[[int, int, str, str, int, float, int, float], None]
 
 ERRORS_TOPIC = "events.errors"
 LATENCY_TOPIC = "events.latency"
@@ -49,6 +59,10 @@ class IngestStage:
         # event_id -> `now` when it was accepted, oldest first (dicts keep insertion order).
         self._seen: dict[str, float] = {}
         self.stats: dict[str, int] = {"errors": 0, "latency": 0, "dead_letters": 0, "duplicates": 0}
+        # When set, valid latency events go to this callback instead of `events.latency`
+        # (the fused ingest+windows stage: no repartition hop), as
+        # (partition, offset, service, endpoint, ts, duration_ms, status, now).
+        self.on_latency: LatencySink | None = None
 
     # --- Stage protocol -------------------------------------------------------------------
 
@@ -56,19 +70,27 @@ class IngestStage:
         """Route every element of every record; see the module docstring."""
         self._expire(now)
         emits: list[Emit] = []
-        for record in records:
-            try:
-                self._ingest_record(record, now, emits)
-            except Exception as exc:  # a bug must not stop the pipeline: dead-letter the record
-                self._dead(
-                    emits,
-                    record,
-                    f"internal error in ingest: {exc!r}",
-                    "$",
-                    None,
-                    _raw_or_empty(record.value),
-                    now,
-                )
+        counts = [0, 0, 0]  # errors, latency, duplicates
+        ingest = self._ingest_record
+        try:
+            for record in records:
+                try:
+                    ingest(record, now, emits, counts)
+                except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+                    self._dead(
+                        emits,
+                        record,
+                        f"internal error in ingest: {exc!r}",
+                        "$",
+                        None,
+                        _raw_or_empty(record.value),
+                        now,
+                    )
+        finally:
+            stats = self.stats
+            stats["errors"] += counts[0]
+            stats["latency"] += counts[1]
+            stats["duplicates"] += counts[2]
         return StageResult(emits=emits)
 
     def tick(self, now: float) -> StageResult:
@@ -85,7 +107,9 @@ class IngestStage:
 
     # --- per record / per event -----------------------------------------------------------
 
-    def _ingest_record(self, record: Record, now: float, emits: list[Emit]) -> None:
+    def _ingest_record(
+        self, record: Record, now: float, emits: list[Emit], counts: list[int]
+    ) -> None:
         value = record.value
         if value is None:
             self._dead(emits, record, "tombstone: message has no value", "$", None, b"", now)
@@ -98,60 +122,64 @@ class IngestStage:
             return
 
         now_ms = int(now * 1000)
-        window = self.config.dedup_window_s
-        max_ids = self.config.dedup_max_ids
         seen = self._seen
-        append = emits.append
-        topic, partition, offset = record.topic, record.partition, record.offset
-        n_errors = n_latency = n_duplicates = 0
-        try:
-            for i, element in enumerate(elements):
-                try:
+        on_latency = self.on_latency
+        partition, offset = record.partition, record.offset
+        for i, element in enumerate(elements):
+            try:
+                if type(element) is dict and element.get("schema") == LATENCY_SCHEMA:
+                    fields = latency_fields(element, now_ms, limits)
+                    event_id = fields[0]
+                    event = None
+                else:
                     event = validate_event(element, now_ms, limits)
-                except InvalidEvent as exc:
-                    self._dead_element(
-                        emits, record, exc.reason, exc.field, i, is_array, element, now
-                    )
+                    event_id = event["event_id"]
+            except InvalidEvent as exc:
+                self._dead_element(emits, record, exc.reason, exc.field, i, is_array, element, now)
+                continue
+            except Exception as exc:  # a validator bug: dead-letter, never raise
+                reason = f"internal error in validation: {exc!r}"
+                self._dead_element(emits, record, reason, "$", i, is_array, element, now)
+                continue
+
+            if event_id is None:
+                event_id = f"{record.topic}:{partition}:{offset}:{i}"
+                if event is not None:
+                    event["event_id"] = event_id
+            seen_at = seen.get(event_id)
+            if seen_at is not None:
+                if now - seen_at < self.config.dedup_window_s:
+                    counts[2] += 1
                     continue
-                except Exception as exc:  # a validator bug: dead-letter, never raise
-                    reason = f"internal error in validation: {exc!r}"
+                del seen[event_id]  # re-inserted below, as the newest
+
+            if event is None:
+                if on_latency is None:
+                    # Partitioned by service: a service's endpoint series and its
+                    # whole-service series are windowed together (docs/contracts.md).
+                    event = normalized_latency((event_id, *fields[1:]))
+                    emits.append(Emit(LATENCY_TOPIC, fields[2], event))
+                else:
+                    _, ts, service, endpoint, _, status, duration, _, _ = fields
+                    on_latency(partition, offset, service, endpoint, ts, duration, status or 0, now)
+                counts[1] += 1
+            else:
+                try:
+                    group = fingerprint_error(event)
+                    group_id = str(group.id)
+                    event["fingerprint_id"] = group_id
+                    event["message_template"] = str(group.template)
+                except Exception as exc:
+                    reason = f"fingerprinting failed: {exc!r}"
                     self._dead_element(emits, record, reason, "$", i, is_array, element, now)
                     continue
+                emits.append(Emit(ERRORS_TOPIC, group_id, event))
+                counts[0] += 1
 
-                event_id = event["event_id"]
-                if event_id is None:
-                    event_id = event["event_id"] = f"{topic}:{partition}:{offset}:{i}"
-                seen_at = seen.get(event_id)
-                if seen_at is not None:
-                    if now - seen_at < window:
-                        n_duplicates += 1
-                        continue
-                    del seen[event_id]  # re-inserted below, as the newest
-
-                if event["schema"] == LATENCY_SCHEMA:
-                    append(Emit(LATENCY_TOPIC, event["service"] + "|" + event["endpoint"], event))
-                    n_latency += 1
-                else:
-                    try:
-                        group = fingerprint_error(event)
-                        group_id = str(group.id)
-                        event["fingerprint_id"] = group_id
-                        event["message_template"] = str(group.template)
-                    except Exception as exc:
-                        reason = f"fingerprinting failed: {exc!r}"
-                        self._dead_element(emits, record, reason, "$", i, is_array, element, now)
-                        continue
-                    append(Emit(ERRORS_TOPIC, group_id, event))
-                    n_errors += 1
-
-                seen[event_id] = now
-                if len(seen) > max_ids:
-                    self._evict_oldest(len(seen) - max_ids + max_ids // 16)
-        finally:
-            stats = self.stats
-            stats["errors"] += n_errors
-            stats["latency"] += n_latency
-            stats["duplicates"] += n_duplicates
+            seen[event_id] = now
+            max_ids = self.config.dedup_max_ids
+            if len(seen) > max_ids:
+                self._evict_oldest(len(seen) - max_ids + max_ids // 16)
 
     def _dead_element(
         self,

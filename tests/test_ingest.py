@@ -85,9 +85,9 @@ def test_process_returns_no_state_changes():
 # --- routing ------------------------------------------------------------------------------------
 
 
-def test_latency_event_goes_to_events_latency_keyed_by_service_and_endpoint():
+def test_latency_event_goes_to_events_latency_partitioned_by_service():
     (emit,) = run(IngestStage(), record(latency_event()))
-    assert emit.topic == "events.latency" and emit.key == "checkout|/api/pay"
+    assert emit.topic == "events.latency" and emit.key == "checkout"
     assert emit.value["duration_ms"] == 12.5 and emit.value["ts"] == TS
     assert emit.value["event_id"] == "l-19c2"
 

@@ -1,0 +1,64 @@
+"""Ingest and windows fused in one stage: latency events go straight into their windows.
+
+design.md: when fleets key `events.raw` by service (the usual case), windowing can run
+right after ingest in the same process, with no repartition hop through
+`events.latency`. Errors and dead letters still leave through their topics.
+
+Windows are kept per `events.raw` partition, so every series must arrive on one raw
+partition (raw keyed by service). If a service's events are spread over several raw
+partitions, use the two separate stages instead (`windows.fused = false`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from stages.base import Record, StageResult
+from stages.ingest import IngestStage
+from stages.windows import WindowsConfig, WindowsCore
+
+
+class IngestWindowsStage:
+    """`ingest` whose latency events are windowed in-process (state: `state.windows`)."""
+
+    name = "ingest"
+    state_name = "windows"
+    inputs: tuple[str, ...] = ("events.raw",)
+    stateful = True
+
+    def __init__(self, ingest: IngestStage, windows: WindowsConfig | None = None) -> None:
+        self.ingest = ingest
+        self.core = WindowsCore(windows or WindowsConfig(), "events.raw")
+        ingest.on_latency = self.core.add_fields
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        """Ingest the batch; records re-read after a restart only rebuild their windows.
+
+        Commits are held back to the oldest open window, so a restart re-reads records
+        whose errors and dead letters were already produced: those outputs are dropped.
+        """
+        touched = sorted({r.partition for r in records})
+        replay_until = self.core.replay_until
+        replayed = [r for r in records if r.offset < replay_until(r.partition)]
+        if replayed:
+            self.ingest.process(replayed, now)
+            records = [r for r in records if r.offset >= replay_until(r.partition)]
+        result = self.ingest.process(records, now)
+        result.extend(self.core.finish(touched, now))
+        return result
+
+    def tick(self, now: float) -> StageResult:
+        return self.core.flush_idle(now)
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        self.core.restore(partition, key, value)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        return None
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        self.core.revoke(partitions)
+
+    def hold_offsets(self) -> dict[tuple[str, int], int]:
+        return self.core.hold_offsets()

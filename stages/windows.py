@@ -1,0 +1,484 @@
+"""The windows stage: latency events in, one HDR-histogram rollup per series per window out.
+
+Event-time tumbling windows per series `service|endpoint` and per service as a whole
+(`service|*`). Each input partition has its own watermark: the largest event time seen
+minus the allowed lateness. A window closes once the watermark passes its end; its
+rollup goes to `rollups` once, with a deterministic id (series + resolution + start).
+An event whose window has already closed is late: it is counted for its series and the
+count is reported in that series' next rollup.
+
+Coarser resolutions (1 min and 1 h by default) are built by merging closed windows'
+histograms, each level feeding the next, so they equal a direct computation over the
+same events and a long trend never needs raw events.
+
+Durability, without writing every open window to the changelog:
+- base windows live only in memory, and the stage *holds back* the commit of each input
+  partition to the oldest record an open window still needs (`hold_offsets`), so a
+  restart re-reads exactly what was not yet emitted;
+- the changelog holds, per partition, the watermark, what is closed, and the next offset
+  processed (`meta`), the open coarse windows, and pending late counts. After a restore,
+  re-read records that fall into closed windows were already counted and are skipped.
+
+Pure (see stages/base.py): no Kafka, no clocks, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from schemas.dlq import dead_letter
+from schemas.rollups import PERCENTILES, SERVICE_WIDE, resolution_name, rollup_id
+from stages.base import Emit, Record, StageResult
+from stages.hdr import HdrLayout, SparseHistogram, layout
+
+__all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
+
+ROLLUPS_TOPIC = "rollups"
+META_KEY = "meta"
+LATE_PREFIX = "late|"
+
+
+@dataclass(frozen=True)
+class WindowsConfig:
+    """Window sizes, lateness and histogram precision."""
+
+    window_s: float = 10.0
+    rollup_resolutions_s: tuple[float, ...] = (60.0, 3600.0)
+    allowed_lateness_s: float = 5.0
+    # A partition that receives nothing for this long (wall time) flushes its open windows.
+    idle_flush_s: float = 30.0
+    hdr_lowest_us: int = 1
+    hdr_highest_us: int = 3_600_000_000
+    hdr_digits: int = 2
+
+    def sizes_ms(self) -> list[int]:
+        """Base window size first, then each coarser resolution; each divides the next."""
+        return [round(self.window_s * 1000)] + [round(s * 1000) for s in self.rollup_resolutions_s]
+
+
+class Window:
+    """One series' accumulator for one window.
+
+    The hot path only appends the value (integer microseconds) to `values`; the values
+    go into the histogram in bulk (`flush`), every `FLUSH_AT` values and at close.
+    """
+
+    __slots__ = ("client_errors", "errors", "hist", "late", "max_us", "start", "sum_us", "values")
+
+    def __init__(self, hdr: HdrLayout, start: int) -> None:
+        self.start = start
+        self.hist = SparseHistogram(hdr)
+        self.values: list[int] = []
+        self.errors = 0
+        self.client_errors = 0
+        self.late = 0
+        self.sum_us = 0
+        self.max_us = 0
+
+    def flush(self) -> None:
+        values = self.values
+        if values:
+            self.hist.record_many(values)
+            self.sum_us += sum(values)
+            self.max_us = max(self.max_us, max(values))
+            self.values = []
+
+    def merge(self, other: Window) -> None:
+        other.flush()
+        self.hist.merge(other.hist)
+        self.errors += other.errors
+        self.client_errors += other.client_errors
+        self.late += other.late
+        self.sum_us += other.sum_us
+        self.max_us = max(self.max_us, other.max_us)
+
+    def to_state(self) -> dict[str, Any]:
+        self.flush()
+        return {
+            "start": self.start,
+            "hist": self.hist.encode(),
+            "errors": self.errors,
+            "client_errors": self.client_errors,
+            "late": self.late,
+            "sum_us": self.sum_us,
+            "max_us": self.max_us,
+        }
+
+    @classmethod
+    def from_state(cls, hdr: HdrLayout, value: dict[str, Any]) -> Window:
+        window = cls(hdr, int(value["start"]))
+        window.hist = SparseHistogram.decode(value["hist"], hdr)
+        window.errors = int(value["errors"])
+        window.client_errors = int(value["client_errors"])
+        window.late = int(value["late"])
+        window.sum_us = int(value["sum_us"])
+        window.max_us = int(value["max_us"])
+        return window
+
+
+FLUSH_AT = 128
+
+
+class PartitionWindows:
+    """Everything one input partition's windows need."""
+
+    __slots__ = (
+        "closed",
+        "coarse",
+        "dirty",
+        "first_offset",
+        "last_active",
+        "late",
+        "max_ts",
+        "next_offset",
+        "open",
+        "replay_until",
+    )
+
+    def __init__(self, levels: int, now: float | None) -> None:
+        self.max_ts = -(2**62)
+        self.closed = -(2**62)  # every base window ending at or before this is emitted
+        self.open: dict[int, dict[str, Window]] = {}  # base windows: start -> series -> window
+        self.first_offset: dict[int, int] = {}  # start -> first input offset it holds
+        self.coarse: list[dict[str, Window]] = [{} for _ in range(levels)]
+        self.late: dict[str, int] = {}
+        self.next_offset = -1
+        self.replay_until = -1  # offsets below this were processed before a restart
+        self.last_active = now  # None until the partition is first seen after a restore
+        self.dirty: set[str] = set()  # changelog keys to write at the next checkpoint
+
+
+class WindowsCore:
+    """Windowing for the partitions a process owns; shared by the standalone and fused stages."""
+
+    def __init__(self, config: WindowsConfig, input_topic: str) -> None:
+        self.config = config
+        self.input_topic = input_topic
+        self.sizes = config.sizes_ms()
+        for small, big in zip(self.sizes, self.sizes[1:], strict=False):
+            if big % small:
+                raise ValueError(f"rollup resolution {big} ms is not a multiple of {small} ms")
+        self.resolutions = [resolution_name(s) for s in self.sizes]
+        self.lateness_ms = round(config.allowed_lateness_s * 1000)
+        self.hdr = layout(config.hdr_lowest_us, config.hdr_highest_us, config.hdr_digits)
+        self.partitions: dict[int, PartitionWindows] = {}
+        self.stats = {"events": 0, "late": 0, "replayed": 0, "rollups": 0}
+
+    def _partition(self, partition: int, now: float | None) -> PartitionWindows:
+        ps = self.partitions.get(partition)
+        if ps is None:
+            ps = self.partitions[partition] = PartitionWindows(len(self.sizes) - 1, now)
+        return ps
+
+    # --- the hot path ------------------------------------------------------------------------
+
+    def add(self, partition: int, offset: int, event: dict[str, Any], now: float) -> None:
+        """Account one validated latency event (a normalized dict) read at `offset`."""
+        self.add_fields(
+            partition,
+            offset,
+            event["service"],
+            event["endpoint"],
+            event["ts"],
+            event["duration_ms"],
+            event.get("status") or 0,
+            now,
+        )
+
+    def add_fields(
+        self,
+        partition: int,
+        offset: int,
+        service: str,
+        endpoint: str,
+        ts: int,
+        duration_ms: float,
+        status: int,
+        now: float,
+    ) -> None:
+        """The hot path: one validated latency event, as its fields."""
+        ps = self.partitions.get(partition) or self._partition(partition, now)
+        size = self.sizes[0]
+        start = ts - ts % size
+        if offset >= ps.next_offset:
+            ps.next_offset = offset + 1
+        if start + size <= ps.closed:
+            if offset < ps.replay_until:
+                self.stats["replayed"] += 1  # counted before the restart
+                return
+            self._late(ps, service + "|" + endpoint)
+            self._late(ps, service + "|" + SERVICE_WIDE)
+            self.stats["late"] += 1
+            return
+        if ts > ps.max_ts:
+            ps.max_ts = ts
+        bucket = ps.open.get(start)
+        if bucket is None:
+            bucket = ps.open[start] = {}
+            ps.first_offset[start] = offset
+        series = service + "|" + endpoint
+        window = bucket.get(series)
+        if window is None:
+            window = bucket[series] = Window(self.hdr, start)
+        values = window.values
+        values.append(int(duration_ms * 1000.0 + 0.5))
+        if len(values) >= FLUSH_AT:
+            window.flush()
+        if status >= 400:
+            if status >= 500:
+                window.errors += 1
+            else:
+                window.client_errors += 1
+        self.stats["events"] += 1
+
+    def _late(self, ps: PartitionWindows, series: str) -> None:
+        ps.late[series] = ps.late.get(series, 0) + 1
+        ps.dirty.add(LATE_PREFIX + series)
+
+    # --- closing -----------------------------------------------------------------------------
+
+    def finish(self, partitions: Iterable[int], now: float) -> StageResult:
+        """After a batch: close what the watermarks allow and collect changelog writes."""
+        result = StageResult()
+        for partition in partitions:
+            ps = self.partitions.get(partition)
+            if ps is None:
+                continue
+            ps.last_active = now
+            self._close(partition, ps, ps.max_ts - self.lateness_ms, result)
+            ps.dirty.add(META_KEY)
+            self._flush_state(partition, ps, result)
+        return result
+
+    def flush_idle(self, now: float) -> StageResult:
+        """Close every open window of partitions idle for `idle_flush_s` (wall time)."""
+        result = StageResult()
+        for partition, ps in self.partitions.items():
+            if ps.last_active is None:
+                ps.last_active = now
+            elif ps.open and now - ps.last_active >= self.config.idle_flush_s:
+                self._close(partition, ps, max(ps.open) + self.sizes[0], result)
+                ps.dirty.add(META_KEY)
+                self._flush_state(partition, ps, result)
+        return result
+
+    def _close(
+        self, partition: int, ps: PartitionWindows, watermark: int, result: StageResult
+    ) -> None:
+        size = self.sizes[0]
+        ready = sorted(start for start in ps.open if start + size <= watermark)
+        if not ready:
+            return
+        before = ps.closed
+        for start in ready:
+            bucket = with_service_wide(ps.open.pop(start), self.hdr, start)
+            del ps.first_offset[start]
+            for series, window in bucket.items():
+                window.late += ps.late.pop(series, 0)
+                if window.late:
+                    ps.dirty.add(LATE_PREFIX + series)
+                result.emits.append(self._rollup(series, 0, window))
+                self._roll_up(ps, 1, series, window, result)
+            ps.closed = max(ps.closed, start + size)
+        self._close_coarse(ps, before, result)
+
+    def _roll_up(
+        self, ps: PartitionWindows, level: int, series: str, window: Window, result: StageResult
+    ) -> None:
+        """Merge a closed window into the next resolution's open window of the same series."""
+        if level >= len(self.sizes):
+            return
+        size = self.sizes[level]
+        start = window.start - window.start % size
+        coarse = ps.coarse[level - 1]
+        current = coarse.get(series)
+        if current is not None and current.start != start:
+            self._emit_coarse(ps, level, series, result)
+            current = None
+        if current is None:
+            current = coarse[series] = Window(self.hdr, start)
+        current.merge(window)
+        ps.dirty.add(f"{self.resolutions[level]}|{series}")
+
+    def _close_coarse(self, ps: PartitionWindows, before: int, result: StageResult) -> None:
+        """Emit coarse windows that the base windows' progress has completed."""
+        for level in range(1, len(self.sizes)):
+            size = self.sizes[level]
+            if before // size == ps.closed // size:
+                break  # no boundary crossed at this level, so none at coarser ones either
+            done = [s for s, w in ps.coarse[level - 1].items() if w.start + size <= ps.closed]
+            for series in done:
+                self._emit_coarse(ps, level, series, result)
+
+    def _emit_coarse(self, ps: PartitionWindows, level: int, series: str, result: StageResult):
+        window = ps.coarse[level - 1].pop(series)
+        result.emits.append(self._rollup(series, level, window))
+        ps.dirty.add(f"{self.resolutions[level]}|{series}")
+        self._roll_up(ps, level + 1, series, window, result)
+
+    def _rollup(self, series: str, level: int, window: Window) -> Emit:
+        window.flush()
+        hist = window.hist
+        count = hist.total
+        resolution = self.resolutions[level]
+        service, _, endpoint = series.rpartition("|")
+        values = hist.values_at_percentiles([p for _, p in PERCENTILES])
+        record: dict[str, Any] = {
+            "id": rollup_id(series, resolution, window.start),
+            "series": series,
+            "service": service,
+            "endpoint": endpoint,
+            "resolution": resolution,
+            "start": window.start,
+            "end": window.start + self.sizes[level],
+            "count": count,
+            "errors": window.errors,
+            "client_errors": window.client_errors,
+            "late": window.late,
+            "mean_ms": window.sum_us / count / 1000.0 if count else 0.0,
+            "max_ms": window.max_us / 1000.0,
+        }
+        for name, percentile in PERCENTILES:
+            record[name] = values[percentile] / 1000.0
+        record["hist"] = hist.encode()
+        self.stats["rollups"] += 1
+        return Emit(ROLLUPS_TOPIC, series, record)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
+        for key in ps.dirty:
+            result.state[(partition, key)] = self._state_value(ps, key)
+        ps.dirty.clear()
+
+    def _state_value(self, ps: PartitionWindows, key: str) -> Any:
+        if key == META_KEY:
+            return {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
+        if key.startswith(LATE_PREFIX):
+            return ps.late.get(key[len(LATE_PREFIX) :]) or None
+        resolution, _, series = key.partition("|")
+        window = ps.coarse[self.resolutions.index(resolution) - 1].get(series)
+        return window.to_state() if window is not None else None
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        ps = self._partition(partition, None)
+        if key == META_KEY:
+            if value is not None:
+                ps.max_ts = int(value["max_ts"])
+                ps.closed = int(value["closed"])
+                ps.replay_until = ps.next_offset = int(value["next"])
+            return
+        if key.startswith(LATE_PREFIX):
+            series = key[len(LATE_PREFIX) :]
+            if value:
+                ps.late[series] = int(value)
+            else:
+                ps.late.pop(series, None)
+            return
+        resolution, _, series = key.partition("|")
+        if resolution not in self.resolutions[1:]:
+            return  # a resolution no longer configured
+        coarse = ps.coarse[self.resolutions.index(resolution) - 1]
+        if value is None:
+            coarse.pop(series, None)
+        else:
+            coarse[series] = Window.from_state(self.hdr, value)
+
+    def replay_until(self, partition: int) -> int:
+        """Offsets of `partition` below this were processed before the last restore."""
+        ps = self.partitions.get(partition)
+        return ps.replay_until if ps is not None else -1
+
+    def hold_offsets(self) -> dict[tuple[str, int], int]:
+        return {
+            (self.input_topic, partition): min(ps.first_offset.values())
+            for partition, ps in self.partitions.items()
+            if ps.first_offset
+        }
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    def open_windows(self) -> Iterator[tuple[int, str, Window]]:
+        """Every open base window as (partition, series, window); for tests and metrics."""
+        for partition, ps in self.partitions.items():
+            for bucket in ps.open.values():
+                for series, window in bucket.items():
+                    window.flush()
+                    yield partition, series, window
+
+
+def with_service_wide(bucket: dict[str, Window], hdr: HdrLayout, start: int) -> dict[str, Window]:
+    """The endpoint windows of one window start, plus each service's merged `service|*`."""
+    whole: dict[str, Window] = {}
+    for series, window in bucket.items():
+        key = series[: series.rindex("|") + 1] + SERVICE_WIDE
+        total = whole.get(key)
+        if total is None:
+            total = whole[key] = Window(hdr, start)
+        total.merge(window)
+    return bucket | whole
+
+
+class WindowsStage:
+    """The standalone stage: consumes `events.latency` (JSON arrays from ingest)."""
+
+    name = "windows"
+    inputs: tuple[str, ...] = ("events.latency",)
+    stateful = True
+
+    def __init__(self, config: WindowsConfig | None = None) -> None:
+        self.core = WindowsCore(config or WindowsConfig(), "events.latency")
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        core = self.core
+        dead: list[Emit] = []
+        touched: set[int] = set()
+        for record in records:
+            touched.add(record.partition)
+            try:
+                events = orjson.loads(record.value or b"[]")
+                for event in events if isinstance(events, list) else [events]:
+                    core.add(record.partition, record.offset, event, now)
+            except Exception as exc:  # only ingest writes here; anything else is dead-lettered
+                dead.append(_dead_letter(record, exc, now))
+        result = core.finish(sorted(touched), now)
+        result.emits.extend(dead)
+        return result
+
+    def tick(self, now: float) -> StageResult:
+        return self.core.flush_idle(now)
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        self.core.restore(partition, key, value)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        return None
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        self.core.revoke(partitions)
+
+    def hold_offsets(self) -> dict[tuple[str, int], int]:
+        return self.core.hold_offsets()
+
+
+def _dead_letter(record: Record, exc: Exception, now: float) -> Emit:
+    return Emit(
+        "events.dlq",
+        (record.key or b"").decode("utf-8", "replace"),
+        dead_letter(
+            f"windows could not read this record: {exc!r}"[:500],
+            "$",
+            record.topic,
+            record.partition,
+            record.offset,
+            None,
+            record.value or b"",
+            int(now * 1000),
+        ),
+    )

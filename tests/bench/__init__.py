@@ -1,0 +1,1 @@
+"""Benchmarks (not collected by pytest): run as ``python -m tests.bench.<module>``."""

@@ -1,0 +1,218 @@
+"""Benchmark: how fast one pipeline process turns a latency topic into rollups.
+
+Measured in one run on the local broker, against the same `events.raw` topic:
+1. the ceiling: a bare aiokafka consumer that reads the topic and decodes every message
+   with orjson (no validation, no windows);
+2. one pipeline process running ingest + windows fused (`windows.fused = true`);
+3. one pipeline process running ingest and windows as two stages (through events.latency).
+
+Each figure is events/s from the first record consumed to the last event accounted, and
+the pipeline figures are reported as a ratio of the ceiling (machines here are noisy, so
+only same-run ratios mean anything).
+
+Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
+     [--batch 1] [--series 10000] [--fleet-rate 50000] [--json out.json]
+`--batch` is how many events the fleet packs per message (1 = one event per message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from pipeline.app import Pipeline
+from pipeline.broker import LocalBroker
+from pipeline.config import load_config
+from pipeline.logging import configure_logging
+from pipeline.topics import create_topics
+
+T0 = 1_795_320_000_000
+
+
+def make_events(count: int, series: int, fleet_rate: int, seed: int = 1) -> list[dict]:
+    """`count` latency events over `series` series (services x endpoints), time ordered,
+    with event times as a fleet sending `fleet_rate` events/s would stamp them."""
+    rng = random.Random(seed)
+    services = max(1, series // 10)
+    span_ms = count * 1000 // fleet_rate
+    out = []
+    for i in range(count):
+        s = rng.randrange(series)
+        out.append(
+            {
+                "schema": "latency/1",
+                "event_id": f"l-{i}",
+                "ts": T0 + i * span_ms // count,
+                "service": f"svc-{s % services}",
+                "endpoint": f"/api/{s // services}",
+                "method": "GET",
+                "status": 500 if rng.random() < 0.01 else 200,
+                "duration_ms": round(rng.lognormvariate(3.0, 0.7), 3),
+                "host": f"h-{s % 50}",
+            }
+        )
+    return out
+
+
+async def produce(bootstrap: str, topic: str, events: list[dict], batch: int) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, enable_idempotence=False
+    )
+    await producer.start()
+    messages = 0
+    try:
+        futures = []
+        for i in range(0, len(events), batch):
+            chunk = events[i : i + batch]
+            value = orjson.dumps(chunk if batch > 1 else chunk[0])
+            futures.append(await producer.send(topic, value, key=chunk[0]["service"].encode()))
+            messages += 1
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return messages
+
+
+async def raw_consume_rate(bootstrap: str, topic: str, total_events: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=4 << 20,
+    )
+    await consumer.start()
+    seen, started = 0, None
+    loads = orjson.loads
+    try:
+        while seen < total_events:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for messages in batch.values():
+                if started is None and messages:
+                    started = time.perf_counter()
+                for m in messages:
+                    value = loads(m.value)
+                    seen += len(value) if type(value) is list else 1
+    finally:
+        await consumer.stop()
+    return seen / (time.perf_counter() - started)
+
+
+async def pipeline_rate(bootstrap: str, prefix: str, total: int, fused: bool) -> dict:
+    config = load_config(
+        env={},
+        overrides={
+            "kafka.bootstrap": bootstrap,
+            "kafka.prefix": prefix,
+            "windows.fused": fused,
+            "runtime.max_batch_records": 5000,
+            "ingest.future_tolerance_s": 10**9,
+        },
+    )
+    stages = ["ingest"] if fused else ["ingest", "windows"]
+    stop = asyncio.Event()
+    pipeline = Pipeline(config, stages)
+    task = asyncio.create_task(pipeline.run(stop))
+    started = None
+    try:
+        while True:
+            await asyncio.sleep(0.01)
+            if not pipeline.runners:
+                continue
+            first = pipeline.runners[0]
+            if started is None and first.stats.records_in:
+                started = time.perf_counter()
+            last = pipeline.runners[-1].stage
+            core = getattr(last, "core", None)
+            if core is not None and core.stats["events"] + core.stats["late"] >= total:
+                break
+        elapsed = time.perf_counter() - started
+        rollups = core.stats["rollups"]
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 60)
+    return {"events_per_s": total / elapsed, "seconds": elapsed, "rollups": rollups}
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    configure_logging("WARNING")
+    events = make_events(args.events, args.series, args.fleet_rate)
+    results: dict = {
+        "events": args.events,
+        "series": args.series,
+        "batch": args.batch,
+        "fleet_rate": args.fleet_rate,
+    }
+    with LocalBroker() as broker:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        prefixes = {}
+        for mode in ("fused", "split"):
+            prefixes[mode] = f"bench{uuid.uuid4().hex[:6]}."
+            await create_topics(admin, prefix=prefixes[mode], partitions=args.partitions)
+        await admin.close()
+        for prefix in prefixes.values():
+            results["messages"] = await produce(
+                broker.bootstrap, prefix + "events.raw", events, args.batch
+            )
+        raw_topic = prefixes["fused"] + "events.raw"
+        results["raw_consume_decode_events_per_s"] = await raw_consume_rate(
+            broker.bootstrap, raw_topic, args.events
+        )
+        for mode, prefix in prefixes.items():
+            results[mode] = await pipeline_rate(
+                broker.bootstrap, prefix, args.events, mode == "fused"
+            )
+            results[mode]["ratio_to_raw"] = (
+                results[mode]["events_per_s"] / results["raw_consume_decode_events_per_s"]
+            )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--series", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--fleet-rate",
+        type=int,
+        default=50_000,
+        help="event-time rate of the simulated fleet (events/s): sets how full windows are",
+    )
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    raw = results["raw_consume_decode_events_per_s"]
+    print(
+        f"events={results['events']} series={results['series']} "
+        f"per-message={results['batch']} fleet-rate={results['fleet_rate']}/s"
+    )
+    print(f"raw aiokafka consume+decode : {raw:>10,.0f} events/s (ceiling)")
+    for mode in ("fused", "split"):
+        r = results[mode]
+        print(
+            f"pipeline {mode:5} ingest+windows: {r['events_per_s']:>10,.0f} events/s"
+            f"  ratio {r['ratio_to_raw']:.2f}  rollups {r['rollups']}"
+        )
+    if args.json:
+        with open(args.json, "wb") as f:
+            f.write(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+
+
+if __name__ == "__main__":
+    main()
