@@ -130,3 +130,61 @@ def malformed_payloads(start_ms: int) -> list[tuple[bytes, str]]:
             "duration_ms",
         ),
     ]
+
+
+ENDPOINTS = {
+    "checkout": ("/api/pay", "/api/cart"),
+    "payments": ("/charge",),
+    "search": ("/search", "/suggest"),
+    "accounts": ("/login",),
+}
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    """An incident on one series: latency times `factor` and a 5xx share, over a time span."""
+
+    service: str
+    endpoint: str
+    start_ms: int
+    end_ms: int
+    factor: float = 8.0
+    error_rate: float = 0.0
+
+
+def latency_traffic(
+    start_ms: int,
+    seconds: int,
+    per_second: int,
+    seed: int,
+    incidents: tuple[Slowdown, ...] = (),
+) -> list[dict]:
+    """Latency events from every service endpoint, log-normal durations, time ordered."""
+    rng = random.Random(seed)
+    series = [(s, e) for s, endpoints in ENDPOINTS.items() for e in endpoints]
+    events = []
+    for n in range(seconds * per_second):
+        ts = start_ms + n * 1000 // per_second
+        service, endpoint = series[rng.randrange(len(series))]
+        duration = rng.lognormvariate(3.2, 0.5)
+        status = 500 if rng.random() < 0.0002 else 404 if rng.random() < 0.01 else 200
+        for incident in incidents:
+            hit = incident.service == service and incident.endpoint == endpoint
+            if hit and incident.start_ms <= ts < incident.end_ms:
+                duration *= incident.factor
+                if rng.random() < incident.error_rate:
+                    status = 503
+        events.append(
+            {
+                "schema": "latency/1",
+                "event_id": f"l-{seed}-{n}",
+                "ts": ts,
+                "service": service,
+                "endpoint": endpoint,
+                "method": "GET",
+                "status": status,
+                "duration_ms": round(duration, 3),
+                "host": f"{service}-{rng.randrange(4)}",
+            }
+        )
+    return events

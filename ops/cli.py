@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run pipeline stages until SIGTERM/SIGINT")
     _kafka_options(p)
-    p.add_argument("--stages", default="all", help="all, or a comma list: ingest,fingerprint")
+    p.add_argument(
+        "--stages", default="all", help="all, or a comma list: ingest,fingerprint,windows"
+    )
 
     p = sub.add_parser("grouping", help="explain error grouping")
     grouping_sub = p.add_subparsers(dest="grouping_command", required=True, metavar="ACTION")
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_options(p)
     p.add_argument("--status", help="new, active, resolved or regressed")
     p.add_argument("--service", help="only issues seen in this service")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("sla", help="SLA status, error budget and burn rates per service")
+    _kafka_options(p)
+    p.add_argument("--service", help="only this service")
+    p.add_argument("--period", default="1h", help="evaluation period, e.g. 15m, 1h, 24h")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = sub.add_parser("dlq", help="list dead letters with their reasons")

@@ -15,6 +15,7 @@ import orjson
 
 from ops.cli import config_from_args, run_async
 from ops.views import format_dead_letters, format_issues, latest_issues
+from pipeline.config import ConfigError
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -157,6 +158,40 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration_ms(text: str, option: str) -> int:
+    """`90s`, `15m`, `1h`, `7d` (or plain seconds) in ms; ConfigError names the option."""
+    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{option}: expected a duration like 90s, 15m, 1h or 7d, got {text!r}")
+    return round(value * units[unit])
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    from ops.sla_view import format_budgets, sla_statuses
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import ROLLUPS
+    from stages.sla import format_text
+
+    config = config_from_args(args)
+    period_ms = parse_duration_ms(args.period, "--period")
+    records = asyncio.run(read_topic(config.kafka, config.kafka.prefix + ROLLUPS))
+    statuses = sla_statuses((r.value for r in records), config.sla, args.service, period_ms)
+    if args.format == "json":
+        out = [report.to_dict() | extra for report, extra in statuses]
+        print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    elif not statuses:
+        print("no rollups yet" + (f" for service {args.service}" if args.service else ""))
+    else:
+        print(format_text([report for report, _ in statuses]) + format_budgets(statuses))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
@@ -171,5 +206,6 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "resolve": cmd_resolve,
     "exceptions": cmd_exceptions,
     "dlq": cmd_dlq,
+    "sla": cmd_sla,
     "demo": cmd_demo,
 }

@@ -14,13 +14,22 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from loadtest.fleet import BUGS, error_burst, error_event, malformed_payloads
-from ops.views import format_dead_letters, format_issues, latest_issues
+from loadtest.fleet import (
+    BUGS,
+    Slowdown,
+    error_burst,
+    error_event,
+    latency_traffic,
+    malformed_payloads,
+)
+from ops.sla_view import format_budgets, latest_rollups, sla_statuses
+from ops.views import format_dead_letters, format_issues, format_rollups, latest_issues
 from pipeline.app import STAGE_FACTORIES, Pipeline
 from pipeline.broker import LocalBroker
 from pipeline.config import load_config
 from pipeline.topic_reader import read_topic, send_json
-from pipeline.topics import COMMANDS, EVENTS_DLQ, EVENTS_RAW, ISSUES, create_topics
+from pipeline.topics import COMMANDS, EVENTS_DLQ, EVENTS_RAW, ISSUES, ROLLUPS, create_topics
+from stages.sla import format_text
 
 
 def _banner(text: str) -> None:
@@ -47,6 +56,36 @@ async def _wait_for_issues(config, predicate, timeout_s: float = 90.0) -> list[d
             return issues
         await asyncio.sleep(1.0)
     return issues
+
+
+async def _latency_incident(config, producer: AIOKafkaProducer, raw_topic: str) -> None:
+    """Four minutes of fleet latency with a slowdown on checkout /api/pay in minute three."""
+    now_ms = int(time.time() * 1000)
+    base = (now_ms - 240_000) // 60_000 * 60_000
+    incident = Slowdown("checkout", "/api/pay", base + 120_000, base + 180_000, 12.0, 0.08)
+    traffic = latency_traffic(base, 240, 100, seed=3, incidents=(incident,))
+    _banner(
+        f"fleet sends {len(traffic)} latency events; incident: checkout /api/pay is 12x slower "
+        f"with 8% 5xx from {_hhmm(incident.start_ms)} to {_hhmm(incident.end_ms)}"
+    )
+    await _send_events(producer, raw_topic, traffic)
+    topic = config.kafka.prefix + ROLLUPS
+    deadline = time.monotonic() + 60
+    rollups: list[dict] = []
+    while time.monotonic() < deadline:
+        rollups = latest_rollups(r.value for r in await read_topic(config.kafka, topic))
+        if any(r["id"] == f"checkout|/api/pay|1m|{incident.start_ms}" for r in rollups):
+            break
+        await asyncio.sleep(1.0)
+    _banner(f"latency rollups ({len(rollups)} records on {topic}); 1 min resolution, checkout")
+    print(format_rollups([r for r in rollups if r["service"] == "checkout"], "1m"))
+    _banner("SLA status over the last 5 minutes of event time")
+    statuses = sla_statuses(rollups, config.sla, period_ms=300_000)
+    print(format_text([report for report, _ in statuses]) + format_budgets(statuses))
+
+
+def _hhmm(ms: int) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
 
 
 async def run_demo(events: int = 400) -> int:
@@ -100,6 +139,8 @@ async def run_demo(events: int = 400) -> int:
             ]
             _banner(f"dead letters ({len(letters)})")
             print(format_dead_letters(letters))
+
+            await _latency_incident(config, producer, raw_topic)
 
             if issues:
                 top = issues[0]

@@ -77,3 +77,28 @@ def format_dead_letters(letters: list[dict[str, Any]]) -> str:
             f"{_clip(letter.get('reason'), 80)}"
         )
     return "\n".join(lines)
+
+
+def format_rollups(rollups: Iterable[dict[str, Any]], resolution: str = "1m") -> str:
+    """A latency table: one row per series and window of `resolution`, newest windows last."""
+    rows = sorted(
+        (r for r in rollups if r.get("resolution") == resolution),
+        key=lambda r: (r["series"], r["start"]),
+    )
+    if not rows:
+        return f"(no {resolution} rollups yet)"
+    lines = [
+        f"{'series':<24} {'window':<8} {'count':>6} {'5xx':>4} {'4xx':>4} "
+        f"{'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['series'][:24]:<24} {_clock(r['start']):<8} {r['count']:>6} {r['errors']:>4} "
+            f"{r['client_errors']:>4} {r['p50_ms']:>6.1f}ms {r['p95_ms']:>6.1f}ms "
+            f"{r['p99_ms']:>6.1f}ms {r['max_ms']:>6.1f}ms"
+        )
+    return "\n".join(lines)
+
+
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.topics import DEFAULT_PREFIX
+from stages.sla import SLAConfig, SLAConfigError
 
 
 class ConfigError(ValueError):
@@ -114,6 +115,8 @@ class Config:
     ingest: IngestSection = field(default_factory=IngestSection)
     fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
     windows: WindowsSection = field(default_factory=WindowsSection)
+    # Parsed from the nested [sla] table (see stages/sla.py), not flat keys.
+    sla: SLAConfig = field(default_factory=SLAConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with every secret replaced, safe to log or print."""
@@ -198,6 +201,7 @@ def load_config(
     `overrides` uses dotted keys ("kafka.bootstrap").
     """
     config = Config()
+    sla_table: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -208,12 +212,17 @@ def load_config(
         for section, values in data.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"{section}: expected a [{section}] table")
+            if section == "sla":
+                sla_table.update(values)
+                continue
             for key, raw in values.items():
                 _apply(config, section, key, raw, "")
     env = os.environ if env is None else env
     for name, value in env.items():
         if name in ENV_SHORTCUTS:
             _apply(config, *ENV_SHORTCUTS[name], value, "env ")
+        elif name.startswith("PRODMON_SLA__"):
+            sla_table[name[len("PRODMON_SLA__") :].lower()] = _env_number(name, value)
         elif name.startswith("PRODMON_") and "__" in name:
             section, _, key = name[len("PRODMON_") :].lower().partition("__")
             _apply(config, section, key, value, "env ")
@@ -221,8 +230,19 @@ def load_config(
         if value is not None:
             section, _, key = dotted.partition(".")
             _apply(config, section, key, value, "")
+    try:
+        config.sla = SLAConfig.from_mapping(sla_table)
+    except SLAConfigError as exc:
+        raise ConfigError(str(exc)) from None
     validate(config)
     return config
+
+
+def _env_number(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"env {name}: expected a number, got {value!r}") from None
 
 
 def validate(config: Config) -> None:
