@@ -102,6 +102,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._holds_back = callable(getattr(stage, "hold_offsets", None))
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._in_flight: asyncio.Task | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._last_tick = 0.0
         self.ready = asyncio.Event()
@@ -151,6 +152,8 @@ class StageRunner(ConsumerRebalanceListener):
         consumer.subscribe([self.names.physical(t) for t in self.stage.inputs], listener=self)
 
     async def _leave(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.drain()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
@@ -177,6 +180,7 @@ class StageRunner(ConsumerRebalanceListener):
                     result.extend(self.stage.tick(now))
                 if records or result.emits or result.state:
                     await self.checkpoint(result, offsets, stop)
+        await self.drain()
 
     def _process(self, records: list[Record], now: float) -> StageResult:
         """Call the stage; if it raises, isolate the poison record(s) to the dead-letter topic.
@@ -256,6 +260,12 @@ class StageRunner(ConsumerRebalanceListener):
         A crash after 1 re-emits the same records (deterministic ids make them
         recognisable); a crash after 2 restores state that already includes the batch,
         and the offset markers make the restored stage skip the records it has counted.
+
+        Everything is encoded now (a snapshot of this batch), then steps 1-3 run in the
+        background while the next batch is processed: waiting for acks and the commit
+        no longer stalls the loop. Checkpoints stay strictly ordered (each one's
+        changelog and commit wait for the previous checkpoint), and at most one is in
+        flight; `drain` waits for it (before a rebalance and on stop).
         """
         outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
         offsets = self._commit_offsets(offsets)
@@ -265,6 +275,27 @@ class StageRunner(ConsumerRebalanceListener):
             for tp, next_offset in offsets.items():
                 state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
             changelog = changelog_messages(self.state_name, self.names, state)
+        previous = self._in_flight
+        if previous is not None:
+            await asyncio.shield(previous)  # bounded: one checkpoint in flight at a time
+        self._in_flight = asyncio.create_task(
+            self._make_durable(outputs, changelog, offsets, result, stop)
+        )
+
+    async def drain(self) -> None:
+        """Wait until the checkpoint in flight (if any) is durable and committed."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _make_durable(
+        self,
+        outputs: list[Message],
+        changelog: list[Message],
+        offsets: dict[TopicPartition, int],
+        result: StageResult,
+        stop: asyncio.Event,
+    ) -> None:
         backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
         while True:
             try:
@@ -337,6 +368,7 @@ class StageRunner(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Wait for the batch in hand to be checkpointed, then forget the partitions' state."""
         async with self._lock:
+            await self.drain()
             partitions = {tp.partition for tp in revoked}
             self.stage.revoke(partitions)
             self.stats.assigned -= partitions

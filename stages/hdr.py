@@ -389,6 +389,21 @@ class SparseHistogram:
             for index, count in items:
                 self.record(value_from_index(index), count)
 
+    def to_pairs(self) -> list[int]:
+        """Flat ``[index, count, index, count, ...]``: a cheap JSON-able form for state."""
+        return [x for pair in self.items() for x in pair]
+
+    @classmethod
+    def from_pairs(cls, layout: HdrLayout, pairs: Sequence[int]) -> SparseHistogram:
+        """The inverse of `to_pairs` (same layout)."""
+        hist = cls(layout)
+        tally: dict[int, int] = {}
+        for index, count in zip(pairs[::2], pairs[1::2], strict=True):
+            if count > 0:
+                tally[int(index)] = tally.get(int(index), 0) + int(count)
+        hist._add_tally(tally)
+        return hist
+
     def densify(self) -> None:
         """Switch to the dense representation now (e.g. for a series known to be hot)."""
         self._promote()

@@ -100,7 +100,7 @@ class Window:
         self.flush()
         return {
             "start": self.start,
-            "hist": self.hist.encode(),
+            "counts": self.hist.to_pairs(),
             "errors": self.errors,
             "client_errors": self.client_errors,
             "late": self.late,
@@ -111,7 +111,7 @@ class Window:
     @classmethod
     def from_state(cls, hdr: HdrLayout, value: dict[str, Any]) -> Window:
         window = cls(hdr, int(value["start"]))
-        window.hist = SparseHistogram.decode(value["hist"], hdr)
+        window.hist = SparseHistogram.from_pairs(hdr, value["counts"])
         window.errors = int(value["errors"])
         window.client_errors = int(value["client_errors"])
         window.late = int(value["late"])

@@ -528,3 +528,16 @@ def test_property_merge_and_round_trip(
     assert encoded == whole.encode()
     assert SparseHistogram.decode(encoded) == whole
     assert ref_counts(HdrHistogram.decode(encoded)) == whole.items()
+
+
+def test_pairs_round_trip_in_both_states():
+    lay = layout()
+    sparse = SparseHistogram(lay)
+    sparse.record_many([1, 5, 5, 900, 123_456])
+    dense = sparse.copy()
+    dense.densify()
+    for hist in (sparse, dense):
+        pairs = hist.to_pairs()
+        assert len(pairs) == 8
+        again = SparseHistogram.from_pairs(lay, pairs)
+        assert again == hist and again.total == 5

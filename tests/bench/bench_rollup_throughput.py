@@ -110,14 +110,16 @@ async def raw_consume_rate(bootstrap: str, topic: str, total_events: int) -> flo
     return seen / (time.perf_counter() - started)
 
 
-async def pipeline_rate(bootstrap: str, prefix: str, total: int, fused: bool) -> dict:
+async def pipeline_rate(
+    bootstrap: str, prefix: str, total: int, fused: bool, batch_records: int = 5000
+) -> dict:
     config = load_config(
         env={},
         overrides={
             "kafka.bootstrap": bootstrap,
             "kafka.prefix": prefix,
             "windows.fused": fused,
-            "runtime.max_batch_records": 5000,
+            "runtime.max_batch_records": batch_records,
             "ingest.future_tolerance_s": 10**9,
         },
     )
@@ -194,6 +196,7 @@ def main() -> None:
         help="event-time rate of the simulated fleet (events/s): sets how full windows are",
     )
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch-records", type=int, default=5000, help="runtime.max_batch_records")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
