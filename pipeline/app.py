@@ -67,10 +67,30 @@ def _fingerprint(config: Config) -> Stage:
     return FingerprintStage(FingerprintConfig(count_interval_s=config.fingerprint.count_interval_s))
 
 
+def _baseline(config: Config) -> Stage:
+    from pipeline.config import detector_config
+    from stages.baseline import BaselineConfig, BaselineStage
+
+    b = config.baseline
+    return BaselineStage(
+        BaselineConfig(
+            resolution=b.resolution,
+            metrics=b.metrics,
+            learn_issue_rates=b.learn_issue_rates,
+            anomaly_severity=b.anomaly_severity,
+            detector=detector_config(b),
+            resolve_after_s=b.resolve_after_s,
+        ),
+        rules=config.rules,
+        sla=config.sla,
+    )
+
+
 STAGE_FACTORIES: dict[str, Callable[[Config], Stage]] = {
     "ingest": _ingest,
     "fingerprint": _fingerprint,
     "windows": _windows,
+    "baseline": _baseline,
 }
 
 

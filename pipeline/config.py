@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.topics import DEFAULT_PREFIX
+from stages.rules import DEFAULT_RULES, Rule, RulesConfigError, parse_rules
 from stages.sla import SLAConfig, SLAConfigError
 
 
@@ -109,6 +110,25 @@ class WindowsSection:
 
 
 @dataclass
+class BaselineSection:
+    """The baseline stage and its detector (see stages/baseline.py, stages/detector.py)."""
+
+    resolution: str = "1m"
+    metrics: tuple[str, ...] = ("p50_ms", "p99_ms", "error_rate_pct", "throughput_rps")
+    learn_issue_rates: bool = True
+    anomaly_severity: str = "medium"
+    resolve_after_s: float = 300.0
+    warmup: int = 30
+    threshold_z: float = 4.0
+    min_occurrences: int = 2
+    evaluation_window: int = 5
+    cooldown: int = 40
+    # Keep the built-in rules (seeds' thresholds) beside [[rules]]; a rule of the same
+    # name replaces a built-in one.
+    default_rules: bool = True
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -117,11 +137,17 @@ class Config:
     windows: WindowsSection = field(default_factory=WindowsSection)
     # Parsed from the nested [sla] table (see stages/sla.py), not flat keys.
     sla: SLAConfig = field(default_factory=SLAConfig)
+    baseline: BaselineSection = field(default_factory=BaselineSection)
+    # Parsed from [[rules]] tables (see stages/rules.py); includes the defaults.
+    rules: tuple[Rule, ...] = DEFAULT_RULES
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with every secret replaced, safe to log or print."""
         data = asdict(self)
+        data["rules"] = [rule.name for rule in self.rules]
         for section in data.values():
+            if not isinstance(section, dict):
+                continue
             for key in SECRET_KEYS & section.keys():
                 if section[key]:
                     section[key] = "***"
@@ -150,6 +176,11 @@ def _coerce(key: str, raw: Any, current: Any, annotation: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
+        if wanted == "tuple[str, ...]":
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(i.strip() for i in items)
         if wanted == "tuple[float, ...]":
             items = raw.split(",") if isinstance(raw, str) else raw
             if not isinstance(items, list | tuple) or any(isinstance(i, bool) for i in items):
@@ -160,7 +191,8 @@ def _coerce(key: str, raw: Any, current: Any, annotation: str) -> Any:
                 raise ValueError
             return str(raw)
     except (TypeError, ValueError):
-        shown = "a list of numbers" if wanted.startswith("tuple") else wanted
+        shown = {"tuple[float, ...]": "a list of numbers", "tuple[str, ...]": "a list of strings"}
+        shown = shown.get(wanted, wanted)
         raise ConfigError(f"{key}: expected {shown}, got {raw!r}") from None
     return raw
 
@@ -202,6 +234,7 @@ def load_config(
     """
     config = Config()
     sla_table: dict[str, Any] = {}
+    rule_tables: list[Any] = []
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -210,6 +243,11 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: invalid TOML ({exc})") from None
         for section, values in data.items():
+            if section == "rules":
+                if not isinstance(values, list):
+                    raise ConfigError("rules: expected [[rules]] tables (an array of tables)")
+                rule_tables = values
+                continue
             if not isinstance(values, dict):
                 raise ConfigError(f"{section}: expected a [{section}] table")
             if section == "sla":
@@ -232,7 +270,8 @@ def load_config(
             _apply(config, section, key, value, "")
     try:
         config.sla = SLAConfig.from_mapping(sla_table)
-    except SLAConfigError as exc:
+        config.rules = parse_rules(rule_tables, keep_defaults=config.baseline.default_rules)
+    except (SLAConfigError, RulesConfigError) as exc:
         raise ConfigError(str(exc)) from None
     validate(config)
     return config
@@ -291,6 +330,7 @@ def validate(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"{key}: must be greater than 0, got {value}")
     _validate_windows(config.windows)
+    _validate_baseline(config)
     if config.ingest.future_tolerance_s < 0:
         raise ConfigError("ingest.future_tolerance_s: must be >= 0")
 
@@ -316,3 +356,48 @@ def _validate_windows(w: WindowsSection) -> None:
         raise ConfigError(f"windows.hdr_digits: must be 1 to 5, got {w.hdr_digits}")
     if w.hdr_highest_us < 2:
         raise ConfigError("windows.hdr_highest_us: must be at least 2")
+
+
+def _validate_baseline(config: Config) -> None:
+    from stages.rules import ROLLUP_METRICS, SEVERITIES
+
+    b = config.baseline
+    resolutions = {"10s"} | {_resolution(s) for s in config.windows.rollup_resolutions_s}
+    resolutions.add(_resolution(config.windows.window_s))
+    if b.resolution not in resolutions:
+        raise ConfigError(
+            f"baseline.resolution: {b.resolution!r} is not a rollup resolution "
+            f"(allowed: {', '.join(sorted(resolutions))})"
+        )
+    for metric in b.metrics:
+        if metric not in ROLLUP_METRICS:
+            raise ConfigError(
+                f"baseline.metrics: {metric!r} is not one of {', '.join(ROLLUP_METRICS)}"
+            )
+    if b.anomaly_severity not in SEVERITIES:
+        raise ConfigError(
+            f"baseline.anomaly_severity: {b.anomaly_severity!r} is not one of {SEVERITIES}"
+        )
+    try:
+        detector_config(b)
+    except ValueError as exc:
+        raise ConfigError(f"baseline: {exc}") from None
+
+
+def _resolution(seconds: float) -> str:
+    from schemas.rollups import resolution_name
+
+    return resolution_name(round(seconds * 1000))
+
+
+def detector_config(b: BaselineSection) -> Any:
+    """The DetectorConfig the [baseline] section asks for."""
+    from stages.detector import DetectorConfig
+
+    return DetectorConfig(
+        warmup=b.warmup,
+        threshold_z=b.threshold_z,
+        min_occurrences=b.min_occurrences,
+        evaluation_window=b.evaluation_window,
+        cooldown=b.cooldown,
+    )

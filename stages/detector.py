@@ -1,65 +1,65 @@
 """Streaming anomaly detector for one metric series. Pure: no clocks, no I/O, stdlib only.
 
-One `Detector` per series; feed it points in time order with `update(ts, value)` and
-read an `Update` back. Its whole state is a bounded JSON-able dict (`to_state`), so it
-can live in a compacted Kafka changelog keyed by series and be restored exactly
-(`from_state`).
+One `Detector` per series: feed it points in time order with `update(ts, value)` and read
+an `Update` back. Its whole state is a bounded JSON-able dict (`to_state`, about 7 KB with
+both seasonal profiles), so it can live in a compacted Kafka changelog keyed by series and
+be restored exactly (`from_state`). Cost: about 5 us per update on one core.
 
 Method
 ------
-Every finite point x at time t (epoch seconds) goes through these steps. "Before the
-update" means the baseline used to judge a point never contains the point itself.
+A point is always judged against what was learned *before* it, then learned from.
 
-1. Seasonal adjustment. For each configured season (default hour-of-day, 86 400 s, and
-   hour-of-week, 604 800 s) the detector learns in the background an additive profile:
-   one offset per `season_bucket` (1 h) bucket, relative to a slowly moving level
-   (Holt-Winters style, Huber-clipped updates, so an incident or a level shift barely
-   bends it). A profile is used only once it has `season_min_cycles` (2) cycles of
-   history in every bucket and it explains enough variance: strength
-   var(offsets) / (var(offsets) + var(residual within buckets)) >= `season_strength`
-   (with hysteresis). Then d = x - offset(t), interpolated linearly between bucket
-   centres; otherwise d = x (the global baseline).
-2. Fast robust baseline: median and IQR/1.349 of the last `window` values of d (a
-   bounded, sorted reservoir). A few outliers cannot move it; a genuine level shift
-   becomes the new normal once it fills about half the reservoir.
-3. Slow baseline: EWMA mean and variance of d with rate `alpha`, Huber-clipped at
-   `huber_c` sigmas, updated only by points that are not anomalous.
-4. Spread used for z-scores: max(fast IQR sigma, tail sigma, floor). The tail sigma is
-   the online `tail_quantile` (99 %) of |residual| of normal points divided by the
-   Gaussian value 2.576, tracked multiplicatively (up fast, down slowly): on Gaussian
-   noise it equals sigma; on heavy-tailed or low-count data it widens the threshold so
-   ordinary tail events do not alarm. The floor max(abs_floor, rel_floor * |level|)
-   makes a constant series (spread 0) safe: no division by zero, any change stands out.
-5. Three channels, each turned into a signed z on the point scale
-   (`threshold_z` means "anomalous" for all of them):
-   - point: z = (d - fast median) / spread (spikes, dips, the start of a level shift);
-   - drift: (fast median - slow mean) / max(slow sigma, spread), anomalous at `drift_z`
-     (slow drifts that the fast baseline follows);
-   - variance: ratio of a short EWMA (`fast_alpha`) to a long EWMA of the clipped
-     |residual|; anomalous when it rises by `variance_ratio` or collapses below
-     `flatline_ratio` (a stuck metric). Mapped with a log scale.
-   The channel with the largest |z| is reported; `kind` is its best guess: spike/dip
-   (a point excursion), level_shift (>= `shift_run` consecutive same-sign excursions),
-   variance_change (variance channel, or excursions of both signs within the
-   evaluation window), drift.
+1. Seasonal adjustment. For each season in `seasonality` (default hour-of-day, 86 400 s,
+   and hour-of-week, 604 800 s) an additive profile is learned in the background: one
+   offset per `season_bucket` (1 h) relative to a slowly moving level (Holt-Winters
+   style, Huber-clipped updates, so incidents and level shifts barely bend it). A profile
+   is used only once every bucket has data and `season_min_cycles` (2) cycles have been
+   seen, and only while it explains at least `season_strength` of the variance
+   (1 - sigma_within^2 / sigma_total^2, with hysteresis). Then d = x - offset(t), the
+   offset interpolated between bucket centres; before that d = x (global baseline).
+2. Fast robust baseline: median of the last `window` values of d (a sorted reservoir).
+   Outliers barely move it; a genuine level shift takes it over once it fills about half
+   the reservoir, so the detector re-learns instead of alarming forever.
+3. Spread (the z-score unit) = max(IQR/1.349 of the reservoir, sigma implied by the mean
+   |step| between points, tail sigma, floor). The tail sigma is the online 99 % quantile
+   of |residual| / 2.576, tracked multiplicatively and fed by every point, but only the
+   first point of a run of exceedances counts: frequent isolated "outliers" (heavy tails,
+   sparse counts) widen it, a sustained incident does not. On Gaussian noise all of these
+   equal sigma. The floor max(abs_floor, rel_floor * |level|) keeps a constant series
+   safe: no division by zero, and any change stands out.
+4. Slow baseline: EWMA mean and sigma of d (rate `alpha`, Huber-clipped), learned only
+   from normal points; sigma stops learning while the fast median is more than two
+   sigmas away, so a creeping drift cannot widen its own yardstick.
+5. Channels, each mapped to a signed z on the point scale (|z| >= `threshold_z` means
+   anomalous for every channel); the largest |z| is reported:
+   - point: (d - fast median) / spread, for spikes, dips and the onset of shifts;
+   - shift: mean of the last `shift_window` clipped point residuals over its own 99 %
+     quantile (learned online, so autocorrelation and discreteness are priced in),
+     anomalous at `shift_z` times the Gaussian-equivalent; catches 2.5-4 sigma shifts;
+   - drift: (fast median - slow mean) / slow sigma, anomalous at `drift_z`; catches slow
+     drifts that the fast baseline follows;
+   - variance: short EWMA (`fast_alpha`) of |step| over its own 99 % quantile, anomalous
+     at `variance_ratio` (log-scaled); and a run of exact repeats (a stuck metric) longer
+     than `flatline_run` and unlikely (p < 1e-6) given how often the series repeats.
+   `kind`: spike/dip (point), level_shift (shift channel, or >= `shift_run` consecutive
+   same-sign excursions), variance_change (variance channel, or excursions of both signs
+   within the evaluation window), drift.
 6. Findings follow the seed's AlertRule: a finding fires on an anomalous point when at
    least `min_occurrences` anomalous points fall within the last `evaluation_window`
-   points, no earlier finding is within `cooldown` points, and warm-up is over.
-7. Re-learning: during the cooldown after a finding the slow references adopt the
-   current state (slow mean := fast median, long variance := short variance), so a
-   persistent change raises one finding and then becomes the new normal instead of
-   alarming forever. A still-running drift raises a fresh finding once it has moved
-   far enough again.
+   points, no finding fired within the previous `cooldown` points, and warm-up is over.
+7. Re-learning: during the cooldown after a finding the slow references adopt the current
+   state (slow mean := fast median, long dispersion := short dispersion), so a persistent
+   change raises one finding and then becomes the new normal. A drift that keeps going
+   raises a fresh finding once it has moved far enough again.
 
-Score: 0 during warm-up, else 0 for |z| <= threshold_z / 2 and
-``1 - 2 ** (-(|z| - threshold_z / 2) / (threshold_z / 2))`` above: monotone in |z|,
-0.5 exactly at the threshold, 0.75 at 1.5x, -> 1 for huge |z|.
+Score: 0 during warm-up, else ``score_for(z)``: 0 for |z| <= threshold_z / 2, then
+``1 - 2 ** (-(|z| - threshold_z / 2) / (threshold_z / 2))``: monotone in |z|, exactly 0.5
+at the threshold, 0.75 at 1.5x, approaching 1.
 
-Quirks: NaN/inf (or non-numeric) values and timestamps are skipped without touching the
-state; magnitudes beyond 1e150 are clamped so nothing overflows; irregular sampling is
-fine (windows and rates count points, seasons use timestamps; the typical interval is
-tracked to scale the seasonal learning rate); out-of-order points are processed as if
-they arrived at the latest timestamp seen.
+Quirks: NaN/inf or non-numeric values and timestamps are skipped without touching the
+state; magnitudes beyond 1e150 are clamped so nothing can overflow; irregular sampling is
+fine (windows count points, seasons use timestamps, the typical interval scales the
+seasonal learning rate); a late point is treated as arriving at the latest time seen.
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ _MEAN_ABS = 0.7978845608028654  # E|N(0, 1)|
 _MAX_ABS = 1e150  # inputs are clamped here so squares never overflow
 _LEVEL_SHIFT = "level_shift"
 _SEASON_RATE = 0.01  # EWMA rate of the seasonal residual sigmas
+_DRIFT_FREEZE = 2.0  # slow sigma stops learning while |fast - slow| exceeds this many sigmas
+_SIGMA_CLIP = 2.0  # Huber clipping (sigmas) of the slow sigma updates
+_VAR_Q0 = 1.4  # 99 % quantile / mean of the short |step| EWMA for Gaussian noise (prior)
+_SHIFT_CLIP = 3.0  # residuals (in spreads) are clipped here before the short-window mean
+_FLATLINE_LOG_P = math.log(1e-6)  # a repeat run this unlikely (given the repeat share) is stuck
 _STEP_SIGMA = 1.0 / (_MEAN_ABS * math.sqrt(2.0))  # mean |step| of iid noise -> sigma
 
 
@@ -101,16 +106,25 @@ class DetectorConfig:
     tail_quantile: float = 0.99  # quantile of |residual| tracked for tail calibration
     tail_rate: float = 0.05  # log-step of the tail tracker
     drift_z: float = 5.0  # fast-vs-slow baseline gap (in slow sigmas) that is anomalous
-    variance_ratio: float = 2.5  # short/long dispersion ratio that is anomalous
-    flatline_ratio: float = 0.1  # ... and the collapse ratio (stuck metric)
+    variance_ratio: float = 1.5  # short |step| EWMA over its own 99 % quantile: anomalous
+    flatline_run: int = 6  # exact repeats that make a stuck metric (more if repeats are usual)
     fast_alpha: float = 0.1  # EWMA rate of the short-term dispersion
     huber_c: float = 3.0  # clipping (sigmas) of every learning update
     rel_floor: float = 1e-6  # spread floor relative to |level|
     abs_floor: float = 1e-9  # absolute spread floor
     shift_run: int = 3  # consecutive same-sign excursions that make a level shift
+    shift_window: int = 5  # points averaged by the short-window shift channel
+    shift_z: float = 5.0  # that mean, in Gaussian-equivalent sigmas, that is anomalous
 
     def __post_init__(self) -> None:
-        positive_ints = ("window", "min_occurrences", "evaluation_window", "shift_run")
+        positive_ints = (
+            "window",
+            "min_occurrences",
+            "evaluation_window",
+            "shift_run",
+            "flatline_run",
+            "shift_window",
+        )
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -121,11 +135,12 @@ class DetectorConfig:
         for name in ("alpha", "fast_alpha", "tail_quantile"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1)")
-        for name in ("threshold_z", "drift_z", "huber_c", "tail_rate", "season_bucket"):
+        positive = ("threshold_z", "drift_z", "shift_z", "huber_c", "tail_rate", "season_bucket")
+        for name in positive:
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0")
-        if not self.variance_ratio > 1.0 or not 0.0 < self.flatline_ratio < 1.0:
-            raise ValueError("variance_ratio must be > 1 and flatline_ratio in (0, 1)")
+        if not self.variance_ratio > 1.0:
+            raise ValueError("variance_ratio must be > 1")
         if self.rel_floor < 0 or self.abs_floor <= 0:
             raise ValueError("rel_floor must be >= 0 and abs_floor > 0")
         for period in self.seasonality:
@@ -307,21 +322,31 @@ class Detector:
         "_cfg",
         "_down",
         "_dt",
+        "_exceeding",
         "_first_t",
+        "_flat",
         "_last_finding",
         "_last_t",
         "_mu",
         "_n",
         "_n_slow",
+        "_p_same",
         "_prev_d",
+        "_prev_x",
         "_recent",
         "_refresh_at",
+        "_ring",
         "_run",
         "_seasons",
+        "_shift_q",
+        "_shift_rms",
         "_sigma",
+        "_slow_down",
+        "_slow_up",
         "_sorted",
         "_tail",
         "_up",
+        "_var_q",
         "_vlong",
         "_vshort",
         "_win_d",
@@ -333,20 +358,30 @@ class Detector:
         self._cfg = cfg
         self._up = math.exp(cfg.tail_rate * cfg.tail_quantile)
         self._down = math.exp(-cfg.tail_rate * (1.0 - cfg.tail_quantile))
+        self._slow_up = math.exp(0.2 * cfg.tail_rate * cfg.tail_quantile)
+        self._slow_down = math.exp(-0.2 * cfg.tail_rate * (1.0 - cfg.tail_quantile))
         self._n = 0  # valid points seen
         self._first_t: float | None = None
         self._last_t: float | None = None
         self._dt = 0.0  # typical sampling interval (EWMA of clipped gaps)
-        self._win_d: deque[float] = deque()  # reservoir, arrival order
+        self._win_d: deque[float] = deque()  # robust reservoir, arrival order
         self._win_t: deque[float] = deque()
         self._sorted: list[float] = []  # the same values, sorted
         self._mu = 0.0  # slow EWMA mean
         self._sigma = 0.0  # slow EWMA sigma
-        self._n_slow = 0
+        self._n_slow = 0  # points the slow statistics learned from
         self._tail = 0.0  # tracked tail quantile of |residual|
-        self._vshort = 0.0
-        self._vlong = 0.0
+        self._exceeding = False  # the previous learned point was beyond the tail
+        self._vshort = 0.0  # short EWMA of |step| (clipped)
+        self._vlong = 0.0  # long EWMA of |step| (clipped)
+        self._var_q = 0.0  # tracked 99 % quantile of the short EWMA
         self._prev_d: float | None = None  # previous deseasonalised value
+        self._prev_x: float | None = None  # previous raw value
+        self._flat = 0  # consecutive exact repeats of the raw value
+        self._p_same = 0.0  # long-run share of exact repeats
+        self._ring: deque[float] = deque()  # last clipped residuals, in spread units
+        self._shift_q = 0.0  # slowly tracked 99 % quantile of |their mean|
+        self._shift_rms = 0.0  # Huber RMS of their mean
         self._recent: deque[tuple[int, int]] = deque()  # (index, sign) of recent anomalies
         self._run = 0  # signed run length of consecutive point excursions
         self._last_finding = -1
@@ -371,7 +406,7 @@ class Detector:
     # -- the hot path -------------------------------------------------------------------
 
     def update(self, ts: float, value: float) -> Update:
-        """Judge one point, then learn from it."""
+        """Judge one point against the baseline learned so far, then learn from it."""
         try:
             x = float(value)
             t = float(ts)
@@ -379,201 +414,297 @@ class Detector:
             return self._skipped()
         if not (math.isfinite(x) and math.isfinite(t)):
             return self._skipped()
-        if x > _MAX_ABS:
-            x = _MAX_ABS
-        elif x < -_MAX_ABS:
-            x = -_MAX_ABS
+        x = _MAX_ABS if x > _MAX_ABS else (-_MAX_ABS if x < -_MAX_ABS else x)
         cfg = self._cfg
-        n = self._n + 1
-        self._n = n
-        last_t = self._last_t
-        if last_t is None:
-            self._first_t = self._last_t = t
-        elif t > last_t:
-            gap = t - last_t
-            dt = self._dt
-            self._dt = gap if dt <= 0.0 else dt + 0.05 * ((gap if gap < 10 * dt else 10 * dt) - dt)
-            self._last_t = t
-        else:
-            t = last_t
-
+        n = self._n = self._n + 1
+        t = self._advance_clock(t)
         active = self._active
         off = active.offset(t) if active is not None else 0.0
         d = x - off
 
-        # Baseline before the update.
-        srt = self._sorted
-        m = len(srt)
-        if m:
-            centre, iqr_sigma = _median_iqr_sigma(srt, m)
-        else:
-            centre, iqr_sigma = d, 0.0
-        level = centre + off
-        floor = cfg.rel_floor * abs(level)
-        if floor < cfg.abs_floor:
-            floor = cfg.abs_floor
-        spread = self._tail / _Q_GAUSS
-        if spread < iqr_sigma:
-            spread = iqr_sigma
-        step_sigma = self._vlong * _STEP_SIGMA
-        if spread < step_sigma:
-            spread = step_sigma
-        if spread < floor:
-            spread = floor
-        r = d - centre
+        centre, body, floor = self._baseline(d, off)
+        tail_sigma = self._tail / _Q_GAUSS
+        spread = tail_sigma if tail_sigma > body else body
         thr = cfg.threshold_z
-
-        # Channels.
+        r = d - centre
         z = r / spread
-        channel = 0  # 0 point, 1 drift, 2 variance
+        channel = 0  # 0 point, 1 drift, 2 variance, 3 short-window shift
         gap = centre - self._mu
-        if self._n_slow:
-            ref = self._sigma if self._sigma > spread else spread
+        if self._n_slow > cfg.warmup:
+            ref = self._sigma if self._sigma > floor else floor
             zd = gap / ref * (thr / cfg.drift_z)
             if abs(zd) > abs(z):
                 z, channel = zd, 1
-        prev = self._prev_d
-        self._prev_d = d
-        vlong = self._vlong
-        vs = self._vshort
-        a: float | None = None
-        if prev is not None:
-            a = abs(d - prev)
-            clip = thr * vlong / _MEAN_ABS
-            if a > clip > 0.0:
-                a = clip
-            fa = cfg.fast_alpha
-            vs = a if n == 2 else vs + (fa if fa * (n - 1) > 1.0 else 1.0 / (n - 1)) * (a - vs)
-            self._vshort = vs
-        if vlong > 0.0:
-            fl = _MEAN_ABS * floor
-            ratio = (vs if vs > fl else fl) / (vlong if vlong > fl else fl)
-            if ratio > 1.0:
-                zv = thr * math.log(ratio) / math.log(cfg.variance_ratio)
-            else:
-                zv = -thr * math.log(ratio) / math.log(cfg.flatline_ratio)
-            if abs(zv) > abs(z):
-                z, channel = zv, 2
+        zs = self._shift(r, spread)
+        if abs(zs) > abs(z):
+            z, channel = zs, 3
+        zv, step, same = self._dispersion(x, d, spread, floor, n)
+        if abs(zv) > abs(z):
+            z, channel = zv, 2
 
         warm = n <= cfg.warmup
         anomalous = not warm and abs(z) >= thr
-        point_out = not warm and abs(r) >= thr * spread
+        run = self._track_run(not warm and abs(r) >= thr * spread, r)
+        finding, kind = self._alert(n, anomalous, z, channel, run)
+        self._learn(t, x, d, abs(r), step, same, gap, spread, body, floor, anomalous)
+        level = centre + off
+        if warm:
+            return Update(0.0, 0.0, False, False, None, level, spread)
+        return Update(score_for(z, thr), z, anomalous, finding, kind, level, spread)
+
+    def _advance_clock(self, t: float) -> float:
+        """Track the latest time and the typical interval; late points count as 'now'."""
+        last_t = self._last_t
+        if last_t is None:
+            self._first_t = self._last_t = t
+            return t
+        if t <= last_t:
+            return last_t
+        gap = t - last_t
+        dt = self._dt
+        self._dt = gap if dt <= 0.0 else dt + 0.05 * ((gap if gap < 10.0 * dt else 10.0 * dt) - dt)
+        self._last_t = t
+        return t
+
+    def _baseline(self, d: float, off: float) -> tuple[float, float, float]:
+        """(fast median, body sigma = max(IQR sigma, step sigma, floor), floor)."""
+        srt = self._sorted
+        m = len(srt)
+        if m:
+            centre, body = _median_iqr_sigma(srt, m)
+        else:
+            centre, body = d, 0.0
+        cfg = self._cfg
+        floor = cfg.rel_floor * abs(centre + off)
+        if floor < cfg.abs_floor:
+            floor = cfg.abs_floor
+        step_sigma = self._vlong * _STEP_SIGMA
+        if body < step_sigma:
+            body = step_sigma
+        return centre, (body if body > floor else floor), floor
+
+    def _dispersion(
+        self, x: float, d: float, spread: float, floor: float, n: int
+    ) -> tuple[float, float, bool]:
+        """Variance channel: (z, clipped |step|, raw value repeated exactly).
+
+        Up: the short EWMA of |step| against its own tracked 99 % quantile. Down: a run of
+        exact repeats that is improbable given how often the series repeats itself.
+        """
+        cfg = self._cfg
+        thr = cfg.threshold_z
+        prev = self._prev_d
+        same = x == self._prev_x
+        self._prev_d = d
+        self._prev_x = x
+        if prev is None:
+            return 0.0, -1.0, False
+        vlong = self._vlong
+        step = abs(d - prev)
+        if n > cfg.warmup:
+            clip = thr * (vlong / _MEAN_ABS if vlong > spread * _MEAN_ABS else spread)
+            if step > clip:
+                step = clip
+        fa = cfg.fast_alpha
+        vs = self._vshort
+        self._vshort = vs = vs + (fa if fa * (n - 1) > 1.0 else 1.0 / (n - 1)) * (step - vs)
+        z = 0.0
+        q = self._var_q
+        fl = _MEAN_ABS * floor
+        if vs > q > 0.0 and vs > fl:
+            z = thr * math.log(vs / (q if q > fl else fl)) / math.log(cfg.variance_ratio)
+        flat = self._flat = self._flat + 1 if same else 0
+        if flat:
+            p = self._p_same
+            need = float(cfg.flatline_run)
+            if p >= 1.0:
+                need = math.inf
+            elif p > 0.0:
+                need = max(need, _FLATLINE_LOG_P / math.log(p))
+            zf = -thr * flat / need
+            if -zf > z:
+                z = zf
+        return z, step, same
+
+    def _shift(self, r: float, spread: float) -> float:
+        """Short-window shift channel: mean of the last `shift_window` clipped residuals
+        (in spreads) over its own 99 % quantile, learned on normal points so that
+        autocorrelation (via a Huber RMS, quick to calibrate) and discreteness or heavy
+        tails (via a slow quantile tracker that an incident cannot chase) are priced in."""
+        cfg = self._cfg
+        c = _SHIFT_CLIP
+        u = r / spread
+        u = c if u > c else (-c if u < -c else u)
+        ring = self._ring
+        ring.append(u)
+        if len(ring) > cfg.shift_window:
+            ring.popleft()
+        q = self._shift_q
+        rms_q = _Q_GAUSS * self._shift_rms
+        if rms_q > q:
+            q = rms_q
+        if len(ring) < cfg.shift_window or q <= 0.0:
+            return 0.0
+        return sum(ring) / len(ring) / q * (_Q_GAUSS * cfg.threshold_z / cfg.shift_z)
+
+    def _track_run(self, out: bool, r: float) -> int:
+        """Signed length of the current run of same-sign point excursions."""
         run = self._run
-        if not point_out:
+        if not out:
             run = 0
         elif r > 0:
             run = run + 1 if run > 0 else 1
         else:
             run = run - 1 if run < 0 else -1
         self._run = run
+        return run
 
-        kind: str | None = None
-        finding = False
+    def _alert(
+        self, n: int, anomalous: bool, z: float, channel: int, run: int
+    ) -> tuple[bool, str | None]:
+        """AlertRule: min_occurrences within evaluation_window, then cooldown."""
+        cfg = self._cfg
         recent = self._recent
         while recent and recent[0][0] <= n - cfg.evaluation_window:
             recent.popleft()
-        if anomalous:
-            sign = 1 if z > 0 else -1
-            recent.append((n, sign))
-            kind = self._kind(channel, z, run)
-            last = self._last_finding
-            if len(recent) >= cfg.min_occurrences and (last < 0 or n - last > cfg.cooldown):
-                finding = True
-                self._last_finding = n
-        self._learn(t, x, d, r, a, gap, spread, floor, anomalous)
-
-        if warm:
-            return Update(0.0, 0.0, False, False, None, level, spread)
-        return Update(score_for(z, thr), z, anomalous, finding, kind, level, spread)
+        if not anomalous:
+            return False, None
+        recent.append((n, 1 if z > 0 else -1))
+        kind = self._kind(channel, z, run)
+        last = self._last_finding
+        if len(recent) >= cfg.min_occurrences and (last < 0 or n - last > cfg.cooldown):
+            self._last_finding = n
+            return True, kind
+        return False, kind
 
     def _kind(self, channel: int, z: float, run: int) -> str:
         if channel == 1:
             return "drift"
         if channel == 2:
             return "variance_change"
-        signs = {s for _, s in self._recent}
-        if len(signs) > 1:
+        if channel == 3:
+            return _LEVEL_SHIFT
+        if len({sign for _, sign in self._recent}) > 1:
             return "variance_change"
         if abs(run) >= self._cfg.shift_run:
             return _LEVEL_SHIFT
         return "spike" if z > 0 else "dip"
+
+    # -- learning -----------------------------------------------------------------------
 
     def _learn(
         self,
         t: float,
         x: float,
         d: float,
-        r: float,
-        a: float | None,
+        abs_r: float,
+        step: float,
+        same: bool,
         gap: float,
         spread: float,
+        body: float,
         floor: float,
         anomalous: bool,
     ) -> None:
         cfg = self._cfg
-        # Robust reservoir: always takes the value (median/IQR resist outliers by themselves).
+        # The reservoir always takes the value: median and IQR resist outliers by themselves,
+        # and a genuine level shift takes it over once it fills about half of it.
         srt = self._sorted
         self._win_d.append(d)
         self._win_t.append(t)
         insort(srt, d)
-        if len(self._win_d) > cfg.window:
+        if len(srt) > cfg.window:
             old = self._win_d.popleft()
             self._win_t.popleft()
             del srt[bisect_left(srt, old)]
         last = self._last_finding
-        cooling = last >= 0 and self._n - last <= cfg.cooldown
-        if cooling:  # adopt the current state as the new normal
+        if last >= 0 and self._n - last <= cfg.cooldown:
+            # Cooling down after a finding: adopt the current state as the new normal.
             m = len(srt)
             self._mu = srt[m // 2] if m % 2 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
             self._vlong = self._vshort
+            self._var_q = _VAR_Q0 * self._vshort
         elif not anomalous:
-            self._learn_slow(d, a, gap, spread, floor)
-        if not anomalous:
-            self._learn_tail(abs(r), spread, floor)
+            self._learn_slow(d, step, same, gap, spread, floor)
+        self._learn_tail(abs_r, body, floor)
+        if not anomalous and self._seasons:
             self._learn_seasons(t, x)
 
     def _learn_slow(
-        self, d: float, a: float | None, gap: float, spread: float, floor: float
+        self, d: float, step: float, same: bool, gap: float, spread: float, floor: float
     ) -> None:
-        """Huber-clipped EWMA mean / sigma of d and the long-term dispersion of its steps.
+        """Huber-clipped EWMA mean / sigma of d, the long-run |step| and repeat share.
 
-        While the fast baseline is more than one sigma away from the slow one, sigma is
+        While the fast baseline is more than two sigmas away from the slow one, sigma is
         frozen so that a creeping drift cannot widen its own yardstick.
         """
         cfg = self._cfg
-        n = self._n_slow + 1
-        self._n_slow = n
+        n = self._n_slow = self._n_slow + 1
         rate = cfg.alpha if cfg.alpha * n > 1.0 else 1.0 / n
-        if a is not None:
+        if step >= 0.0:
             vlong = self._vlong
-            self._vlong = a if vlong <= 0.0 else vlong + rate * (a - vlong)
+            self._vlong = vlong = step if vlong <= 0.0 else vlong + rate * (step - vlong)
+            self._p_same += rate * ((1.0 if same else 0.0) - self._p_same)
+            q = self._var_q
+            if q <= 0.0:
+                q = _VAR_Q0 * vlong
+            else:
+                q *= self._up if self._vshort > q else self._down
+            self._var_q = q if q > vlong else vlong
         if n == 1:
             self._mu = d
             return
         sigma = self._sigma
         e = d - self._mu
-        c = cfg.huber_c * (sigma if sigma > floor else floor)
-        self._mu += rate * (c if e > c else (-c if e < -c else e))
-        ref = sigma if sigma > spread else spread
-        if abs(gap) <= ref:
-            self._sigma = _huber_sigma(sigma, e, rate, cfg.huber_c, floor)
+        if n <= cfg.warmup:  # plain running mean / RMS until there is something to clip to
+            self._mu += rate * e
+            self._sigma = _huber_sigma(sigma, e, rate, math.inf, floor)
+        else:
+            c = cfg.huber_c * (sigma if sigma > floor else floor)
+            self._mu += rate * (c if e > c else (-c if e < -c else e))
+            if abs(gap) <= _DRIFT_FREEZE * (sigma if sigma > floor else floor):
+                self._sigma = _huber_sigma(sigma, e, rate, _SIGMA_CLIP, floor)
+        ring = self._ring
+        k = len(ring)
+        if k == cfg.shift_window:
+            mean = sum(ring) / k
+            clip = math.inf if n <= cfg.warmup else cfg.huber_c
+            self._shift_rms = _huber_sigma(self._shift_rms, mean, rate, clip, 1e-6)
+            q = self._shift_q
+            if q <= 0.0:
+                q = _Q_GAUSS / math.sqrt(k)  # the iid Gaussian value
+            else:
+                q *= self._slow_up if abs(mean) > q else self._slow_down
+            self._shift_q = q
 
-    def _learn_tail(self, a: float, spread: float, floor: float) -> None:
+    def _learn_tail(self, abs_r: float, body: float, floor: float) -> None:
+        """Multiplicative quantile tracker of |residual|, fed by every point.
+
+        Only the first point of a run of exceedances counts: isolated tail events (even
+        ones flagged anomalous) teach the tail, so frequent "outliers" become normal, while
+        a sustained excursion (an incident) does not. Never below 0.8x the body's Gaussian
+        value; when it sits at the floor (a flat series) the first deviation re-seeds it.
+        """
         tail = self._tail
         if tail <= 0.0:
             if len(self._sorted) >= 5:
-                self._tail = _Q_GAUSS * spread
+                self._tail = _Q_GAUSS * body
             return
-        tail = tail * self._up if a > tail else tail * self._down
-        self._tail = tail if tail > floor else floor
+        if abs_r <= tail:
+            self._exceeding = False
+            tail *= self._down
+        elif self._exceeding:
+            return
+        else:
+            self._exceeding = True
+            tail = 0.5 * abs_r if tail <= _Q_GAUSS * floor else tail * self._up
+        low = 0.8 * _Q_GAUSS * body
+        self._tail = tail if tail > low else low
 
     def _learn_seasons(self, t: float, x: float) -> None:
-        seasons = self._seasons
-        if not seasons:
-            return
         cfg = self._cfg
         dt = self._dt
-        for season in seasons:
+        for season in self._seasons:
             season.learn(t, x, dt, cfg)
         if t >= self._refresh_at:  # once per bucket of time: re-evaluate the profiles
             width = cfg.season_bucket
@@ -586,46 +717,38 @@ class Detector:
         best: _Season | None = None
         for season in self._seasons:
             season.refresh(span, cfg)
-            if season.active and (
-                best is None or season.within < 0.85 * best.within or not best.active
-            ):
+            if season.active and (best is None or season.within < 0.85 * best.within):
                 best = season
         if best is not self._active:
             self._switch_profile(best)
 
     def _switch_profile(self, new: _Season | None) -> None:
-        """Re-express the reservoir in the new profile's deseasonalised units."""
+        """Re-express the reservoir in the new profile's units and re-seed the tail."""
         old = self._active
-        values = []
-        for d, t in zip(self._win_d, self._win_t, strict=True):
-            x = d + (old.offset(t) if old is not None else 0.0)
-            values.append(x - (new.offset(t) if new is not None else 0.0))
+        pairs = zip(self._win_d, self._win_t, strict=True)
+        values = [d + _offset(old, t) - _offset(new, t) for d, t in pairs]
         self._win_d = deque(values)
         self._sorted = srt = sorted(values)
-        if len(srt) >= 5:  # the residual scale changed: re-seed the tail tracker
+        last_t = self._last_t
+        if self._prev_d is not None and last_t is not None:
+            self._prev_d += _offset(old, last_t) - _offset(new, last_t)
+        if len(srt) >= 5:
             centre, iqr_sigma = _median_iqr_sigma(srt, len(srt))
             floor = max(self._cfg.abs_floor, self._cfg.rel_floor * abs(centre))
             self._tail = _Q_GAUSS * max(iqr_sigma, self._vlong * _STEP_SIGMA, floor)
-        t = self._last_t
-        if self._prev_d is not None and t is not None:
-            self._prev_d += (old.offset(t) if old is not None else 0.0) - (
-                new.offset(t) if new is not None else 0.0
-            )
         self._active = new
 
     def _skipped(self) -> Update:
         """The verdict on an unusable point: nothing learned, nothing flagged."""
         srt = self._sorted
-        m = len(srt)
-        if not m:
+        if not srt:
             return Update(0.0, 0.0, False, False, None, 0.0, 0.0)
-        centre, iqr_sigma = _median_iqr_sigma(srt, m)
+        off = 0.0
         if self._active is not None and self._last_t is not None:
-            centre += self._active.offset(self._last_t)
-        cfg = self._cfg
-        floor = max(cfg.abs_floor, cfg.rel_floor * abs(centre))
-        spread = max(iqr_sigma, self._tail / _Q_GAUSS, floor)
-        return Update(0.0, 0.0, False, False, None, centre, spread)
+            off = self._active.offset(self._last_t)
+        centre, body, _ = self._baseline(0.0, off)
+        spread = max(body, self._tail / _Q_GAUSS)
+        return Update(0.0, 0.0, False, False, None, centre + off, spread)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -643,9 +766,17 @@ class Detector:
             "sigma": self._sigma,
             "n_slow": self._n_slow,
             "tail": self._tail,
+            "exceeding": self._exceeding,
             "vshort": self._vshort,
             "vlong": self._vlong,
+            "var_q": self._var_q,
             "prev_d": self._prev_d,
+            "prev_x": self._prev_x,
+            "flat": self._flat,
+            "p_same": self._p_same,
+            "ring": list(self._ring),
+            "shift_q": self._shift_q,
+            "shift_rms": self._shift_rms,
             "recent": [list(item) for item in self._recent],
             "run": self._run,
             "last_finding": self._last_finding,
@@ -658,44 +789,51 @@ class Detector:
     def from_state(cls, state: dict[str, Any], config: DetectorConfig | None = None) -> Detector:
         """Rebuild a detector from `to_state()`; it continues exactly as the original would.
 
-        Pass the same config the state was produced with. A different `window` keeps the
-        newest values; seasons not in the state start fresh.
+        Pass the config the state was produced with. With a smaller `window` the newest
+        values are kept; seasons missing from the state start fresh.
         """
-        if int(state.get("v", -1)) != STATE_VERSION:
+        if state.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported detector state version {state.get('v')!r}")
         det = cls(config)
-        cfg = det._cfg
+        keep = det._cfg.window
         det._n = int(state["n"])
         det._first_t = _opt_float(state["first_t"])
         det._last_t = _opt_float(state["last_t"])
         det._dt = float(state["dt"])
-        win_d = [float(v) for v in state["win_d"]][-cfg.window :]
-        win_t = [float(v) for v in state["win_t"]][-cfg.window :]
+        win_d = [float(v) for v in state["win_d"]][-keep:]
         det._win_d = deque(win_d)
-        det._win_t = deque(win_t)
+        det._win_t = deque(float(v) for v in state["win_t"][-keep:])
         det._sorted = sorted(win_d)
         det._mu = float(state["mu"])
         det._sigma = float(state["sigma"])
-
         det._n_slow = int(state["n_slow"])
         det._tail = float(state["tail"])
+        det._exceeding = bool(state["exceeding"])
         det._vshort = float(state["vshort"])
         det._vlong = float(state["vlong"])
+        det._var_q = float(state["var_q"])
         det._prev_d = _opt_float(state["prev_d"])
-        det._recent = deque((int(i), int(s)) for i, s in state["recent"])
+        det._prev_x = _opt_float(state["prev_x"])
+        det._flat = int(state["flat"])
+        det._p_same = float(state["p_same"])
+        det._ring = deque(float(v) for v in state["ring"])
+        det._shift_q = float(state["shift_q"])
+        det._shift_rms = float(state["shift_rms"])
+        det._recent = deque((int(i), int(sign)) for i, sign in state["recent"])
         det._run = int(state["run"])
         det._last_finding = int(state["last_finding"])
         stored = {float(s["period"]): s for s in state.get("seasons", [])}
+        width = det._cfg.season_bucket
         det._seasons = [
-            _Season.from_state(stored[s.period], cfg.season_bucket) if s.period in stored else s
+            _Season.from_state(stored[s.period], width) if s.period in stored else s
             for s in det._seasons
         ]
-        refresh_at = state.get("refresh_at")
-        det._refresh_at = -math.inf if refresh_at is None else float(refresh_at)
         active = state.get("active")
         det._active = next(
             (s for s in det._seasons if active is not None and s.period == float(active)), None
         )
+        refresh_at = state.get("refresh_at")
+        det._refresh_at = -math.inf if refresh_at is None else float(refresh_at)
         return det
 
 
@@ -712,6 +850,10 @@ def _median_iqr_sigma(srt: list[float], m: int) -> tuple[float, float]:
     j = m - 1 - i
     hi = srt[j] - f * (srt[j] - srt[j - 1])
     return median, (hi - lo) / _IQR_SIGMA
+
+
+def _offset(season: _Season | None, t: float) -> float:
+    return 0.0 if season is None else season.offset(t)
 
 
 def _opt_float(value: Any) -> float | None:

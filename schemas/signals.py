@@ -1,0 +1,34 @@
+"""The `signals` topic: anomaly and threshold findings with their evidence, keyed by series
+or fingerprint.
+
+Fields:
+    id          deterministic: source | rule | key | event time (a re-emitted signal is the same)
+    kind        "anomaly" (learned baseline) | "threshold" (a static rule)
+    state       "firing" | "resolved"
+    rule        the rule name, or "baseline:<metric>" for an anomaly
+    severity    critical | high | medium | low | warning | info
+    key         the series (`service|endpoint`, `service|*`) or the issue fingerprint
+    service, endpoint, fingerprint   what it is about (None when not applicable)
+    metric      the observed metric; value: its value; threshold/op: the rule's condition
+    baseline    for anomalies: {"centre", "spread", "z", "score", "kind"}
+    window      {"start", "end"} of the observation (epoch ms, event time)
+    ts          event time of the finding (epoch ms)
+    channels    channels the rule asks for (empty: routing decides)
+    tags        the rule's tags
+    summary     one human-readable line
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SIGNAL_KINDS = ("anomaly", "threshold")
+SIGNAL_STATES = ("firing", "resolved")
+
+
+def signal_id(rule: str, key: str, state: str, ts_ms: int) -> str:
+    return f"{rule}|{key}|{state}|{ts_ms}"
+
+
+def is_signal(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("kind") in SIGNAL_KINDS and "id" in value

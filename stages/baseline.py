@@ -1,0 +1,426 @@
+"""The baseline stage: rollups and issue updates in, anomaly and threshold signals out.
+
+For every series and metric (p50 and p99 latency, 5xx rate, throughput) and every issue's
+occurrence rate, a `Detector` (stages/detector.py) learns a robust, seasonal baseline online
+and reports findings. Static rules (stages/rules.py) run beside it on the same observations,
+plus per-service SLA status and error-budget burn rates (stages/sla.py). Every finding goes
+to `signals` with its evidence; a finding that clears is followed by a `resolved` signal.
+
+Observations are taken from rollups of one resolution (`baseline.resolution`, 1 min by
+default) so the baseline learns from a steady cadence. A rollup re-emitted after a crash
+(same window) is recognised and ignored, so nothing is learned twice.
+
+State (changelog `state.baseline`, per input partition): detectors, rule gates, the last
+window seen per series, issue counters and each service's per-minute request/error buckets
+(6 h, for burn rates). Pure: no Kafka, no clocks, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.rollups import SERVICE_WIDE, is_rollup
+from schemas.signals import signal_id
+from stages.base import Emit, Record, StageResult
+from stages.detector import Detector, DetectorConfig, Update
+from stages.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
+from stages.sla import SLAConfig, burn_rates, evaluate, summarize_windows
+
+__all__ = ["BaselineConfig", "BaselineStage"]
+
+SIGNALS_TOPIC = "signals"
+MINUTE_MS = 60_000
+BURN_HISTORY_MS = 6 * 3_600_000
+SLA_PERIOD_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """What the baseline learns from and how anomalies are reported."""
+
+    resolution: str = "1m"
+    metrics: tuple[str, ...] = ("p50_ms", "p99_ms", "error_rate_pct", "throughput_rps")
+    learn_issue_rates: bool = True
+    anomaly_severity: str = "medium"
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    # An anomaly resolves after this long without an anomalous point (event time).
+    resolve_after_s: float = 300.0
+
+
+def rollup_metrics(rollup: dict[str, Any]) -> dict[str, float]:
+    """The observed metrics of one rollup window."""
+    count = rollup["count"]
+    seconds = max((rollup["end"] - rollup["start"]) / 1000.0, 1e-9)
+    metrics = {name: float(rollup.get(name) or 0.0) for name in ROLLUP_METRICS[:7]}
+    metrics["error_rate_pct"] = 100.0 * rollup.get("errors", 0) / count if count else 0.0
+    metrics["client_error_rate_pct"] = (
+        100.0 * rollup.get("client_errors", 0) / count if count else 0.0
+    )
+    metrics["throughput_rps"] = count / seconds
+    metrics["count"] = float(count)
+    return metrics
+
+
+class BaselineStage:
+    """Consumes `rollups` and `issues`; emits `signals`."""
+
+    name = "baseline"
+    inputs: tuple[str, ...] = ("rollups", "issues")
+    stateful = True
+
+    def __init__(
+        self,
+        config: BaselineConfig | None = None,
+        rules: tuple[Rule, ...] = DEFAULT_RULES,
+        sla: SLAConfig | None = None,
+    ) -> None:
+        self.config = config or BaselineConfig()
+        self.rules = rules
+        self.sla = sla or SLAConfig()
+        self._rollup_rules = [r for r in rules if r.metric in ROLLUP_METRICS]
+        self._issue_rules = [r for r in rules if r.metric in ISSUE_METRICS]
+        self._service_rules = [r for r in rules if r.metric in ("sla_violations", "burn_rate")]
+        self.detectors: dict[int, dict[str, Detector]] = {}
+        self.gates: dict[int, dict[str, RuleGate]] = {}
+        self.last_window: dict[int, dict[str, int]] = {}
+        self.issue_counts: dict[int, dict[str, list[int]]] = {}
+        self.minutes: dict[int, dict[str, dict[int, list[int]]]] = {}
+        self.anomaly_seen: dict[int, dict[str, int]] = {}  # key -> last anomalous ts (firing)
+        self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0}
+
+    # --- Stage protocol ---------------------------------------------------------------------
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        result = StageResult()
+        for record in records:
+            try:
+                value = orjson.loads(record.value) if record.value is not None else None
+            except orjson.JSONDecodeError:
+                self.stats["ignored"] += 1
+                continue
+            if record.topic == "rollups" and is_rollup(value):
+                self._on_rollup(record.partition, value, result)
+            elif record.topic == "issues" and isinstance(value, dict) and "issue_id" in value:
+                self._on_issue(record.partition, value, result)
+            else:
+                self.stats["ignored"] += 1
+        self.stats["signals"] += len(result.emits)
+        return result
+
+    def tick(self, now: float) -> StageResult:
+        return StageResult()
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        kind, _, name = key.partition("|")
+        if kind == "d":
+            store = self.detectors.setdefault(partition, {})
+            if value is None:
+                store.pop(name, None)
+            else:
+                store[name] = Detector.from_state(value, self.config.detector)
+        elif kind == "g":
+            gates = self.gates.setdefault(partition, {})
+            if value is None:
+                gates.pop(name, None)
+            else:
+                gates[name] = RuleGate.from_state(value)
+        elif kind == "w" and value is not None:
+            self.last_window.setdefault(partition, {})[name] = int(value)
+        elif kind == "i" and value is not None:
+            self.issue_counts.setdefault(partition, {})[name] = [int(v) for v in value]
+        elif kind == "m" and value is not None:
+            self.minutes.setdefault(partition, {})[name] = {
+                int(start): [int(c), int(e)] for start, c, e in value
+            }
+        elif kind == "a":
+            seen = self.anomaly_seen.setdefault(partition, {})
+            if value is None:
+                seen.pop(name, None)
+            else:
+                seen[name] = int(value)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        return None
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            for store in (
+                self.detectors,
+                self.gates,
+                self.last_window,
+                self.issue_counts,
+                self.minutes,
+                self.anomaly_seen,
+            ):
+                store.pop(partition, None)
+
+    # --- rollups ----------------------------------------------------------------------------
+
+    def _on_rollup(self, partition: int, rollup: dict[str, Any], result: StageResult) -> None:
+        if rollup["resolution"] != self.config.resolution:
+            return
+        series = rollup["series"]
+        seen = self.last_window.setdefault(partition, {})
+        if rollup["start"] <= seen.get(series, -(2**62)):
+            self.stats["ignored"] += 1  # a window already learned (re-emitted after a crash)
+            return
+        seen[series] = rollup["start"]
+        result.state[(partition, f"w|{series}")] = rollup["start"]
+        self.stats["rollups"] += 1
+        metrics = rollup_metrics(rollup)
+        labels = {
+            "service": rollup["service"],
+            "endpoint": rollup["endpoint"],
+            "series": series,
+        }
+        window = {"start": rollup["start"], "end": rollup["end"]}
+        ts = rollup["end"]
+        if rollup["count"] > 0:
+            for metric in self.config.metrics:
+                self._learn(partition, series, metric, metrics[metric], ts, labels, window, result)
+        for rule in self._rollup_rules:
+            if rule.matches(labels):
+                value = metrics[rule.metric]
+                self._gate(partition, rule, series, value, ts, labels, window, result)
+        if rollup["endpoint"] == SERVICE_WIDE:
+            self._service_checks(partition, rollup, labels, window, result)
+
+    def _learn(
+        self,
+        partition: int,
+        key: str,
+        metric: str,
+        value: float,
+        ts: int,
+        labels: dict[str, Any],
+        window: dict[str, int],
+        result: StageResult,
+    ) -> None:
+        name = f"{key}|{metric}"
+        store = self.detectors.setdefault(partition, {})
+        detector = store.get(name)
+        if detector is None:
+            detector = store[name] = Detector(self.config.detector)
+        update = detector.update(ts / 1000.0, value)
+        result.state[(partition, f"d|{name}")] = detector.to_state()
+        seen = self.anomaly_seen.setdefault(partition, {})
+        rule = f"baseline:{metric}"
+        if update.finding:
+            firing_already = name in seen
+            seen[name] = ts
+            result.state[(partition, f"a|{name}")] = ts
+            if not firing_already:
+                result.emits.append(
+                    self._anomaly(rule, key, metric, value, update, ts, labels, window)
+                )
+        elif update.anomalous and name in seen:
+            seen[name] = ts
+            result.state[(partition, f"a|{name}")] = ts
+        elif name in seen and ts - seen[name] >= self.config.resolve_after_s * 1000:
+            del seen[name]
+            result.state[(partition, f"a|{name}")] = None
+            emit = self._anomaly(rule, key, metric, value, update, ts, labels, window, "resolved")
+            result.emits.append(emit)
+
+    def _anomaly(
+        self,
+        rule: str,
+        key: str,
+        metric: str,
+        value: float,
+        update: Update,
+        ts: int,
+        labels: dict[str, Any],
+        window: dict[str, int],
+        state: str = "firing",
+    ) -> Emit:
+        direction = "above" if update.z > 0 else "below"
+        summary = (
+            f"{key} {metric} {value:.4g} is {abs(update.z):.1f} sigma {direction} its baseline "
+            f"{update.centre:.4g} (spread {update.spread:.3g}); {update.kind or 'anomaly'}"
+            if state == "firing"
+            else f"{key} {metric} is back within its baseline ({value:.4g})"
+        )
+        return Emit(
+            SIGNALS_TOPIC,
+            key,
+            {
+                "id": signal_id(rule, key, state, ts),
+                "kind": "anomaly",
+                "state": state,
+                "rule": rule,
+                "severity": self.config.anomaly_severity,
+                "key": key,
+                "service": labels.get("service"),
+                "endpoint": labels.get("endpoint"),
+                "fingerprint": labels.get("fingerprint"),
+                "metric": metric,
+                "value": value,
+                "threshold": None,
+                "op": None,
+                "baseline": {
+                    "centre": update.centre,
+                    "spread": update.spread,
+                    "z": update.z,
+                    "score": update.score,
+                    "kind": update.kind,
+                },
+                "window": window,
+                "ts": ts,
+                "channels": [],
+                "tags": {"category": "anomaly"},
+                "summary": summary,
+            },
+        )
+
+    def _gate(
+        self,
+        partition: int,
+        rule: Rule,
+        key: str,
+        value: float,
+        ts: int,
+        labels: dict[str, Any],
+        window: dict[str, int],
+        result: StageResult,
+        severity: str | None = None,
+    ) -> None:
+        gates = self.gates.setdefault(partition, {})
+        name = f"{rule.name}|{key}"
+        gate = gates.get(name)
+        if gate is None:
+            if not rule.violated(value):
+                return  # nothing to remember for a rule that never fired here
+            gate = gates[name] = RuleGate()
+        state = gate.observe(rule, ts, rule.violated(value))
+        result.state[(partition, f"g|{name}")] = gate.to_state()
+        if state is None:
+            return
+        verb = f"{rule.op} {rule.threshold:g}" if state == "firing" else "cleared"
+        result.emits.append(
+            Emit(
+                SIGNALS_TOPIC,
+                key,
+                {
+                    "id": signal_id(rule.name, key, state, ts),
+                    "kind": "threshold",
+                    "state": state,
+                    "rule": rule.name,
+                    "severity": severity or rule.severity_for(labels),
+                    "key": key,
+                    "service": labels.get("service"),
+                    "endpoint": labels.get("endpoint"),
+                    "fingerprint": labels.get("fingerprint"),
+                    "metric": rule.metric,
+                    "value": value,
+                    "threshold": rule.threshold,
+                    "op": rule.op,
+                    "baseline": None,
+                    "window": window,
+                    "ts": ts,
+                    "channels": list(rule.channels),
+                    "tags": dict(rule.tags),
+                    "summary": f"{rule.name}: {key} {rule.metric} {value:.4g} ({verb})",
+                },
+            )
+        )
+
+    # --- per service: SLA and error budget ------------------------------------------------
+
+    def _service_checks(
+        self,
+        partition: int,
+        rollup: dict[str, Any],
+        labels: dict[str, Any],
+        window: dict[str, int],
+        result: StageResult,
+    ) -> None:
+        service = rollup["service"]
+        buckets = self.minutes.setdefault(partition, {}).setdefault(service, {})
+        minute = rollup["start"] - rollup["start"] % MINUTE_MS
+        bucket = buckets.setdefault(minute, [0, 0])
+        bucket[0] += rollup["count"]
+        bucket[1] += rollup.get("errors", 0)
+        now_ms = rollup["end"]
+        for start in [s for s in buckets if s < now_ms - BURN_HISTORY_MS]:
+            del buckets[start]
+        result.state[(partition, f"m|{service}")] = [[s, c, e] for s, (c, e) in buckets.items()]
+        windows = [
+            {"start": s, "end": min(s + MINUTE_MS, now_ms), "count": c, "errors": e}
+            for s, (c, e) in buckets.items()
+        ]
+        threshold = self.sla.threshold_for(service)
+        recent = [w for w in windows if w["end"] > now_ms - SLA_PERIOD_MS]
+        inputs = summarize_windows(
+            recent,
+            threshold,
+            p50_ms=rollup.get("p50_ms"),
+            p95_ms=rollup.get("p95_ms"),
+            p99_ms=rollup.get("p99_ms"),
+        )
+        report = evaluate(service, inputs, threshold)
+        budgets = burn_rates(windows, self.sla.objective_for(service), now_ms)
+        key = f"{service}|{SERVICE_WIDE}"
+        for rule in self._service_rules:
+            if not rule.matches(labels):
+                continue
+            if rule.metric == "sla_violations":
+                value = float(len(report.violations))
+                self._gate(partition, rule, key, value, now_ms, labels, window, result)
+                continue
+            for pair in budgets:  # each multi-window pair is its own alert, as in the SRE book
+                value = pair.long_rate if pair.firing else 0.0
+                pair_key = f"{key}|burn:{pair.name}"
+                self._gate(
+                    partition, rule, pair_key, value, now_ms, labels, window, result, pair.severity
+                )
+
+    # --- issues -----------------------------------------------------------------------------
+
+    def _on_issue(self, partition: int, issue: dict[str, Any], result: StageResult) -> None:
+        fingerprint = issue["issue_id"]
+        count, last_seen = int(issue.get("count") or 0), int(issue.get("last_seen") or 0)
+        counters = self.issue_counts.setdefault(partition, {})
+        previous = counters.get(fingerprint)
+        if previous is not None and count <= previous[0] and issue.get("type") == "count":
+            self.stats["ignored"] += 1  # nothing new (or a re-delivered update)
+            return
+        self.stats["issues"] += 1
+        if previous is None:
+            first_seen = int(issue.get("first_seen") or last_seen)
+            delta, span_ms = count, last_seen - first_seen
+        else:
+            delta, span_ms = count - previous[0], last_seen - previous[1]
+        rate = max(delta, 0) / max(span_ms / MINUTE_MS, 1.0)
+        counters[fingerprint] = [count, last_seen]
+        result.state[(partition, f"i|{fingerprint}")] = [count, last_seen]
+        sample = issue.get("sample") or {}
+        labels = {
+            "service": sample.get("service") or (issue.get("services") or [None])[0],
+            "endpoint": None,
+            "series": None,
+            "fingerprint": fingerprint,
+            "exception_type": issue.get("exception_type"),
+            "message": issue.get("message_template"),
+            "severity": issue.get("severity"),
+        }
+        window = {"start": previous[1] if previous else int(issue.get("first_seen") or 0)}
+        window["end"] = last_seen
+        observed = {
+            "issue_rate_per_min": rate,
+            "issue_new": 1.0 if issue.get("type") == "new" else 0.0,
+            "issue_regressed": 1.0 if issue.get("type") == "regressed" else 0.0,
+        }
+        ts = int(issue.get("ts") or last_seen)
+        if self.config.learn_issue_rates and issue.get("type") in ("count", "new", "regressed"):
+            self._learn(
+                partition, fingerprint, "issue_rate_per_min", rate, ts, labels, window, result
+            )
+        for rule in self._issue_rules:
+            if rule.matches(labels):
+                value = observed[rule.metric]
+                self._gate(partition, rule, fingerprint, value, ts, labels, window, result)
