@@ -54,6 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--author", default=None, help="who resolved it (default: $USER)")
     _kafka_options(p)
 
+    p = sub.add_parser("ack", help="acknowledge an alert (stops its escalation)")
+    p.add_argument("id", help="alert id")
+    p.add_argument("--notes", default="", help="notes")
+    p.add_argument("--author", default=None, help="who acknowledged it (default: $USER)")
+    _kafka_options(p)
+
+    p = sub.add_parser("route", help="re-send an alert to other channels (manual re-alert)")
+    p.add_argument("id", help="alert id")
+    p.add_argument("--channels", required=True, help="comma list: slack,email,pagerduty,...")
+    p.add_argument("--severity", default=None, help="new severity for later escalation")
+    _kafka_options(p)
+
+    p = sub.add_parser("silence", help="mute alerts whose labels match, for a while")
+    p.add_argument("--match", action="append", required=True, help="label=glob (repeatable)")
+    p.add_argument("--for", dest="duration", default="2h", help="how long, e.g. 30m, 2h")
+    p.add_argument("--comment", default="", help="why")
+    p.add_argument("--author", default=None, help="who (default: $USER)")
+    _kafka_options(p)
+
+    p = sub.add_parser("alerts", help="list alerts and their state")
+    _kafka_options(p)
+    p.add_argument("--status", help="firing, acknowledged or resolved")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
     p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
     _kafka_options(p)
     p.add_argument("--status", help="new, active, resolved or regressed")

@@ -117,16 +117,93 @@ def command_record(kind: str, target: str, **fields: object) -> dict:
     }
 
 
-def cmd_resolve(args: argparse.Namespace) -> int:
+def command_key(target: str) -> str:
+    """The Kafka key that routes a command to its target's partition: an alert id's service,
+    or the issue id itself."""
+    from stages.escalation import partition_key_for
+
+    return partition_key_for(target) if ":" in target else target
+
+
+def _send_command(args: argparse.Namespace, record: dict, broadcast: bool = False) -> None:
     from pipeline.topic_reader import send_json
     from pipeline.topics import COMMANDS
 
     config = config_from_args(args)
+    topic = config.kafka.prefix + COMMANDS
+    key = command_key(record["id"])
+    run_async(send_json(config.kafka, topic, key, record, broadcast=broadcast))
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
     author = args.author or getpass.getuser()
     record = command_record("resolve", args.id, notes=args.notes, author=author)
-    topic = config.kafka.prefix + COMMANDS
-    run_async(send_json(config.kafka, topic, args.id, record))
+    _send_command(args, record)
     print(f"resolve sent for {args.id} (command {record['command_id']})")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    author = args.author or getpass.getuser()
+    record = command_record("ack", args.id, notes=args.notes, author=author)
+    _send_command(args, record)
+    print(f"ack sent for {args.id} (command {record['command_id']})")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from stages.routing import CHANNELS
+
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    unknown = [c for c in channels if c not in CHANNELS]
+    if not channels or unknown:
+        raise ConfigError(
+            f"--channels: {', '.join(unknown) or '(none)'} not allowed "
+            f"(choose from {', '.join(CHANNELS)})"
+        )
+    extra = {"severity": args.severity} if args.severity else {}
+    record = command_record("route", args.id, channels=channels, **extra)
+    _send_command(args, record)
+    print(f"route sent for {args.id}: {', '.join(channels)}")
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    matchers = {}
+    for item in args.match:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--match: expected label=value (globs allowed), got {item!r}")
+        matchers[key.strip()] = value.strip()
+    duration_ms = parse_duration_ms(args.duration, "--for")
+    now_ms = int(time.time() * 1000)
+    record = command_record(
+        "silence",
+        "silence",
+        matchers=matchers,
+        starts_at=now_ms,
+        ends_at=now_ms + duration_ms,
+        author=args.author or getpass.getuser(),
+        comment=args.comment,
+    )
+    # Every partition's escalation owner must know the silence: one copy per partition.
+    _send_command(args, record, broadcast=True)
+    print(f"silence {record['command_id']} sent: {matchers} for {args.duration}")
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from ops.views import format_alerts, latest_alerts
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import ALERTS
+
+    config = config_from_args(args)
+    records = asyncio.run(read_topic(config.kafka, config.kafka.prefix + ALERTS))
+    alerts = latest_alerts((r.value for r in records), status=args.status)
+    if args.format == "json":
+        print(orjson.dumps(alerts, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_alerts(alerts))
     return 0
 
 
@@ -204,6 +281,10 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "grouping explain": cmd_grouping_explain,
     "resolve": cmd_resolve,
+    "ack": cmd_ack,
+    "route": cmd_route,
+    "silence": cmd_silence,
+    "alerts": cmd_alerts,
     "exceptions": cmd_exceptions,
     "dlq": cmd_dlq,
     "sla": cmd_sla,

@@ -102,3 +102,32 @@ def format_rollups(rollups: Iterable[dict[str, Any]], resolution: str = "1m") ->
 
 def _clock(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S")
+
+
+def latest_alerts(values: Iterable[Any], status: str | None = None) -> list[dict[str, Any]]:
+    """The newest transition per alert (highest seq), most severe and newest first."""
+    latest: dict[str, dict[str, Any]] = {}
+    for value in values:
+        if not isinstance(value, dict) or "alert_id" not in value:
+            continue
+        current = latest.get(value["alert_id"])
+        if current is None or int(value.get("seq") or 0) >= int(current.get("seq") or 0):
+            latest[value["alert_id"]] = value
+    ranks = {"critical": 0, "high": 1, "warning": 2, "medium": 3, "low": 4, "info": 5}
+    alerts = [a for a in latest.values() if status is None or a.get("status") == status]
+    alerts.sort(key=lambda a: (ranks.get(a.get("severity"), 9), -int(a.get("ts") or 0)))
+    return alerts
+
+
+def format_alerts(alerts: list[dict[str, Any]]) -> str:
+    if not alerts:
+        return "no alerts"
+    lines = [f"{'ALERT':<48} {'STATUS':<13} {'SEVERITY':<9} {'LVL':>3} {'COUNT':>5} CHANNELS"]
+    for a in alerts:
+        muted = f" (muted: {a['muted']})" if a.get("muted") else ""
+        lines.append(
+            f"{str(a['alert_id'])[:48]:<48} {a.get('status', ''):<13} "
+            f"{a.get('severity', ''):<9} {a.get('level', 0):>3} {a.get('count', 0):>5} "
+            f"{','.join(a.get('channels') or []) or '-'}{muted}"
+        )
+    return "\n".join(lines)

@@ -86,11 +86,18 @@ def _baseline(config: Config) -> Stage:
     )
 
 
+def _escalation(config: Config) -> Stage:
+    from stages.escalation import EscalationStage
+
+    return EscalationStage(config.escalation)
+
+
 STAGE_FACTORIES: dict[str, Callable[[Config], Stage]] = {
     "ingest": _ingest,
     "fingerprint": _fingerprint,
     "windows": _windows,
     "baseline": _baseline,
+    "escalation": _escalation,
 }
 
 

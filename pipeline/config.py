@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.topics import DEFAULT_PREFIX
+from stages.routing import RoutingConfig, RoutingConfigError
 from stages.rules import DEFAULT_RULES, Rule, RulesConfigError, parse_rules
 from stages.sla import SLAConfig, SLAConfigError
 
@@ -140,11 +141,14 @@ class Config:
     baseline: BaselineSection = field(default_factory=BaselineSection)
     # Parsed from [[rules]] tables (see stages/rules.py); includes the defaults.
     rules: tuple[Rule, ...] = DEFAULT_RULES
+    # Parsed from the nested [escalation] table (see stages/routing.py).
+    escalation: RoutingConfig = field(default_factory=RoutingConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with every secret replaced, safe to log or print."""
         data = asdict(self)
         data["rules"] = [rule.name for rule in self.rules]
+        data["escalation"] = {"routes": len(self.escalation.routes)}
         for section in data.values():
             if not isinstance(section, dict):
                 continue
@@ -234,6 +238,7 @@ def load_config(
     """
     config = Config()
     sla_table: dict[str, Any] = {}
+    escalation_table: dict[str, Any] = {}
     rule_tables: list[Any] = []
     if path is not None:
         try:
@@ -253,6 +258,9 @@ def load_config(
             if section == "sla":
                 sla_table.update(values)
                 continue
+            if section == "escalation":
+                escalation_table.update(values)
+                continue
             for key, raw in values.items():
                 _apply(config, section, key, raw, "")
     env = os.environ if env is None else env
@@ -271,7 +279,8 @@ def load_config(
     try:
         config.sla = SLAConfig.from_mapping(sla_table)
         config.rules = parse_rules(rule_tables, keep_defaults=config.baseline.default_rules)
-    except (SLAConfigError, RulesConfigError) as exc:
+        config.escalation = RoutingConfig.from_mapping(escalation_table)
+    except (SLAConfigError, RulesConfigError, RoutingConfigError) as exc:
         raise ConfigError(str(exc)) from None
     validate(config)
     return config

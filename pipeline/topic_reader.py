@@ -86,11 +86,25 @@ def _decode(value: bytes | None) -> Any:
         return None
 
 
-async def send_json(kafka: KafkaConfig, physical_topic: str, key: str, value: Any) -> None:
-    """Produce one JSON record and wait for the broker's ack (commands from the CLI)."""
+async def send_json(
+    kafka: KafkaConfig, physical_topic: str, key: str, value: Any, broadcast: bool = False
+) -> None:
+    """Produce one JSON record and wait for the broker's ack (commands from the CLI).
+
+    `broadcast` writes a copy to every partition (commands every partition's owner must
+    see, such as silences).
+    """
     producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", enable_idempotence=False)
     await producer.start()
     try:
-        await producer.send_and_wait(physical_topic, orjson.dumps(value), key=key.encode())
+        body = orjson.dumps(value)
+        if not broadcast:
+            await producer.send_and_wait(physical_topic, body, key=key.encode())
+            return
+        partitions = sorted(await producer.partitions_for(physical_topic))
+        for partition in partitions:
+            await producer.send_and_wait(
+                physical_topic, body, key=key.encode(), partition=partition
+            )
     finally:
         await producer.stop()

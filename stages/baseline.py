@@ -247,7 +247,7 @@ class BaselineStage:
         )
         return Emit(
             SIGNALS_TOPIC,
-            key,
+            labels.get("service") or "-",  # partitioned by service (see escalation)
             {
                 "id": signal_id(rule, key, state, ts),
                 "kind": "anomaly",
@@ -304,7 +304,7 @@ class BaselineStage:
         result.emits.append(
             Emit(
                 SIGNALS_TOPIC,
-                key,
+                labels.get("service") or "-",  # partitioned by service (see escalation)
                 {
                     "id": signal_id(rule.name, key, state, ts),
                     "kind": "threshold",

@@ -189,7 +189,6 @@ def format_text(report: BaselineReport) -> str:
     lines = [
         "BASELINE ANALYSIS",
         f"  points            {report.count}{skipped}",
-        +(f" ({report.skipped} skipped)" * bool(report.skipped)),
         f"  mean / std        {_num(report.mean)} / {_num(report.std)}",
         f"  min / max         {_num(report.min)} / {_num(report.max)}",
         f"  p50 / p95 / p99   {_num(report.p50)} / {_num(report.p95)} / {_num(report.p99)}",

@@ -83,6 +83,7 @@ _SEASON_RATE = 0.01  # EWMA rate of the seasonal residual sigmas
 _DRIFT_FREEZE = 2.0  # slow sigma stops learning while |fast - slow| exceeds this many sigmas
 _SIGMA_CLIP = 2.0  # Huber clipping (sigmas) of the slow sigma updates
 _VAR_Q0 = 1.4  # 99 % quantile / mean of the short |step| EWMA for Gaussian noise (prior)
+_VAR_RATE = 0.4  # speed of the dispersion quantile tracker relative to tail_rate
 _SHIFT_CLIP = 3.0  # residuals (in spreads) are clipped here before the short-window mean
 _FLATLINE_LOG_P = math.log(1e-6)  # a repeat run this unlikely (given the repeat share) is stuck
 _STEP_SIGMA = 1.0 / (_MEAN_ABS * math.sqrt(2.0))  # mean |step| of iid noise -> sigma
@@ -174,7 +175,7 @@ class _Season:
     """Background-learned additive profile for one season length (Holt-Winters style).
 
     ``x ~ level + offset[bucket]``: the level is an EWMA of the deseasonalised value with a
-    time constant of half a period, each bucket offset an EWMA over about three cycles of
+    time constant of two periods, each bucket offset an EWMA over about three cycles of
     that bucket, both Huber-clipped. ``strength = 1 - within^2 / total^2`` compares the
     residual sigma with the profile (within) to the sigma around the level alone (total).
     """
@@ -325,6 +326,7 @@ class Detector:
         "_exceeding",
         "_first_t",
         "_flat",
+        "_flat_quiet",
         "_last_finding",
         "_last_t",
         "_mu",
@@ -346,7 +348,9 @@ class Detector:
         "_sorted",
         "_tail",
         "_up",
+        "_var_down",
         "_var_q",
+        "_var_up",
         "_vlong",
         "_vshort",
         "_win_d",
@@ -359,6 +363,8 @@ class Detector:
         self._up = math.exp(cfg.tail_rate * cfg.tail_quantile)
         self._down = math.exp(-cfg.tail_rate * (1.0 - cfg.tail_quantile))
         self._slow_up = math.exp(0.2 * cfg.tail_rate * cfg.tail_quantile)
+        self._var_up = math.exp(_VAR_RATE * cfg.tail_rate * cfg.tail_quantile)
+        self._var_down = math.exp(-_VAR_RATE * cfg.tail_rate * (1.0 - cfg.tail_quantile))
         self._slow_down = math.exp(-0.2 * cfg.tail_rate * (1.0 - cfg.tail_quantile))
         self._n = 0  # valid points seen
         self._first_t: float | None = None
@@ -378,6 +384,7 @@ class Detector:
         self._prev_d: float | None = None  # previous deseasonalised value
         self._prev_x: float | None = None  # previous raw value
         self._flat = 0  # consecutive exact repeats of the raw value
+        self._flat_quiet = False  # this repeat run already made a finding
         self._p_same = 0.0  # long-run share of exact repeats
         self._ring: deque[float] = deque()  # last clipped residuals, in spread units
         self._shift_q = 0.0  # slowly tracked 99 % quantile of |their mean|
@@ -514,7 +521,9 @@ class Detector:
         if vs > q > 0.0 and vs > fl:
             z = thr * math.log(vs / (q if q > fl else fl)) / math.log(cfg.variance_ratio)
         flat = self._flat = self._flat + 1 if same else 0
-        if flat:
+        if not flat:
+            self._flat_quiet = False
+        elif not self._flat_quiet:
             p = self._p_same
             need = float(cfg.flatline_run)
             if p >= 1.0:
@@ -623,7 +632,8 @@ class Detector:
             m = len(srt)
             self._mu = srt[m // 2] if m % 2 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
             self._vlong = self._vshort
-            self._var_q = _VAR_Q0 * self._vshort
+            self._var_q = max(self._var_q, _VAR_Q0 * self._vshort)
+            self._flat_quiet = self._flat > 0  # a stuck run alarms once
         elif not anomalous:
             self._learn_slow(d, step, same, gap, spread, floor)
         self._learn_tail(abs_r, body, floor)
@@ -649,7 +659,7 @@ class Detector:
             if q <= 0.0:
                 q = _VAR_Q0 * vlong
             else:
-                q *= self._up if self._vshort > q else self._down
+                q *= self._var_up if self._vshort > q else self._var_down
             self._var_q = q if q > vlong else vlong
         if n == 1:
             self._mu = d
@@ -773,6 +783,7 @@ class Detector:
             "prev_d": self._prev_d,
             "prev_x": self._prev_x,
             "flat": self._flat,
+            "flat_quiet": self._flat_quiet,
             "p_same": self._p_same,
             "ring": list(self._ring),
             "shift_q": self._shift_q,
@@ -815,6 +826,7 @@ class Detector:
         det._prev_d = _opt_float(state["prev_d"])
         det._prev_x = _opt_float(state["prev_x"])
         det._flat = int(state["flat"])
+        det._flat_quiet = bool(state["flat_quiet"])
         det._p_same = float(state["p_same"])
         det._ring = deque(float(v) for v in state["ring"])
         det._shift_q = float(state["shift_q"])

@@ -1,0 +1,388 @@
+"""The escalation stage: signals and commands in, alert lifecycle transitions out.
+
+One alert per issue (signals that name a fingerprint) or per rule and series, with a
+deterministic id `<service>:<rule>:<key>` (`<service>:issue:<fingerprint>` for issues).
+Its life: firing -> (escalated ...) -> acknowledged -> resolved. Every transition is one
+record on `alerts` (id `<alert id>|<seq>|<transition>`, so a re-emitted transition is the
+same record and sinks never notify twice) carrying the channels it must reach:
+
+- a new alert notifies its route's channels (stages/routing.py), after `group_wait_s` when
+  grouping is on (alerts of one group that arrive meanwhile go out together);
+- later signals for a firing alert update it (count, last seen) without a notification,
+  unless its severity rises (then an `updated` transition reaches the new route);
+- unacknowledged, it escalates a level each time its route's time is up, and repeats at
+  the top level every `repeat_interval_s`; an ack stops that;
+- a `resolved` signal or a resolve command resolves it, and the notice goes to every
+  channel that was notified;
+- silences and inhibitions mute it: the transition is still recorded (channels empty,
+  `muted` says why) so nothing vanishes, and it is notified if the mute ends first.
+
+Signals and commands are partitioned by service, so a service's alerts, silences and
+inhibitions live together. Timers use the `now` the runtime passes (wall time); they are
+in the changelog, so a restarted worker fires what fell due while it was down, once.
+Pure: no Kafka, no clocks, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.signals import is_signal
+from stages.base import Emit, Record, StageResult
+from stages.routing import RoutingConfig, Silence, severity_rank
+
+__all__ = ["Alert", "EscalationStage", "alert_id_for", "partition_key_for"]
+
+ALERTS_TOPIC = "alerts"
+RESOLVED_RETENTION_MS = 24 * 3600 * 1000
+
+
+def alert_id_for(signal: dict[str, Any]) -> str:
+    service = signal.get("service") or "-"
+    if signal.get("fingerprint"):
+        return f"{service}:issue:{signal['fingerprint']}"
+    return f"{service}:{signal.get('rule')}:{signal.get('key')}"
+
+
+def partition_key_for(alert_id: str) -> str:
+    """The Kafka key (the service) that routes a command to the alert's partition."""
+    return alert_id.split(":", 1)[0]
+
+
+@dataclass
+class Alert:
+    """One alert's state (JSON-able through `asdict`)."""
+
+    alert_id: str
+    service: str
+    rule: str
+    key: str
+    severity: str
+    title: str
+    summary: str
+    labels: dict[str, Any]
+    status: str = "firing"
+    level: int = 0
+    seq: int = 0
+    count: int = 1
+    first_seen: int = 0
+    last_seen: int = 0
+    fired_at: int = 0
+    next_at: int | None = None  # when it escalates or repeats next (ms)
+    pending_until: int | None = None  # group wait: notify at this time
+    notified: list[str] = field(default_factory=list)
+    override: list[str] | None = None  # channels from a `route` command
+    muted: str | None = None  # "silence:<id>" or "inhibited:<alert id>"
+    ack_by: str | None = None
+    notes: str | None = None
+    resolved_at: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class EscalationStage:
+    """Consumes `signals` and `commands`; emits `alerts`."""
+
+    name = "escalation"
+    inputs: tuple[str, ...] = ("signals", "commands")
+    stateful = True
+
+    def __init__(self, routing: RoutingConfig | None = None) -> None:
+        self.routing = routing or RoutingConfig()
+        self.alerts: dict[int, dict[str, Alert]] = {}
+        self.silences: dict[int, dict[str, Silence]] = {}
+        self.stats = {"signals": 0, "commands": 0, "transitions": 0, "ignored": 0}
+
+    # --- Stage protocol -------------------------------------------------------------------
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        result = StageResult()
+        now_ms = int(now * 1000)
+        for record in records:
+            try:
+                value = orjson.loads(record.value) if record.value is not None else None
+            except orjson.JSONDecodeError:
+                value = None
+            if record.topic == "signals" and is_signal(value):
+                self.stats["signals"] += 1
+                self._on_signal(record.partition, value, now_ms, result)
+            elif record.topic == "commands" and isinstance(value, dict):
+                self._on_command(record.partition, value, now_ms, result)
+            else:
+                self.stats["ignored"] += 1
+        return result
+
+    def tick(self, now: float) -> StageResult:
+        """Group waits that ended, escalations and repeats that fell due, expired mutes."""
+        result = StageResult()
+        now_ms = int(now * 1000)
+        for partition, alerts in self.alerts.items():
+            for alert in list(alerts.values()):
+                self._timers(partition, alert, now_ms, result)
+        return result
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        kind, _, name = key.partition("|")
+        if kind == "alert":
+            alerts = self.alerts.setdefault(partition, {})
+            if value is None:
+                alerts.pop(name, None)
+            else:
+                alerts[name] = Alert(**value)
+        elif kind == "silence":
+            silences = self.silences.setdefault(partition, {})
+            if value is None:
+                silences.pop(name, None)
+            else:
+                silences[name] = Silence.from_state(value)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        return None
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self.alerts.pop(partition, None)
+            self.silences.pop(partition, None)
+
+    # --- signals ------------------------------------------------------------------------------
+
+    def _on_signal(self, partition: int, signal: dict, now_ms: int, result: StageResult) -> None:
+        alerts = self.alerts.setdefault(partition, {})
+        aid = alert_id_for(signal)
+        alert = alerts.get(aid)
+        if signal.get("state") == "resolved":
+            if alert is not None and alert.status != "resolved":
+                self._resolve(partition, alert, now_ms, "condition cleared", None, result)
+            return
+        if alert is None or alert.status == "resolved":
+            alert = self._new_alert(aid, signal, now_ms, previous=alert)
+            alerts[aid] = alert
+            self._start(partition, alert, now_ms, result)
+            return
+        alert.count += 1
+        alert.last_seen = int(signal.get("ts") or now_ms)
+        alert.evidence = _evidence(signal)
+        severity = str(signal.get("severity") or alert.severity)
+        if severity_rank(severity) > severity_rank(alert.severity):
+            alert.severity = alert.labels["severity"] = severity
+            if alert.notified and not alert.muted:
+                self._notify(partition, alert, "updated", now_ms, result)
+        self._save(partition, alert, result)
+
+    def _new_alert(self, aid: str, signal: dict, now_ms: int, previous: Alert | None) -> Alert:
+        labels = {
+            k: signal.get(k)
+            for k in ("service", "endpoint", "rule", "severity", "metric", "kind", "key")
+        }
+        labels["fingerprint"] = signal.get("fingerprint")
+        labels.update({str(k): str(v) for k, v in (signal.get("tags") or {}).items()})
+        ts = int(signal.get("ts") or now_ms)
+        return Alert(
+            alert_id=aid,
+            service=str(signal.get("service") or "-"),
+            rule=str(signal.get("rule")),
+            key=str(signal.get("key")),
+            severity=str(signal.get("severity") or "medium"),
+            title=f"{signal.get('rule')}: {signal.get('key')}"[:300],
+            summary=str(signal.get("summary") or "")[:2000],
+            labels=labels,
+            seq=previous.seq if previous is not None else 0,
+            first_seen=ts,
+            last_seen=ts,
+            fired_at=now_ms,
+            evidence=_evidence(signal),
+            override=list(signal.get("channels") or []) or None,
+        )
+
+    def _start(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> None:
+        alert.muted = self._mute_reason(partition, alert, now_ms)
+        if alert.muted:
+            self._transition(partition, alert, "firing", [], now_ms, result)
+            return
+        wait_ms = int(self.routing.group_wait_s * 1000)
+        if wait_ms > 0:
+            alert.pending_until = self._group_flush_time(partition, alert, now_ms + wait_ms)
+            self._save(partition, alert, result)
+            return
+        self._notify(partition, alert, "firing", now_ms, result)
+
+    def _group_flush_time(self, partition: int, alert: Alert, default: int) -> int:
+        """Join a group that is already waiting, so its alerts go out together."""
+        group = [alert.labels.get(k) for k in self.routing.group_by]
+        for other in self.alerts.get(partition, {}).values():
+            same = [other.labels.get(k) for k in self.routing.group_by] == group
+            if other is not alert and same and other.pending_until is not None:
+                return other.pending_until
+        return default
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _on_command(self, partition: int, cmd: dict, now_ms: int, result: StageResult) -> None:
+        kind = cmd.get("command")
+        if kind == "silence":
+            self._silence(partition, cmd, now_ms, result)
+            return
+        alert = self.alerts.get(partition, {}).get(str(cmd.get("id")))
+        if alert is None or alert.status == "resolved":
+            self.stats["ignored"] += 1  # an issue command, another partition's, or stale
+            return
+        self.stats["commands"] += 1
+        author = cmd.get("author")
+        if kind == "ack" and alert.status == "firing":
+            alert.status = "acknowledged"
+            alert.ack_by = author
+            alert.notes = cmd.get("notes")
+            alert.next_at = None
+            self._transition(partition, alert, "acknowledged", alert.notified, now_ms, result)
+        elif kind == "resolve":
+            self._resolve(partition, alert, now_ms, cmd.get("notes"), author, result)
+        elif kind == "route":
+            channels = [str(c) for c in cmd.get("channels") or []]
+            if channels:
+                alert.override = channels
+                alert.severity = str(cmd.get("severity") or alert.severity)
+                alert.muted = None
+                self._notify(partition, alert, "rerouted", now_ms, result)
+
+    def _silence(self, partition: int, cmd: dict, now_ms: int, result: StageResult) -> None:
+        matchers = cmd.get("matchers")
+        if not isinstance(matchers, dict) or not matchers:
+            self.stats["ignored"] += 1
+            return
+        silence = Silence(
+            str(cmd.get("command_id") or cmd.get("id")),
+            {str(k): str(v) for k, v in matchers.items()},
+            int(cmd.get("starts_at") or now_ms),
+            int(cmd.get("ends_at") or now_ms),
+            str(cmd.get("author") or ""),
+            str(cmd.get("comment") or ""),
+        )
+        self.silences.setdefault(partition, {})[silence.silence_id] = silence
+        result.state[(partition, f"silence|{silence.silence_id}")] = silence.to_state()
+        self.stats["commands"] += 1
+        for alert in self.alerts.get(partition, {}).values():
+            if (
+                alert.status != "resolved"
+                and not alert.muted
+                and silence.mutes(alert.labels, now_ms)
+            ):
+                alert.muted = f"silence:{silence.silence_id}"
+                alert.next_at = None
+                self._save(partition, alert, result)
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def _notify(
+        self, partition: int, alert: Alert, transition: str, now_ms: int, result: StageResult
+    ) -> None:
+        route = self.routing.route_for(alert.labels)
+        channels = list(alert.override or route.channels_at(alert.level, alert.severity))
+        alert.pending_until = None
+        if transition in ("firing", "escalated", "updated", "rerouted", "repeated"):
+            at_top = alert.level >= route.max_level(alert.severity)
+            delay_s = self.routing.repeat_interval_s if at_top else route.escalate_after_s
+            alert.next_at = now_ms + int(delay_s * 1000) if alert.status == "firing" else None
+        alert.notified = sorted(set(alert.notified) | set(channels))
+        self._transition(partition, alert, transition, channels, now_ms, result)
+
+    def _resolve(
+        self,
+        partition: int,
+        alert: Alert,
+        now_ms: int,
+        notes: str | None,
+        author: str | None,
+        result: StageResult,
+    ) -> None:
+        alert.status = "resolved"
+        alert.resolved_at = now_ms
+        alert.next_at = alert.pending_until = None
+        alert.notes = notes
+        alert.ack_by = author or alert.ack_by
+        channels = [] if alert.muted and not alert.notified else alert.notified
+        self._transition(partition, alert, "resolved", channels, now_ms, result)
+
+    def _transition(
+        self,
+        partition: int,
+        alert: Alert,
+        transition: str,
+        channels: list[str],
+        now_ms: int,
+        result: StageResult,
+    ) -> None:
+        alert.seq += 1
+        record = {
+            "id": f"{alert.alert_id}|{alert.seq}|{transition}",
+            "alert_id": alert.alert_id,
+            "transition": transition,
+            "seq": alert.seq,
+            "level": alert.level,
+            "severity": alert.severity,
+            "status": alert.status,
+            "title": alert.title,
+            "summary": alert.summary,
+            "service": alert.service,
+            "key": alert.key,
+            "rule": alert.rule,
+            "labels": {k: v for k, v in alert.labels.items() if v is not None},
+            "channels": list(channels),
+            "muted": alert.muted,
+            "count": alert.count,
+            "first_seen": alert.first_seen,
+            "last_seen": alert.last_seen,
+            "ts": now_ms,
+            "notes": alert.notes,
+            "author": alert.ack_by,
+            "evidence": alert.evidence,
+        }
+        result.emits.append(Emit(ALERTS_TOPIC, alert.alert_id, record))
+        self.stats["transitions"] += 1
+        self._save(partition, alert, result)
+
+    def _save(self, partition: int, alert: Alert, result: StageResult) -> None:
+        result.state[(partition, f"alert|{alert.alert_id}")] = asdict(alert)
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _timers(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> None:
+        if alert.status == "resolved":
+            if now_ms - (alert.resolved_at or now_ms) > RESOLVED_RETENTION_MS:
+                del self.alerts[partition][alert.alert_id]
+                result.state[(partition, f"alert|{alert.alert_id}")] = None
+            return
+        if alert.muted:
+            if alert.status == "firing" and not self._mute_reason(partition, alert, now_ms):
+                alert.muted = None  # the silence ended or the inhibiting alert cleared
+                self._notify(partition, alert, "firing", now_ms, result)
+            return
+        if alert.pending_until is not None and now_ms >= alert.pending_until:
+            self._notify(partition, alert, "firing", now_ms, result)
+            return
+        if alert.status == "firing" and alert.next_at is not None and now_ms >= alert.next_at:
+            route = self.routing.route_for(alert.labels)
+            if alert.level < route.max_level(alert.severity) and not alert.override:
+                alert.level += 1
+                self._notify(partition, alert, "escalated", now_ms, result)
+            else:
+                self._notify(partition, alert, "repeated", now_ms, result)
+
+    def _mute_reason(self, partition: int, alert: Alert, now_ms: int) -> str | None:
+        silences = list(self.routing.silences) + list(self.silences.get(partition, {}).values())
+        for silence in silences:
+            if silence.mutes(alert.labels, now_ms):
+                return f"silence:{silence.silence_id}"
+        for other in self.alerts.get(partition, {}).values():
+            if other is alert or other.status == "resolved":
+                continue
+            if any(rule.mutes(other.labels, alert.labels) for rule in self.routing.inhibitions):
+                return f"inhibited:{other.alert_id}"
+        return None
+
+
+def _evidence(signal: dict[str, Any]) -> dict[str, Any]:
+    keys = ("kind", "metric", "value", "threshold", "op", "baseline", "window", "ts", "id")
+    return {k: signal.get(k) for k in keys if signal.get(k) is not None}

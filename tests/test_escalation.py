@@ -1,0 +1,204 @@
+"""The escalation stage, pure: seed 000's routing, escalation timing, acks, resolution,
+silences, inhibition, manual re-routing and restarts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from stages.base import Record, StageResult
+from stages.escalation import EscalationStage, alert_id_for, partition_key_for
+from stages.routing import Route, RoutingConfig, Silence
+
+NOW = 1_795_320_000.0  # seconds
+
+
+def signal(rule: str, key: str, severity: str, state: str = "firing", **extra: Any) -> dict:
+    service = extra.pop("service", key.split("|")[0])
+    return {
+        "id": f"{rule}|{key}|{state}",
+        "kind": "threshold",
+        "state": state,
+        "rule": rule,
+        "severity": severity,
+        "key": key,
+        "service": service,
+        "endpoint": key.split("|")[1] if "|" in key else None,
+        "fingerprint": extra.pop("fingerprint", None),
+        "metric": extra.pop("metric", "error_rate_pct"),
+        "value": 5.0,
+        "ts": int(NOW * 1000),
+        "channels": extra.pop("channels", []),
+        "tags": {},
+        "summary": extra.pop("summary", f"{rule} on {key}"),
+        **extra,
+    }
+
+
+class Run:
+    """Feeds the stage like the runner does and keeps its changelog and output."""
+
+    def __init__(self, stage: EscalationStage) -> None:
+        self.stage = stage
+        self.changelog: dict = {}
+        self.alerts: list[dict] = []
+        self.offset = 0
+
+    def _apply(self, result: StageResult) -> list[dict]:
+        self.changelog.update(result.state)
+        out = [e.value for e in result.emits if e.topic == "alerts"]
+        self.alerts += out
+        return out
+
+    def send(self, topic: str, value: dict, now: float = NOW) -> list[dict]:
+        self.offset += 1
+        record = Record(topic, 0, self.offset, None, orjson.dumps(value))
+        return self._apply(self.stage.process([record], now))
+
+    def tick(self, now: float) -> list[dict]:
+        return self._apply(self.stage.tick(now))
+
+
+def channels(transitions: list[dict]) -> list[tuple[str, list[str]]]:
+    return [(t["transition"], sorted(t["channels"])) for t in transitions]
+
+
+@pytest.mark.parametrize(
+    ("severity", "expected", "escalate_after_s"),
+    [
+        ("critical", ["pagerduty", "sms"], 300),
+        ("high", ["email", "slack"], 900),
+        ("medium", ["slack"], 1800),
+        ("low", ["email"], 3600),
+    ],
+)
+def test_seed_000_routing_table_and_escalation_times(severity, expected, escalate_after_s):
+    run = Run(EscalationStage())
+    (first,) = run.send("signals", signal("r", "checkout|/pay", severity))
+    assert channels([first]) == [("firing", expected)]
+    assert run.tick(NOW + escalate_after_s - 1) == []  # not yet
+    (escalated,) = run.tick(NOW + escalate_after_s)
+    assert escalated["transition"] == "escalated" and escalated["level"] == 1
+    assert set(expected) <= set(escalated["channels"])
+    if severity != "critical":  # escalation climbs towards paging
+        assert len(escalated["channels"]) > len(expected)
+
+
+def test_an_acknowledged_alert_does_not_escalate_and_resolution_reaches_notified_channels():
+    run = Run(EscalationStage())
+    (fired,) = run.send("signals", signal("r", "checkout|/pay", "high"))
+    aid = fired["alert_id"]
+    (ack,) = run.send("commands", {"command": "ack", "id": aid, "author": "ana"})
+    assert ack["transition"] == "acknowledged" and ack["author"] == "ana"
+    assert run.tick(NOW + 10_000) == []
+    (done,) = run.send("signals", signal("r", "checkout|/pay", "high", state="resolved"))
+    assert done["transition"] == "resolved" and sorted(done["channels"]) == ["email", "slack"]
+
+
+def test_repeat_occurrences_update_without_notifying_and_severity_rise_re_routes():
+    run = Run(EscalationStage())
+    run.send("signals", signal("r", "checkout|/pay", "medium"))
+    assert run.send("signals", signal("r", "checkout|/pay", "medium")) == []
+    stage_alert = next(iter(run.stage.alerts[0].values()))
+    assert stage_alert.count == 2
+    (updated,) = run.send("signals", signal("r", "checkout|/pay", "critical"))
+    assert updated["transition"] == "updated" and "pagerduty" in updated["channels"]
+
+
+def test_manual_resolve_carries_notes_and_transition_ids_are_unique():
+    run = Run(EscalationStage())
+    (fired,) = run.send("signals", signal("r", "search|/q", "low"))
+    cmd = {"command": "resolve", "id": fired["alert_id"], "notes": "bad deploy rolled back"}
+    (resolved,) = run.send("commands", cmd)
+    assert resolved["notes"] == "bad deploy rolled back" and resolved["status"] == "resolved"
+    (again,) = run.send("signals", signal("r", "search|/q", "low"))  # it happens again
+    ids = [t["id"] for t in run.alerts]
+    assert len(ids) == len(set(ids)) and again["transition"] == "firing"
+
+
+def test_silences_mute_what_they_match_and_nothing_else():
+    run = Run(EscalationStage())
+    silence = {
+        "command": "silence",
+        "command_id": "s1",
+        "matchers": {"service": "checkout", "rule": "p99*"},
+        "starts_at": int(NOW * 1000) - 1,
+        "ends_at": int(NOW * 1000) + 3_600_000,
+        "author": "ana",
+        "comment": "load test",
+    }
+    run.send("commands", silence)
+    (muted,) = run.send("signals", signal("p99-over-1s", "checkout|/pay", "warning"))
+    assert muted["channels"] == [] and muted["muted"] == "silence:s1"
+    (other_rule,) = run.send("signals", signal("high-5xx-rate", "checkout|/pay", "critical"))
+    (other_service,) = run.send("signals", signal("p99-over-1s", "search|/q", "warning"))
+    assert other_rule["channels"] and other_service["channels"]
+    assert run.tick(NOW + 1800) == [] or all(
+        t["alert_id"] != muted["alert_id"] for t in run.tick(NOW + 1800)
+    )
+    # When the silence ends while the alert still fires, it is notified then.
+    later = run.tick(NOW + 3601)
+    assert any(t["alert_id"] == muted["alert_id"] and t["channels"] for t in later)
+
+
+def test_inhibition_mutes_latency_alerts_of_a_failing_service_only():
+    run = Run(EscalationStage())
+    run.send("signals", signal("very-high-5xx-rate", "checkout|*", "critical"))
+    (latency,) = run.send(
+        "signals", signal("p99-over-1s", "checkout|/pay", "warning", metric="p99_ms")
+    )
+    assert latency["channels"] == [] and latency["muted"].startswith("inhibited:")
+    (elsewhere,) = run.send(
+        "signals", signal("p99-over-1s", "search|/q", "warning", metric="p99_ms")
+    )
+    assert elsewhere["channels"] == ["slack"]
+
+
+def test_route_command_overrides_channels():
+    run = Run(EscalationStage())
+    (fired,) = run.send("signals", signal("db", "checkout|*", "critical"))
+    cmd = {"command": "route", "id": fired["alert_id"], "channels": ["slack", "email"]}
+    (rerouted,) = run.send("commands", cmd)
+    assert rerouted["transition"] == "rerouted" and rerouted["channels"] == ["slack", "email"]
+
+
+def test_a_restarted_worker_fires_due_escalations_once():
+    run = Run(EscalationStage())
+    run.send("signals", signal("r", "checkout|/pay", "critical"))
+    # The worker dies; another restores the changelog 10 minutes later.
+    restarted = Run(EscalationStage())
+    restarted.changelog = dict(run.changelog)
+    for (partition, key), value in run.changelog.items():
+        restarted.stage.restore(partition, key, value)
+    due = restarted.tick(NOW + 600)
+    assert [t["transition"] for t in due] == ["escalated"]
+    assert restarted.tick(NOW + 601) == []  # once
+
+
+def test_group_wait_sends_a_service_s_alerts_together():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    assert run.send("signals", signal("a", "checkout|/pay", "high")) == []
+    assert run.send("signals", signal("b", "checkout|/cart", "high"), now=NOW + 10) == []
+    flushed = run.tick(NOW + 30)
+    assert sorted(t["rule"] for t in flushed) == ["a", "b"]
+
+
+def test_configured_routes_match_labels_first():
+    routing = RoutingConfig(
+        routes=(Route({"service": "checkout"}, ("webhook",), 60.0),), silences=(), inhibitions=()
+    )
+    run = Run(EscalationStage(routing))
+    (fired,) = run.send("signals", signal("r", "checkout|/pay", "critical"))
+    assert fired["channels"] == ["webhook"]
+    (other,) = run.send("signals", signal("r", "search|/q", "critical"))
+    assert sorted(other["channels"]) == ["pagerduty", "sms"]  # the severity default
+
+
+def test_alert_ids_and_command_keys():
+    sig = signal("new-issue", "f" * 32, "high", service="checkout", fingerprint="f" * 32)
+    assert alert_id_for(sig) == "checkout:issue:" + "f" * 32
+    assert partition_key_for(alert_id_for(sig)) == "checkout"
+    expired = Silence("s", {"service": "x"}, 0, 10)
+    assert not expired.mutes({"service": "x"}, 20)
