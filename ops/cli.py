@@ -78,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", help="firing, acknowledged or resolved")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
+    p = sub.add_parser("anomaly", help="offline anomaly tools")
+    anomaly_sub = p.add_subparsers(dest="anomaly_command", required=True, metavar="ACTION")
+    score = anomaly_sub.add_parser(
+        "score", help="score a timestamp,value CSV with the pipeline's detector"
+    )
+    score.add_argument("--csv", required=True, help="input CSV with header timestamp,value")
+    score.add_argument("--out", required=True, help="output CSV: timestamp,value,anomaly_score")
+
+    p = sub.add_parser("baseline", help="baseline analysis (seed 003)")
+    baseline_sub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    analyze = baseline_sub.add_parser(
+        "analyze", help="statistics, thresholds, outliers, anomalies and stability"
+    )
+    analyze.add_argument("--csv", help="input CSV with header timestamp,value")
+    analyze.add_argument("--series", help="or a series from the rollups topic, e.g. 'checkout|*'")
+    analyze.add_argument("--metric", default="p99_ms", help="rollup metric (with --series)")
+    analyze.add_argument("--resolution", default="1m", help="rollup resolution (with --series)")
+    analyze.add_argument("--format", choices=("text", "json"), default="text")
+    _kafka_options(analyze)
+
     p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
     _kafka_options(p)
     p.add_argument("--status", help="new, active, resolved or regressed")
@@ -127,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    for sub in ("topics_command", "grouping_command"):
+    for sub in ("topics_command", "grouping_command", "anomaly_command", "baseline_command"):
         if getattr(args, sub, None):
             return f"{args.command} {getattr(args, sub)}"
     return args.command

@@ -269,6 +269,60 @@ def cmd_sla(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_anomaly_score(args: argparse.Namespace) -> int:
+    from ops.anomaly_tools import score_csv
+
+    try:
+        rows = score_csv(args.csv, args.out)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--csv {args.csv}: {exc}") from None
+    print(f"scored {rows} points -> {args.out}")
+    return 0
+
+
+def cmd_baseline_analyze(args: argparse.Namespace) -> int:
+    from ops.anomaly_tools import analyze_csv
+
+    if bool(args.csv) == bool(args.series):
+        raise ConfigError("baseline analyze: give exactly one of --csv or --series")
+    try:
+        if args.csv:
+            print(analyze_csv(args.csv, fmt=args.format))
+        else:
+            print(_analyze_series(args))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"baseline analyze: {exc}") from None
+    return 0
+
+
+def _analyze_series(args: argparse.Namespace) -> str:
+    from ops.sla_view import latest_rollups
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import ROLLUPS
+    from stages.baseline import rollup_metrics
+    from stages.baseline_analysis import analyze, format_text
+
+    config = config_from_args(args)
+    records = asyncio.run(read_topic(config.kafka, config.kafka.prefix + ROLLUPS))
+    rollups = sorted(
+        (
+            r
+            for r in latest_rollups(x.value for x in records)
+            if r["series"] == args.series and r["resolution"] == args.resolution
+        ),
+        key=lambda r: r["start"],
+    )
+    if not rollups:
+        raise ValueError(f"no {args.resolution} rollups for series {args.series!r}")
+    metrics = [rollup_metrics(r) for r in rollups]
+    if args.metric not in metrics[0]:
+        raise ValueError(f"--metric {args.metric!r} is not one of {', '.join(metrics[0])}")
+    report = analyze([m[args.metric] for m in metrics], [r["end"] / 1000 for r in rollups])
+    if args.format == "json":
+        return orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
+    return format_text(report)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
@@ -285,6 +339,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "route": cmd_route,
     "silence": cmd_silence,
     "alerts": cmd_alerts,
+    "anomaly score": cmd_anomaly_score,
+    "baseline analyze": cmd_baseline_analyze,
     "exceptions": cmd_exceptions,
     "dlq": cmd_dlq,
     "sla": cmd_sla,

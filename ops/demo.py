@@ -23,12 +23,28 @@ from loadtest.fleet import (
     malformed_payloads,
 )
 from ops.sla_view import format_budgets, latest_rollups, sla_statuses
-from ops.views import format_dead_letters, format_issues, format_rollups, latest_issues
+from ops.views import (
+    format_alerts,
+    format_dead_letters,
+    format_issues,
+    format_rollups,
+    latest_alerts,
+    latest_issues,
+)
 from pipeline.app import STAGE_FACTORIES, Pipeline
 from pipeline.broker import LocalBroker
 from pipeline.config import load_config
 from pipeline.topic_reader import read_topic, send_json
-from pipeline.topics import COMMANDS, EVENTS_DLQ, EVENTS_RAW, ISSUES, ROLLUPS, create_topics
+from pipeline.topics import (
+    ALERTS,
+    COMMANDS,
+    EVENTS_DLQ,
+    EVENTS_RAW,
+    ISSUES,
+    ROLLUPS,
+    SIGNALS,
+    create_topics,
+)
 from stages.sla import format_text
 
 
@@ -59,11 +75,11 @@ async def _wait_for_issues(config, predicate, timeout_s: float = 90.0) -> list[d
 
 
 async def _latency_incident(config, producer: AIOKafkaProducer, raw_topic: str) -> None:
-    """Four minutes of fleet latency with a slowdown on checkout /api/pay in minute three."""
+    """Ten minutes of fleet latency with a slowdown on checkout /api/pay near the end."""
     now_ms = int(time.time() * 1000)
-    base = (now_ms - 240_000) // 60_000 * 60_000
-    incident = Slowdown("checkout", "/api/pay", base + 120_000, base + 180_000, 12.0, 0.08)
-    traffic = latency_traffic(base, 240, 100, seed=3, incidents=(incident,))
+    base = (now_ms - 600_000) // 60_000 * 60_000
+    incident = Slowdown("checkout", "/api/pay", base + 480_000, base + 600_000, 12.0, 0.08)
+    traffic = latency_traffic(base, 600, 100, seed=3, incidents=(incident,))
     _banner(
         f"fleet sends {len(traffic)} latency events; incident: checkout /api/pay is 12x slower "
         f"with 8% 5xx from {_hhmm(incident.start_ms)} to {_hhmm(incident.end_ms)}"
@@ -82,6 +98,23 @@ async def _latency_incident(config, producer: AIOKafkaProducer, raw_topic: str) 
     _banner("SLA status over the last 5 minutes of event time")
     statuses = sla_statuses(rollups, config.sla, period_ms=300_000)
     print(format_text([report for report, _ in statuses]) + format_budgets(statuses))
+    await _signals_and_alerts(config)
+
+
+async def _signals_and_alerts(config) -> None:
+    """What the baselines and rules found, and the alerts escalation made of it."""
+    await asyncio.sleep(3.0)  # the last rollups travel through baseline and escalation
+    signals = [
+        r.value
+        for r in await read_topic(config.kafka, config.kafka.prefix + SIGNALS)
+        if isinstance(r.value, dict)
+    ]
+    _banner(f"signals ({len(signals)}): anomalies against learned baselines and rule findings")
+    for s in sorted(signals, key=lambda s: s.get("ts", 0))[:20]:
+        print(f"  {_hhmm(s['ts'])} {s['state']:<8} {s['severity']:<8} {s['summary'][:110]}")
+    values = (r.value for r in await read_topic(config.kafka, config.kafka.prefix + ALERTS))
+    _banner("alerts (routing: critical->pagerduty+sms, high->slack+email, medium->slack)")
+    print(format_alerts(latest_alerts(values)))
 
 
 def _hhmm(ms: int) -> str:
@@ -98,6 +131,8 @@ async def run_demo(events: int = 400) -> int:
             "kafka.bootstrap": broker.bootstrap,
             "kafka.prefix": "prodmon.",
             "fingerprint.count_interval_s": 1.0,
+            "baseline.resolution": "10s",
+            "baseline.warmup": 20,
         }
     )
     stop = asyncio.Event()
