@@ -60,7 +60,7 @@ async def test_escalates_until_acknowledged_and_silences_mute(bootstrap, topics,
         path, env={}, overrides={"kafka.bootstrap": bootstrap, "kafka.prefix": topics}
     )
     alerts = topic_probe(config, ALERTS)
-    async with running_pipeline(config, ["escalation"]):
+    async with running_pipeline(config, ["escalation"]) as pipeline:
         await send_json(
             config.kafka, topics + SIGNALS, "checkout", signal("r1", "checkout", "checkout|/pay")
         )
@@ -74,6 +74,12 @@ async def test_escalates_until_acknowledged_and_silences_mute(bootstrap, topics,
         got = await wait_for(alerts, lambda a: any(t["transition"] == "acknowledged" for t in a))
         acked_at = len(got)
         cli(bootstrap, topics, "silence", "--match", "service=search", "--for", "1h")
+
+        async def silences_known() -> int:  # commands and signals are separate topics
+            stage = pipeline.runners[0].stage
+            return sum(len(s) for s in stage.silences.values())
+
+        assert await wait_for(silences_known, lambda n: n >= 1, timeout_s=30)
         # The silence reaches every partition; a search alert is recorded but muted.
         await send_json(
             config.kafka, topics + SIGNALS, "search", signal("r2", "search", "search|/q")
