@@ -74,6 +74,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     stages = parse_stage_list(args.stages, config)
+    if "notify" in stages:
+        from sinks.config import SinkSettings
+
+        try:
+            SinkSettings.from_env()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     async def _run() -> int:
         stop = asyncio.Event()

@@ -107,7 +107,7 @@ def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
     With `windows.fused`, ingest does the windowing itself, so `windows` is not a stage.
     """
     fused = config is not None and config.windows.fused
-    known = [n for n in STAGE_FACTORIES if not (fused and n == "windows")]
+    known = [n for n in STAGE_FACTORIES if not (fused and n == "windows")] + [NOTIFY]
     if text.strip() == "all":
         return known
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -116,13 +116,16 @@ def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
             "--stages: windows runs inside ingest when windows.fused is true; "
             "drop it from the list or set windows.fused = false"
         )
-    unknown = [n for n in names if n not in STAGE_FACTORIES]
+    unknown = [n for n in names if n not in STAGE_FACTORIES and n != NOTIFY]
     if unknown or not names:
         raise ConfigError(
             f"--stages: unknown stage {', '.join(unknown) or '(none)'} "
             f"(allowed: all, {', '.join(known)})"
         )
     return list(dict.fromkeys(names))
+
+
+NOTIFY = "notify"  # not a pure stage: the notifier (pipeline/notifier.py)
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:
@@ -144,6 +147,7 @@ class Pipeline:
         self.config = config
         self.stage_names = stages
         self.runners: list[StageRunner] = []
+        self.notifier = None
 
     async def run(self, stop: asyncio.Event) -> None:
         producer = make_producer(self.config)
@@ -165,11 +169,37 @@ class Pipeline:
         self.runners = [
             StageRunner(STAGE_FACTORIES[name](self.config), self.config, producer)
             for name in self.stage_names
+            if name != NOTIFY
         ]
         log.info("pipeline_started", stages=self.stage_names, config=self.config.redacted())
-        try:
-            await asyncio.gather(*(runner.run(stop) for runner in self.runners))
-        finally:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            log.info("pipeline_stopped")
+        async with contextlib.AsyncExitStack() as resources:
+            tasks = [runner.run(stop) for runner in self.runners]
+            if NOTIFY in self.stage_names:
+                self.notifier = await self._notifier(producer, resources)
+                tasks.append(self.notifier.run(stop))
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                log.info("pipeline_stopped")
+
+    async def _notifier(self, producer, resources: contextlib.AsyncExitStack):
+        import aiohttp
+
+        from pipeline.notifier import Notifier
+        from sinks.config import SinkSettings, build_sinks
+        from sinks.delivery import DeliveryPolicy
+
+        n = self.config.notify
+        settings = SinkSettings.from_env()
+        session = await resources.enter_async_context(aiohttp.ClientSession())
+        sinks = build_sinks(settings, session, dry_run=n.dry_run)
+        policy = DeliveryPolicy(
+            max_attempts=n.max_attempts,
+            attempt_timeout_s=n.attempt_timeout_s,
+            give_up_after_s=n.give_up_after_s,
+            backoff_base_s=n.backoff_base_s,
+        )
+        log.info("notifier_sinks", channels=sorted(sinks), destinations=settings.redacted())
+        return Notifier(self.config, producer, sinks, policy)

@@ -130,12 +130,25 @@ class BaselineSection:
 
 
 @dataclass
+class NotifySection:
+    """The notifier (pipeline/notifier.py). Destinations and secrets come from the
+    environment only (docs/sinks.md)."""
+
+    dry_run: bool = False  # record what would be sent, send nothing
+    max_attempts: int = 5
+    attempt_timeout_s: float = 10.0
+    give_up_after_s: float = 300.0
+    backoff_base_s: float = 0.5
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ingest: IngestSection = field(default_factory=IngestSection)
     fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
     windows: WindowsSection = field(default_factory=WindowsSection)
+    notify: NotifySection = field(default_factory=NotifySection)
     # Parsed from the nested [sla] table (see stages/sla.py), not flat keys.
     sla: SLAConfig = field(default_factory=SLAConfig)
     baseline: BaselineSection = field(default_factory=BaselineSection)

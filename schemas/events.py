@@ -27,6 +27,7 @@ __all__ = [
     "decode_message",
     "latency_fields",
     "normalized_latency",
+    "plain_latency",
     "validate_event",
 ]
 
@@ -474,6 +475,28 @@ def latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> LatencyF
     if host is not None and (type(host) is not str or len(host) > max_id):
         _ident(host, "host", limits, required=False)
     return (event_id or None, ts, service, endpoint, method, status, duration, region, host)
+
+
+def plain_latency(value: Any, now_ms: int, limits: Limits) -> LatencyFields | None:
+    """`latency_fields` of a message that is the common case, or None (never raises).
+
+    The common case is one JSON object, a valid latency/1 event with an `event_id`. For
+    anything else (a tombstone, an oversized or undecodable message, an array, another
+    schema, a broken rule, no `event_id`) the caller takes the general path
+    (`decode_batch`, then `latency_fields` or `validate_event` per element), which
+    decodes the message again and handles it or says precisely why not. The rules are
+    `latency_fields`' own, so both paths accept exactly the same events.
+    """
+    try:
+        if len(value) > limits.max_message_bytes:
+            return None
+        obj = orjson.loads(value)
+        if type(obj) is not dict or obj.get("schema") != LATENCY_SCHEMA:
+            return None
+        fields = latency_fields(obj, now_ms, limits)
+    except Exception:
+        return None
+    return fields if fields[0] is not None else None
 
 
 def normalized_latency(fields: LatencyFields) -> dict[str, Any]:

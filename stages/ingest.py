@@ -24,6 +24,7 @@ from schemas.events import (
     decode_batch,
     latency_fields,
     normalized_latency,
+    plain_latency,
     validate_event,
 )
 from stages.base import Emit, Record, StageResult
@@ -67,25 +68,22 @@ class IngestStage:
     # --- Stage protocol -------------------------------------------------------------------
 
     def process(self, records: list[Record], now: float) -> StageResult:
-        """Route every element of every record; see the module docstring."""
+        """Route every element of every record; see the module docstring.
+
+        With `on_latency` set (the fused stage), the common message, one valid latency
+        event, takes a fast path (`_process_plain`); everything else, and every message
+        otherwise, takes the general path (`_ingest_record`). Both give the same results.
+        """
         self._expire(now)
         emits: list[Emit] = []
         counts = [0, 0, 0]  # errors, latency, duplicates
-        ingest = self._ingest_record
         try:
-            for record in records:
-                try:
+            if self.on_latency is None:
+                ingest = self._ingest_guarded
+                for record in records:
                     ingest(record, now, emits, counts)
-                except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
-                    self._dead(
-                        emits,
-                        record,
-                        f"internal error in ingest: {exc!r}",
-                        "$",
-                        None,
-                        _raw_or_empty(record.value),
-                        now,
-                    )
+            else:
+                self._process_plain(records, now, emits, counts)
         finally:
             stats = self.stats
             stats["errors"] += counts[0]
@@ -107,6 +105,75 @@ class IngestStage:
 
     # --- per record / per event -----------------------------------------------------------
 
+    def _process_plain(
+        self, records: list[Record], now: float, emits: list[Emit], counts: list[int]
+    ) -> None:
+        """The fused stage's loop: one valid latency event per message goes straight to
+        `on_latency`, with no per-element bookkeeping.
+
+        `plain_latency` recognizes that common case with `latency_fields`' own rules; any
+        other record (an array, an error event, anything invalid, no `event_id`) falls
+        back, whole, to `_ingest_record`, so dead letters and errors are exactly the
+        general path's. Dedup and counting are shared with it (`_duplicate`, `_remember`).
+        """
+        limits = self.config.limits
+        now_ms = int(now * 1000)
+        on_latency = self.on_latency
+        assert on_latency is not None
+        duplicate, remember = self._duplicate, self._remember
+        general = self._ingest_guarded
+        for record in records:
+            fields = plain_latency(record.value, now_ms, limits)
+            if fields is None:
+                general(record, now, emits, counts)
+                continue
+            event_id, ts, service, endpoint, _, status, duration, _, _ = fields
+            try:
+                if duplicate(event_id, now):
+                    counts[2] += 1
+                    continue
+                on_latency(
+                    record.partition, record.offset, service, endpoint, ts, duration, status or 0, now
+                )
+                remember(event_id, now)
+            except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+                self._internal_error(emits, record, exc, now)
+                continue
+            counts[1] += 1
+
+    def _ingest_guarded(
+        self, record: Record, now: float, emits: list[Emit], counts: list[int]
+    ) -> None:
+        """`_ingest_record`, dead-lettering the record if that raises (a bug)."""
+        try:
+            self._ingest_record(record, now, emits, counts)
+        except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+            self._internal_error(emits, record, exc, now)
+
+    def _internal_error(
+        self, emits: list[Emit], record: Record, exc: Exception, now: float
+    ) -> None:
+        reason = f"internal error in ingest: {exc!r}"
+        self._dead(emits, record, reason, "$", None, _raw_or_empty(record.value), now)
+
+    def _duplicate(self, event_id: str, now: float) -> bool:
+        """True when `event_id` was accepted within the dedup window (forgets an older one)."""
+        seen_at = self._seen.get(event_id)
+        if seen_at is None:
+            return False
+        if now - seen_at < self.config.dedup_window_s:
+            return True
+        del self._seen[event_id]  # re-inserted by `_remember`, as the newest
+        return False
+
+    def _remember(self, event_id: str, now: float) -> None:
+        """Record `event_id` as accepted at `now`, within the bound on remembered ids."""
+        seen = self._seen
+        seen[event_id] = now
+        max_ids = self.config.dedup_max_ids
+        if len(seen) > max_ids:
+            self._evict_oldest(len(seen) - max_ids + max_ids // 16)
+
     def _ingest_record(
         self, record: Record, now: float, emits: list[Emit], counts: list[int]
     ) -> None:
@@ -122,7 +189,6 @@ class IngestStage:
             return
 
         now_ms = int(now * 1000)
-        seen = self._seen
         on_latency = self.on_latency
         partition, offset = record.partition, record.offset
         for i, element in enumerate(elements):
@@ -146,12 +212,9 @@ class IngestStage:
                 event_id = f"{record.topic}:{partition}:{offset}:{i}"
                 if event is not None:
                     event["event_id"] = event_id
-            seen_at = seen.get(event_id)
-            if seen_at is not None:
-                if now - seen_at < self.config.dedup_window_s:
-                    counts[2] += 1
-                    continue
-                del seen[event_id]  # re-inserted below, as the newest
+            if self._duplicate(event_id, now):
+                counts[2] += 1
+                continue
 
             if event is None:
                 if on_latency is None:
@@ -176,10 +239,7 @@ class IngestStage:
                 emits.append(Emit(ERRORS_TOPIC, group_id, event))
                 counts[0] += 1
 
-            seen[event_id] = now
-            max_ids = self.config.dedup_max_ids
-            if len(seen) > max_ids:
-                self._evict_oldest(len(seen) - max_ids + max_ids // 16)
+            self._remember(event_id, now)
 
     def _dead_element(
         self,

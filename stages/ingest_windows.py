@@ -12,11 +12,16 @@ partitions, use the two separate stages instead (`windows.fused = false`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from stages.base import Record, StageResult
 from stages.ingest import IngestStage
 from stages.windows import WindowsConfig, WindowsCore
+
+_PARTITION = attrgetter("partition")
+_OFFSET = attrgetter("offset")
 
 
 class IngestWindowsStage:
@@ -38,15 +43,26 @@ class IngestWindowsStage:
         Commits are held back to the oldest open window, so a restart re-reads records
         whose errors and dead letters were already produced: those outputs are dropped.
         """
-        touched = sorted({r.partition for r in records})
-        replay_until = self.core.replay_until
-        replayed = [r for r in records if r.offset < replay_until(r.partition)]
+        touched = sorted(set(map(_PARTITION, records)))
+        replayed = self._replayed(records)
         if replayed:
             self.ingest.process(replayed, now)
+            replay_until = self.core.replay_until
             records = [r for r in records if r.offset >= replay_until(r.partition)]
         result = self.ingest.process(records, now)
         result.extend(self.core.finish(touched, now))
         return result
+
+    def _replayed(self, records: list[Record]) -> list[Record]:
+        """The records processed before the last restore (cheap when there are none)."""
+        marks = self.core.replay_marks()
+        if not marks:
+            return []
+        for partition, group in groupby(records, _PARTITION):
+            mark = marks.get(partition)
+            if mark is not None and min(map(_OFFSET, group)) < mark:
+                return [r for r in records if r.offset < marks.get(r.partition, -1)]
+        return []
 
     def tick(self, now: float) -> StageResult:
         return self.core.flush_idle(now)

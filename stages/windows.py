@@ -388,6 +388,10 @@ class WindowsCore:
         else:
             coarse[series] = Window.from_state(self.hdr, value)
 
+    def replay_marks(self) -> dict[int, int]:
+        """`replay_until` of every partition that has offsets to replay (restored ones)."""
+        return {p: ps.replay_until for p, ps in self.partitions.items() if ps.replay_until > 0}
+
     def replay_until(self, partition: int) -> int:
         """Offsets of `partition` below this were processed before the last restore."""
         ps = self.partitions.get(partition)

@@ -1,0 +1,255 @@
+"""Email sink (aiosmtplib): one multipart text + HTML message per alert transition.
+
+Transport: STARTTLS (default), implicit TLS, or plain (`none`, meant for loopback relays);
+AUTH when a username and password are configured. The envelope recipients are always the
+configured ones, never derived from headers.
+
+Header safety: event text reaches exactly one header, the Subject, and only after every
+control character (CR, LF, ...) became a space; the message is an `EmailMessage` with the
+SMTP policy, which refuses CR/LF in any header value, as a second line of defence. The HTML
+part escapes every event-supplied string.
+
+Threading: `Message-ID` is derived from the transition id (unique per notification, stable
+across retries), and `In-Reply-To`/`References` point at an id derived from the alert id,
+so mail clients group all transitions of one alert; the Subject stays the same for the
+alert's life (no transition in it) because some clients also thread by Subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import ssl
+from collections.abc import Sequence
+from email import policy
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+from typing import Any, Literal
+
+import aiosmtplib
+
+from sinks.base import Alert, DeliveryError
+from sinks.http import describe_error
+from sinks.text import (
+    color_for,
+    header_token,
+    heading,
+    human_utc,
+    json_bytes,
+    one_line,
+    severity_of,
+    truncate,
+)
+
+__all__ = ["EmailSink", "TlsMode", "message_id", "thread_id"]
+
+TlsMode = Literal["starttls", "tls", "none"]
+SUBJECT_MAX = 200
+SUMMARY_MAX = 10_000
+EVIDENCE_MAX = 20_000
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def message_id(transition_id: str, domain: str) -> str:
+    """The Message-ID of one transition's mail: same on every retry."""
+    return f"<{_digest(transition_id)}.prodmon@{domain}>"
+
+
+def thread_id(alert_id: str, domain: str) -> str:
+    """The id every mail of one alert refers to (In-Reply-To, References)."""
+    return f"<{_digest(alert_id)}.alert.prodmon@{domain}>"
+
+
+def _rows(alert: Alert) -> list[tuple[str, str]]:
+    labels = alert.get("labels") or {}
+    rows = [
+        ("Severity", severity_of(alert).upper()),
+        ("Service", one_line(alert.get("service") or "-", 200)),
+        ("Status", one_line(alert.get("status") or "-", 50)),
+        ("Transition", one_line(alert.get("transition") or "-", 50)),
+        ("Count", one_line(alert.get("count"), 30) or "-"),
+        ("First seen", human_utc(alert.get("first_seen"))),
+        ("Last seen", human_utc(alert.get("last_seen"))),
+        ("Level", one_line(alert.get("level"), 10) or "0"),
+        ("Rule", one_line(alert.get("rule") or "-", 200)),
+        ("Key", one_line(alert.get("key") or "-", 500)),
+        ("Alert", one_line(alert.get("alert_id") or "-", 500)),
+    ]
+    if isinstance(labels, dict) and labels:
+        text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items(), key=lambda kv: str(kv[0])))
+        rows.append(("Labels", one_line(text, 2000)))
+    if alert.get("author"):
+        rows.append(("By", one_line(alert.get("author"), 200)))
+    return rows
+
+
+def _evidence(alert: Alert) -> str:
+    if not alert.get("evidence"):
+        return ""
+    text = json_bytes(alert["evidence"], sort_keys=True, indent=True).decode("utf-8", "replace")
+    return truncate(text, EVIDENCE_MAX)
+
+
+class EmailSink:
+    """Mails alert transitions to a fixed list of recipients through one SMTP server."""
+
+    channel = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        tls: TlsMode = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self.recipients = tuple(recipients)
+        self.tls = tls
+        self._username = username
+        self._password = password
+        self._timeout_s = timeout_s
+        self._tls_context = tls_context
+        self.destination = f"{host}:{port}"
+        self._domain = parseaddr(sender)[1].rpartition("@")[2] or "prodmon.local"
+
+    def __repr__(self) -> str:
+        return (
+            f"EmailSink(destination={self.destination!r}, tls={self.tls!r}, "
+            f"recipients={len(self.recipients)})"
+        )
+
+    def subject(self, alert: Alert) -> str:
+        """One line, no control characters, bounded; stable for the alert's life."""
+        service = one_line(alert.get("service"), 100)
+        title = one_line(alert.get("title") or alert.get("alert_id"), SUBJECT_MAX)
+        where = f"{service}: " if service else ""
+        return one_line(f"[prodmon] [{severity_of(alert).upper()}] {where}{title}", SUBJECT_MAX)
+
+    def build_message(self, alert: Alert) -> EmailMessage:
+        """The complete message for `alert` (multipart/alternative: text, then HTML)."""
+        transition = str(alert.get("transition") or "")
+        alert_id = str(alert.get("alert_id") or "")
+        transition_id = str(alert.get("id") or f"{alert_id}|{alert.get('seq')}|{transition}")
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["Subject"] = self.subject(alert)
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        ts = alert.get("ts")
+        msg["Date"] = formatdate(ts / 1000 if isinstance(ts, int | float) else None, usegmt=True)
+        msg["Message-ID"] = message_id(transition_id, self._domain)
+        root = thread_id(alert_id, self._domain)
+        msg["In-Reply-To"] = root
+        msg["References"] = root
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Prodmon-Alert"] = header_token(alert_id)
+        msg["X-Prodmon-Transition"] = header_token(transition or "-")
+        msg.set_content(self._text(alert))
+        msg.add_alternative(self._html(alert), subtype="html")
+        return msg
+
+    def render(self, alert: Alert) -> dict[str, Any]:
+        """What would be sent: envelope, headers and both bodies."""
+        msg = self.build_message(alert)
+        text, rich = (part.get_content() for part in msg.iter_parts())
+        return {
+            "from": self.sender,
+            "to": list(self.recipients),
+            "headers": {k: str(v) for k, v in msg.items()},
+            "text": text,
+            "html": rich,
+        }
+
+    def _text(self, alert: Alert) -> str:
+        lines = [heading(alert), ""]
+        summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
+        if summary:
+            lines += [summary, ""]
+        lines += [f"{name}: {value}" for name, value in _rows(alert)]
+        if alert.get("notes"):
+            lines += ["", "Notes:", truncate(str(alert["notes"]), SUMMARY_MAX)]
+        evidence = _evidence(alert)
+        if evidence:
+            lines += ["", "Evidence:", evidence]
+        lines += ["", "-- ", "prodmon"]
+        return "\n".join(lines) + "\n"
+
+    def _html(self, alert: Alert) -> str:
+        esc = html.escape
+        color = color_for(alert)
+        rows = "".join(
+            f'<tr><th align="left" style="padding:2px 12px 2px 0">{esc(name)}</th>'
+            f"<td>{esc(value)}</td></tr>"
+            for name, value in _rows(alert)
+        )
+        parts = [
+            '<!DOCTYPE html><html><body style="font-family:sans-serif">',
+            f'<div style="border-left:6px solid {color};padding-left:12px">',
+            f"<h2>{esc(heading(alert))}</h2>",
+        ]
+        summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
+        if summary:
+            parts.append(f'<p style="white-space:pre-wrap">{esc(summary)}</p>')
+        parts.append(f"<table>{rows}</table>")
+        if alert.get("notes"):
+            notes = esc(truncate(str(alert["notes"]), SUMMARY_MAX))
+            parts.append(f'<h3>Notes</h3><p style="white-space:pre-wrap">{notes}</p>')
+        evidence = _evidence(alert)
+        if evidence:
+            parts.append(f"<h3>Evidence</h3><pre>{esc(evidence)}</pre>")
+        parts.append("<p><small>prodmon</small></p></div></body></html>")
+        return "".join(parts)
+
+    async def send(self, alert: Alert) -> None:
+        """One SMTP transaction; 4xx replies and network errors retryable, 5xx not."""
+        try:
+            message = self.build_message(alert)
+        except ValueError as exc:  # only config could do this (event text is one-lined)
+            raise DeliveryError("message refused: unsafe header value", retryable=False) from exc
+        try:
+            await aiosmtplib.send(
+                message,
+                sender=parseaddr(self.sender)[1] or self.sender,
+                recipients=list(self.recipients),
+                hostname=self.host,
+                port=self.port,
+                username=self._username,
+                password=self._password,
+                use_tls=self.tls == "tls",
+                start_tls=self.tls == "starttls",
+                timeout=self._timeout_s,
+                tls_context=self._tls_context,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({err.code for err in exc.recipients})
+            retryable = all(400 <= code < 500 for code in codes)
+            raise DeliveryError(
+                f"SMTP recipients refused ({', '.join(map(str, codes))})",
+                retryable=retryable,
+                status=codes[-1] if codes else None,
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            detail = one_line(exc.message, 200)
+            for secret in (self._password, self._username):
+                if secret:
+                    detail = detail.replace(secret, "***")
+            raise DeliveryError(
+                f"SMTP {exc.code}: {detail}", retryable=400 <= exc.code < 500, status=exc.code
+            ) from exc
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError) as exc:
+            raise DeliveryError(f"SMTP timeout: {type(exc).__name__}", retryable=True) from exc
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+            reason = f"connection failed: {describe_error(exc)}"
+            raise DeliveryError(reason, retryable=True) from exc
+        except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS or AUTH not offered
+            raise DeliveryError(f"SMTP error: {type(exc).__name__}", retryable=False) from exc

@@ -1,0 +1,140 @@
+"""Slack incoming-webhook sink: one Block Kit message per alert transition.
+
+Layout: a header (`FIRING [CRITICAL] title`), then a colour-barred attachment (colour by
+severity; green once resolved) holding the summary, fields (severity, service, status,
+count, first/last seen, ...), notes, evidence and a context line.
+
+Event text is hostile, so every piece of it is escaped for mrkdwn (`&`, `<`, `>` become
+entities: no `<!channel>`, `<@U123>`, `<!here>` or `<http://evil|click>` can form), bare
+`@channel`/`@here`/`@everyone` get a zero-width space after the `@`, text objects are
+`verbatim` (no auto-linking), unfurling is off, and everything is cut to Slack's limits
+(header 150, section text 3000, field 2000) without splitting an entity. The webhook URL
+is a secret: only its host is ever shown.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+
+from sinks.base import Alert
+from sinks.http import check_answer, post, url_destination, url_secrets
+from sinks.text import (
+    ELLIPSIS,
+    alert_line,
+    bounded_json,
+    color_for,
+    heading,
+    human_utc,
+    json_bytes,
+    one_line,
+    severity_of,
+)
+
+__all__ = ["SlackSink", "slack_escape"]
+
+HEADER_MAX = 150
+TEXT_MAX = 3000
+FIELD_MAX = 2000
+CONTEXT_MAX = 500
+FALLBACK_MAX = 1000
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_ESCAPE = re.compile(r"[&<>]")
+_BROADCAST = re.compile(r"@(channel|here|everyone)", re.IGNORECASE)
+
+
+def slack_escape(text: Any, limit: int) -> str:
+    """`text` made inert for Slack mrkdwn and at most `limit` characters once escaped."""
+    raw = "" if text is None else str(text)
+    raw = _BROADCAST.sub("@\u200b\\1", raw)
+    escaped = _ESCAPE.sub(lambda m: _ENTITIES[m.group()], raw)
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: max(limit - 1, 0)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]  # never leave half an entity
+    return cut + ELLIPSIS
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def _field(label: str, value: Any) -> dict[str, Any]:
+    prefix = f"*{label}*\n"
+    return _mrkdwn(prefix + slack_escape(one_line(value, FIELD_MAX), FIELD_MAX - len(prefix)))
+
+
+class SlackSink:
+    """Posts Block Kit messages to one Slack incoming webhook."""
+
+    channel = "slack"
+
+    def __init__(self, session: aiohttp.ClientSession, webhook_url: str) -> None:
+        self._session = session
+        self._url = webhook_url
+        self.destination = url_destination(webhook_url)
+
+    def __repr__(self) -> str:
+        return f"SlackSink(destination={self.destination!r})"
+
+    def render(self, alert: Alert) -> dict[str, Any]:
+        """The JSON body Slack receives for `alert`."""
+        severity = severity_of(alert)
+        transition = str(alert.get("transition") or "")
+        title = one_line(alert.get("title") or alert.get("alert_id"), 1000)
+        header = slack_escape(heading(alert), HEADER_MAX)
+        summary = str(alert.get("summary") or "").strip() or title or "(no summary)"
+
+        fields = [
+            _field("Severity", severity.upper()),
+            _field("Service", alert.get("service") or "-"),
+            _field("Status", alert.get("status") or "-"),
+            _field("Count", alert.get("count") if alert.get("count") is not None else "-"),
+            _field("First seen", human_utc(alert.get("first_seen"))),
+            _field("Last seen", human_utc(alert.get("last_seen"))),
+        ]
+        if alert.get("level"):
+            fields.append(_field("Level", alert.get("level")))
+        if alert.get("author"):
+            fields.append(_field("By", alert.get("author")))
+
+        details: list[dict[str, Any]] = [
+            {"type": "section", "text": _mrkdwn(slack_escape(summary, TEXT_MAX))},
+            {"type": "section", "fields": fields},
+        ]
+        if alert.get("notes"):
+            prefix = "*Notes*\n"
+            text = prefix + slack_escape(alert["notes"], TEXT_MAX - len(prefix))
+            details.append({"type": "section", "text": _mrkdwn(text)})
+        if alert.get("evidence"):
+            evidence = slack_escape(bounded_json(alert["evidence"], TEXT_MAX), TEXT_MAX - 20)
+            details.append({"type": "section", "text": _mrkdwn(f"*Evidence*\n```{evidence}```")})
+        context = (
+            f"prodmon · {transition or '-'} · alert {one_line(alert.get('alert_id'), 300)} · "
+            f"rule {one_line(alert.get('rule') or '-', 100)}"
+        )
+        details.append(
+            {"type": "context", "elements": [_mrkdwn(slack_escape(context, CONTEXT_MAX))]}
+        )
+        return {
+            "text": slack_escape(alert_line(alert, FALLBACK_MAX), FALLBACK_MAX),
+            "blocks": [{"type": "header", "text": {"type": "plain_text", "text": header}}],
+            "attachments": [{"color": color_for(alert), "blocks": details}],
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+
+    async def send(self, alert: Alert) -> None:
+        """POST the message; 400/403 non-retryable, 404/410 webhook gone, 429/5xx retryable."""
+        answer = await post(
+            self._session,
+            self._url,
+            body=json_bytes(self.render(alert)),
+            headers={"Content-Type": "application/json"},
+        )
+        check_answer(answer, ok=(200,), gone=(404, 410), secrets=url_secrets(self._url))

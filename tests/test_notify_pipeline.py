@@ -1,0 +1,124 @@
+"""Signals to people, end to end: escalation + notifier on the real broker, delivering to a
+real SMTP server and loopback HTTP servers that check what Slack, PagerDuty and an SMS
+provider check."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.topic_reader import send_json
+from pipeline.topics import DELIVERIES, SIGNALS
+from tests.pipeline_helpers import running_pipeline, topic_probe, wait_for
+from tests.sinks.fakes import FakePagerDuty, FakeSlack, FakeSms, FakeSmtp, closed_port_url
+
+ROUTING_KEY = "R0UTINGKEY0123456789abcdefSECRET"
+SMS_SID, SMS_TOKEN = "AC" + "1" * 32, "sms-token-SECRET-9876"
+
+
+def signal(rule: str, service: str, severity: str, state: str = "firing") -> dict:
+    return {
+        "id": f"{rule}|{service}|{state}",
+        "kind": "threshold",
+        "state": state,
+        "rule": rule,
+        "severity": severity,
+        "key": f"{service}|*",
+        "service": service,
+        "metric": "error_rate_pct",
+        "value": 9.5,
+        "ts": int(time.time() * 1000),
+        "channels": [],
+        "tags": {},
+        "summary": f"{rule} on {service}: <!channel> 9.5% 5xx",
+    }
+
+
+@pytest.fixture
+async def fakes(monkeypatch):
+    slack, pagerduty, sms = FakeSlack(), FakePagerDuty(), FakeSms(SMS_SID, SMS_TOKEN)
+    for fake in (slack, pagerduty, sms):
+        await fake.start()
+    smtp = FakeSmtp().start()
+    env = {
+        "PRODMON_SLACK_WEBHOOK_URL": slack.url,
+        "PRODMON_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+        "PRODMON_PAGERDUTY_EVENTS_URL": pagerduty.url,
+        "PRODMON_SMTP_HOST": "127.0.0.1",
+        "PRODMON_SMTP_PORT": str(smtp.port),
+        "PRODMON_SMTP_TLS": "none",
+        "PRODMON_EMAIL_FROM": "prodmon@example.com",
+        "PRODMON_EMAIL_TO": "oncall@example.com",
+        # The SMS provider refuses connections: retried, then given up.
+        "PRODMON_SMS_BASE_URL": closed_port_url("").rstrip("/"),
+        "PRODMON_SMS_ACCOUNT_SID": SMS_SID,
+        "PRODMON_SMS_AUTH_TOKEN": SMS_TOKEN,
+        "PRODMON_SMS_FROM": "+15550001111",
+        "PRODMON_SMS_TO": "+15550002222",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield {"slack": slack, "pagerduty": pagerduty, "smtp": smtp}
+    for fake in (slack, pagerduty, sms):
+        await fake.stop()
+    smtp.controller.stop()
+
+
+def finals(deliveries: list[dict]) -> dict[tuple[str, str], str]:
+    return {(d["transition_id"], d["channel"]): d["status"] for d in deliveries if d["final"]}
+
+
+async def test_routing_retries_give_up_and_resolution_notices(bootstrap, topics, fakes):
+    config = load_config(
+        env={},
+        overrides={
+            "kafka.bootstrap": bootstrap,
+            "kafka.prefix": topics,
+            "runtime.tick_interval_s": 0.2,
+            "notify.max_attempts": 3,
+            "notify.backoff_base_s": 0.05,
+            "notify.attempt_timeout_s": 2.0,
+        },
+    )
+    fakes["pagerduty"].throttle("1", times=1)  # 429 + Retry-After, then fine
+    fakes["slack"].fail(500, times=2)  # two 5xx, then fine
+    deliveries = topic_probe(config, DELIVERIES)
+    async with running_pipeline(config, ["escalation", "notify"]):
+        await send_json(config.kafka, topics + SIGNALS, "db", signal("db-down", "db", "critical"))
+        await send_json(config.kafka, topics + SIGNALS, "shop", signal("high-5xx", "shop", "high"))
+
+        def settled(got: list[dict]) -> bool:
+            return len(finals(got)) >= 4  # pagerduty, sms, slack, email
+
+        got = await wait_for(deliveries, settled, timeout_s=60)
+        outcome = {channel: status for (_, channel), status in finals(got).items()}
+        assert outcome == {
+            "pagerduty": "delivered",
+            "sms": "gave_up",
+            "slack": "delivered",
+            "email": "delivered",
+        }
+        sms_attempts = [d for d in got if d["channel"] == "sms"]
+        assert len(sms_attempts) == 3 and sms_attempts[-1]["reason"]  # every attempt recorded
+        (trigger,) = fakes["pagerduty"].received
+        assert trigger.json["event_action"] == "trigger"
+        assert len(fakes["slack"].hits) == 3 and len(fakes["slack"].received) == 1
+        assert "<!channel>" not in fakes["slack"].received[0].body.decode()
+        assert len(fakes["smtp"].mails) == 1
+
+        # The condition clears: resolution notices go to the channels that were notified.
+        await send_json(
+            config.kafka, topics + SIGNALS, "db", signal("db-down", "db", "critical", "resolved")
+        )
+        await wait_for(deliveries, lambda got: len(finals(got)) >= 6, timeout_s=60)
+        actions = [hit.json["event_action"] for hit in fakes["pagerduty"].received]
+        assert actions == ["trigger", "resolve"]
+        keys = {hit.json["dedup_key"] for hit in fakes["pagerduty"].received}
+        assert len(keys) == 1  # trigger and resolve share the alert's dedup_key
+    # A new process with the same group: nothing is notified twice.
+    sent_before = len(fakes["pagerduty"].received) + len(fakes["slack"].received)
+    async with running_pipeline(config, ["escalation", "notify"]):
+        await wait_for(deliveries, lambda got: False, timeout_s=5)
+    assert len(fakes["pagerduty"].received) + len(fakes["slack"].received) == sent_before
