@@ -135,6 +135,7 @@ class NotifySection:
     environment only (docs/sinks.md)."""
 
     dry_run: bool = False  # record what would be sent, send nothing
+    concurrency: int = 8  # deliveries in flight at once (different alerts)
     max_attempts: int = 5
     attempt_timeout_s: float = 10.0
     give_up_after_s: float = 300.0
@@ -347,6 +348,9 @@ def validate(config: Config) -> None:
         "ingest.dedup_max_ids": config.ingest.dedup_max_ids,
         "ingest.dedup_window_s": config.ingest.dedup_window_s,
         "fingerprint.count_interval_s": config.fingerprint.count_interval_s,
+        "notify.concurrency": config.notify.concurrency,
+        "notify.max_attempts": config.notify.max_attempts,
+        "notify.attempt_timeout_s": config.notify.attempt_timeout_s,
     }
     for key, value in positive.items():
         if value <= 0:

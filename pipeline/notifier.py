@@ -11,9 +11,11 @@ is produced to `deliveries` (key: alert id, so `deliveries` is co-partitioned wi
 acknowledged.
 
 No double notification after a restart: on assignment the notifier reads its partitions of
-`deliveries` and skips every (transition, channel) that already has a final outcome. The
-only window left is a crash between a destination accepting a request and its outcome
-being acknowledged (milliseconds); a redelivery then carries the same idempotency key
+`deliveries` and skips every (transition, channel) that already has a final outcome. Each
+final outcome is acknowledged before the next delivery starts, and at most
+`notify.concurrency` deliveries are in flight, so the only window left is a crash between
+a destination accepting a request and its outcome being acknowledged (milliseconds): at
+most `concurrency` notifications can go out twice, and they carry the same idempotency key
 (PagerDuty's dedup_key, the webhook's Idempotency-Key, the email's Message-ID).
 """
 
@@ -66,6 +68,7 @@ class Notifier(ConsumerRebalanceListener):
         self.stats = {"transitions": 0, "delivered": 0, "skipped_done": 0, "no_sink": 0}
         self.outcomes: dict[str, int] = defaultdict(int)
         self._pending: list[asyncio.Future] = []
+        self._slots = asyncio.Semaphore(config.notify.concurrency)
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
@@ -156,7 +159,8 @@ class Notifier(ConsumerRebalanceListener):
                         transition=transition["id"],
                     )
                     continue
-                outcome = await self.deliverer.deliver(transition, channel)
+                async with self._slots:  # bounded in flight: bounded redelivery after a crash
+                    outcome = await self.deliverer.deliver(transition, channel)
                 self.done[partition].add(key)
                 if outcome.status == "delivered":
                     self.stats["delivered"] += 1
@@ -168,7 +172,10 @@ class Notifier(ConsumerRebalanceListener):
         future = await self.producer.send(
             self.names.physical(DELIVERIES), orjson.dumps(record), key=outcome.alert_id.encode()
         )
-        self._pending.append(future)
+        if outcome.final:
+            await future  # acknowledged before the next notification goes out
+        else:
+            self._pending.append(future)
         if outcome.final:
             self.log.info(
                 "delivery",

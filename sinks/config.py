@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -185,7 +185,7 @@ def _url(values: Mapping[str, str], name: str) -> str:
     raw = values[name]
     try:
         parts = urlsplit(raw)
-        parts.port  # noqa: B018 - validates the port
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise SinkConfigError(f"{name}: not a valid URL (value not shown)") from None
     if _CONTROL.search(raw) or " " in raw or not parts.hostname:
@@ -268,7 +268,8 @@ def _email(values: Mapping[str, str]) -> EmailSettings | None:
     )
     if not recipients:
         raise SinkConfigError("PRODMON_EMAIL_TO: expected a comma-separated list of addresses")
-    return EmailSettings(host, port, tls, sender, recipients, username, password)  # type: ignore[arg-type]
+    mode = cast(TlsMode, tls)
+    return EmailSettings(host, port, mode, sender, recipients, username, password)
 
 
 def _webhook(values: Mapping[str, str]) -> WebhookSettings | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import shutil
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -41,6 +42,8 @@ def smtp() -> Iterator[FakeSmtp]:
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A throwaway self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
