@@ -77,6 +77,9 @@ class RuntimeConfig:
     retry_max_s: float = 30.0
     session_timeout_ms: int = 10000
     heartbeat_interval_ms: int = 3000
+    # How long the broker may hold a fetch when there is no data: bounds the added delay
+    # per hop for quiet topics (signals, alerts), at the cost of more idle fetches.
+    fetch_max_wait_ms: int = 50
 
 
 @dataclass
@@ -337,6 +340,7 @@ def validate(config: Config) -> None:
     positive = {
         "runtime.max_batch_records": r.max_batch_records,
         "runtime.poll_timeout_ms": r.poll_timeout_ms,
+        "runtime.fetch_max_wait_ms": r.fetch_max_wait_ms,
         "runtime.tick_interval_s": r.tick_interval_s,
         "runtime.partitions": r.partitions,
         "runtime.retry_initial_s": r.retry_initial_s,

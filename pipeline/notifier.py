@@ -109,6 +109,7 @@ class Notifier(ConsumerRebalanceListener):
             auto_offset_reset="earliest",
             session_timeout_ms=runtime.session_timeout_ms,
             heartbeat_interval_ms=runtime.heartbeat_interval_ms,
+            fetch_max_wait_ms=runtime.fetch_max_wait_ms,
         )
         try:
             await consumer.start()

@@ -138,6 +138,7 @@ class StageRunner(ConsumerRebalanceListener):
             session_timeout_ms=runtime.session_timeout_ms,
             heartbeat_interval_ms=runtime.heartbeat_interval_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=runtime.fetch_max_wait_ms,
         )
         try:
             await consumer.start()
