@@ -6,8 +6,10 @@ Its life: firing -> (escalated ...) -> acknowledged -> resolved. Every transitio
 record on `alerts` (id `<alert id>|<seq>|<transition>`, so a re-emitted transition is the
 same record and sinks never notify twice) carrying the channels it must reach:
 
-- a new alert notifies its route's channels (stages/routing.py), after `group_wait_s` when
-  grouping is on (alerts of one group that arrive meanwhile go out together);
+- a new alert notifies its route's channels (stages/routing.py); with grouping on, after
+  `group_wait_s` (alerts of one group that arrive meanwhile go out together), and a new
+  alert of a group that notified less than `group_interval_s` ago waits for the end of
+  that interval;
 - later signals for a firing alert update it (count, last seen) without a notification,
   unless its severity rises (then an `updated` transition reaches the new route);
 - unacknowledged, it escalates a level each time its route's time is up, and repeats at
@@ -73,7 +75,8 @@ class Alert:
     last_seen: int = 0
     fired_at: int = 0
     next_at: int | None = None  # when it escalates or repeats next (ms)
-    pending_until: int | None = None  # group wait: notify at this time
+    pending_until: int | None = None  # group wait / interval: notify at this time
+    notified_at: int | None = None  # when its first notification went out
     notified: list[str] = field(default_factory=list)
     override: list[str] | None = None  # channels from a `route` command
     muted: str | None = None  # "silence:<id>" or "inhibited:<alert id>"
@@ -202,21 +205,35 @@ class EscalationStage:
         if alert.muted:
             self._transition(partition, alert, "firing", [], now_ms, result)
             return
-        wait_ms = int(self.routing.group_wait_s * 1000)
-        if wait_ms > 0:
-            alert.pending_until = self._group_flush_time(partition, alert, now_ms + wait_ms)
+        flush_at = self._group_flush_time(partition, alert, now_ms)
+        if flush_at > now_ms:
+            alert.pending_until = flush_at
             self._save(partition, alert, result)
             return
         self._notify(partition, alert, "firing", now_ms, result)
 
-    def _group_flush_time(self, partition: int, alert: Alert, default: int) -> int:
-        """Join a group that is already waiting, so its alerts go out together."""
+    def _group_flush_time(self, partition: int, alert: Alert, now_ms: int) -> int:
+        """When a new alert of its group may be notified (Alertmanager's grouping):
+
+        join a flush the group is already waiting for; else, if the group notified less
+        than `group_interval_s` ago, wait for the end of that interval; else wait
+        `group_wait_s` (0: now).
+        """
         group = [alert.labels.get(k) for k in self.routing.group_by]
+        last_notified = None
         for other in self.alerts.get(partition, {}).values():
-            same = [other.labels.get(k) for k in self.routing.group_by] == group
-            if other is not alert and same and other.pending_until is not None:
+            if other is alert or other.status == "resolved":
+                continue
+            if [other.labels.get(k) for k in self.routing.group_by] != group:
+                continue
+            if other.pending_until is not None:
                 return other.pending_until
-        return default
+            if other.notified_at is not None:
+                last_notified = max(last_notified or 0, other.notified_at)
+        interval_ms = int(self.routing.group_interval_s * 1000)
+        if last_notified is not None and interval_ms and now_ms < last_notified + interval_ms:
+            return last_notified + interval_ms
+        return now_ms + int(self.routing.group_wait_s * 1000)
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -286,6 +303,8 @@ class EscalationStage:
             delay_s = self.routing.repeat_interval_s if at_top else route.escalate_after_s
             alert.next_at = now_ms + int(delay_s * 1000) if alert.status == "firing" else None
         alert.notified = sorted(set(alert.notified) | set(channels))
+        if alert.notified_at is None:
+            alert.notified_at = now_ms
         self._transition(partition, alert, transition, channels, now_ms, result)
 
     def _resolve(

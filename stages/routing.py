@@ -177,6 +177,7 @@ class RoutingConfig:
     silences: tuple[Silence, ...] = ()
     group_by: tuple[str, ...] = ("service",)
     group_wait_s: float = 0.0
+    group_interval_s: float = 0.0
     repeat_interval_s: float = 4 * 3600.0
 
     def route_for(self, labels: Mapping[str, Any]) -> Route:
@@ -194,6 +195,7 @@ class RoutingConfig:
             "silences",
             "group_by",
             "group_wait_s",
+            "group_interval_s",
             "repeat_interval_s",
             "default_routes",
         }
@@ -230,6 +232,9 @@ class RoutingConfig:
             silences=silences,
             group_by=tuple(data.get("group_by", ("service",))),
             group_wait_s=_number("escalation.group_wait_s", data.get("group_wait_s", 0.0)),
+            group_interval_s=_number(
+                "escalation.group_interval_s", data.get("group_interval_s", 0.0)
+            ),
             repeat_interval_s=_number(
                 "escalation.repeat_interval_s", data.get("repeat_interval_s", 4 * 3600.0)
             ),

@@ -202,3 +202,33 @@ def test_alert_ids_and_command_keys():
     assert partition_key_for(alert_id_for(sig)) == "checkout"
     expired = Silence("s", {"service": "x"}, 0, 10)
     assert not expired.mutes({"service": "x"}, 20)
+
+
+def test_group_interval_batches_later_alerts_of_a_notified_group():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=0, group_interval_s=300)))
+    (first,) = run.send("signals", signal("a", "checkout|/pay", "high"))
+    assert first["transition"] == "firing"  # nothing waiting: out at once
+    assert run.send("signals", signal("b", "checkout|/cart", "high"), now=NOW + 60) == []
+    assert run.send("signals", signal("c", "checkout|/x", "high"), now=NOW + 120) == []
+    (other_service,) = run.send("signals", signal("d", "search|/q", "high"), now=NOW + 130)
+    assert other_service["transition"] == "firing"  # another group is not held back
+    assert run.tick(NOW + 299) == []
+    flushed = run.tick(NOW + 300)
+    assert sorted(t["rule"] for t in flushed) == ["b", "c"]
+
+
+def test_routing_config_from_toml_tables_and_errors():
+    routing = RoutingConfig.from_mapping(
+        {
+            "group_wait_s": 10,
+            "group_interval_s": 120,
+            "routes": [{"match": {"service": "db"}, "channels": ["pagerduty"]}],
+            "inhibit": [{"source": {"rule": "down"}, "target": {"metric": "p*"}}],
+        }
+    )
+    assert routing.route_for({"service": "db", "severity": "low"}).channels == ("pagerduty",)
+    assert routing.group_interval_s == 120
+    with pytest.raises(ValueError, match=r"escalation\.routes\[0\]\.channels"):
+        RoutingConfig.from_mapping({"routes": [{"channels": ["fax"]}]})
+    with pytest.raises(ValueError, match=r"escalation\.colour"):
+        RoutingConfig.from_mapping({"colour": "red"})
