@@ -1,7 +1,9 @@
 """Alert routing: which channels an alert reaches, when it escalates, what mutes it.
 
-Alertmanager-style: an ordered list of routes, the first whose matchers all match an
-alert's labels wins; when none matches, the severity defaults of seed 000 apply:
+Alertmanager-style routing tree: an ordered list of routes, the first whose matchers all
+match an alert's labels wins, then its child routes are tried the same way (a child
+inherits its parent's channels and timing unless it sets its own); the deepest match is
+used. When no route matches, the severity defaults of seed 000 apply:
 
     critical -> pagerduty + sms, escalate after 5 min
     high     -> slack + email,   escalate after 15 min
@@ -62,6 +64,14 @@ class Route:
     channels: tuple[str, ...] = ()
     escalate_after_s: float = 900.0
     levels: tuple[tuple[str, ...], ...] = ()  # explicit channels per escalation level
+    routes: tuple[Route, ...] = ()  # child routes, tried first (a routing tree)
+
+    def resolve(self, labels: Mapping[str, Any]) -> Route:
+        """The deepest matching route below this one (this one when no child matches)."""
+        for child in self.routes:
+            if labels_match(child.match, labels):
+                return child.resolve(labels)
+        return self
 
     def channels_at(self, level: int, severity: str) -> tuple[str, ...]:
         if self.levels:
@@ -183,7 +193,7 @@ class RoutingConfig:
     def route_for(self, labels: Mapping[str, Any]) -> Route:
         for route in self.routes:
             if labels_match(route.match, labels):
-                return route
+                return route.resolve(labels)
         return DEFAULT_BY_SEVERITY.get(str(labels.get("severity")), DEFAULT_BY_SEVERITY["medium"])
 
     @classmethod
@@ -241,27 +251,43 @@ class RoutingConfig:
         )
 
 
-def _tables(data: Mapping[str, Any], key: str) -> Sequence[Mapping[str, Any]]:
+def _tables(
+    data: Mapping[str, Any], key: str, at: str = "escalation"
+) -> Sequence[Mapping[str, Any]]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
-        raise RoutingConfigError(f"escalation.{key}: expected [[escalation.{key}]] tables")
+        raise RoutingConfigError(f"{at}.{key}: expected [[{at}.{key}]] tables")
     return value
 
 
-def _route(i: int, table: Mapping[str, Any]) -> Route:
-    where = f"escalation.routes[{i}]"
-    channels = _channels(f"{where}.channels", table.get("channels", []))
+def _route(i: int, table: Mapping[str, Any], parent: Route | None = None, at: str = "") -> Route:
+    where = f"{at or 'escalation'}.routes[{i}]"
+    unknown = sorted(set(table) - {"match", "channels", "escalate_after_s", "levels", "routes"})
+    if unknown:
+        raise RoutingConfigError(
+            f"{where}.{unknown[0]}: unknown key "
+            "(allowed: match, channels, escalate_after_s, levels, routes)"
+        )
+    inherited = parent.channels if parent is not None else []
+    channels = _channels(f"{where}.channels", table.get("channels", list(inherited)))
     levels = tuple(
         _channels(f"{where}.levels[{n}]", level) for n, level in enumerate(table.get("levels", []))
     )
     if not channels and not levels:
         raise RoutingConfigError(f"{where}.channels: a route needs channels or levels")
-    return Route(
+    default_after = parent.escalate_after_s if parent is not None else 900
+    route = Route(
         match=_strings(f"{where}.match", table.get("match", {})),
         channels=channels or levels[0],
-        escalate_after_s=_number(f"{where}.escalate_after_s", table.get("escalate_after_s", 900)),
+        escalate_after_s=_number(
+            f"{where}.escalate_after_s", table.get("escalate_after_s", default_after)
+        ),
         levels=levels,
     )
+    children = tuple(
+        _route(n, child, route, where) for n, child in enumerate(_tables(table, "routes", where))
+    )
+    return Route(route.match, route.channels, route.escalate_after_s, route.levels, children)
 
 
 def _channels(where: str, raw: Any) -> tuple[str, ...]:

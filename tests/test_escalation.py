@@ -232,3 +232,31 @@ def test_routing_config_from_toml_tables_and_errors():
         RoutingConfig.from_mapping({"routes": [{"channels": ["fax"]}]})
     with pytest.raises(ValueError, match=r"escalation\.colour"):
         RoutingConfig.from_mapping({"colour": "red"})
+
+
+def test_nested_routes_form_a_tree_with_inherited_settings():
+    routing = RoutingConfig.from_mapping(
+        {
+            "routes": [
+                {
+                    "match": {"service": "checkout"},
+                    "channels": ["slack"],
+                    "escalate_after_s": 120,
+                    "routes": [
+                        {"match": {"severity": "critical"}, "channels": ["pagerduty"]},
+                        {"match": {"rule": "p99*"}},
+                    ],
+                }
+            ]
+        }
+    )
+    critical = routing.route_for({"service": "checkout", "severity": "critical"})
+    assert critical.channels == ("pagerduty",) and critical.escalate_after_s == 120
+    latency = routing.route_for({"service": "checkout", "severity": "low", "rule": "p99-x"})
+    assert latency.channels == ("slack",)  # inherited from its parent
+    other = routing.route_for({"service": "checkout", "severity": "low", "rule": "db"})
+    assert other.channels == ("slack",)
+    with pytest.raises(ValueError, match=r"routes\[0\]\.routes\[0\]\.colour"):
+        RoutingConfig.from_mapping(
+            {"routes": [{"channels": ["slack"], "routes": [{"colour": "x"}]}]}
+        )
