@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--format", choices=("text", "json"), default="text")
     _kafka_options(analyze)
 
+    p = sub.add_parser("replay", help="re-run a stretch of events.raw in isolation (dry run)")
+    _kafka_options(p)
+    p.add_argument("--from", dest="start", required=True, help="ISO-8601 start (UTC default)")
+    p.add_argument("--to", dest="end", required=True, help="ISO-8601 end")
+    p.add_argument("--service", help="only this service's events")
+    p.add_argument("--warmup", default="1h", help="history before --from to warm state")
+    p.add_argument("--compare", help="a second config (TOML) to replay and compare with")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
     p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
     _kafka_options(p)
     p.add_argument("--status", help="new, active, resolved or regressed")

@@ -330,6 +330,36 @@ def _analyze_series(args: argparse.Namespace) -> str:
     return format_text(report)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ops.replay import format_comparison, format_timeline, parse_time, replay
+    from pipeline.config import load_config
+
+    config = config_from_args(args)
+    start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
+    if end <= start:
+        raise ConfigError("--to: must be later than --from")
+    warmup = parse_duration_ms(args.warmup, "--warmup") if args.warmup not in ("0", "0s") else 0
+    configs = [config]
+    if args.compare:
+        configs.append(load_config(args.compare, overrides={"kafka.bootstrap": args.bootstrap}))
+    timelines = run_async_value(replay(config, start, end, warmup, args.service, configs))
+    if args.format == "json":
+        out = [[asdict(e) for e in t] for t in timelines]
+        print(orjson.dumps(out if args.compare else out[0], option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(format_timeline(timelines[0]))
+    if args.compare:
+        print(f"\n=== compared with {args.compare} ===")
+        print(format_comparison(timelines[0], timelines[1]))
+    return 0
+
+
+def run_async_value(coro):
+    return asyncio.run(coro)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
@@ -347,6 +377,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "silence": cmd_silence,
     "alerts": cmd_alerts,
     "anomaly score": cmd_anomaly_score,
+    "replay": cmd_replay,
     "baseline analyze": cmd_baseline_analyze,
     "exceptions": cmd_exceptions,
     "dlq": cmd_dlq,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,16 +52,26 @@ async def read_to_end(
     tps: list[TopicPartition],
     on_message: Callable[[ConsumerRecord], None],
     timeout_s: float = 60.0,
+    start: Mapping[TopicPartition, Any] | None = None,
 ) -> None:
-    """Feed every message of the assigned `tps`, from the beginning to the end, to `on_message`.
+    """Feed every message of the assigned `tps`, from the beginning (or the `start` offsets
+    from `offsets_for_times`) to the end, to `on_message`.
 
     The end is the later of the listed end offset and the high watermark that fetches
     report: some brokers (the local tansu among them) answer ListOffsets with the
     start of the last record batch plus one, which would cut the last batch short.
     """
-    await consumer.seek_to_beginning(*tps)
     end = await consumer.end_offsets(tps)
-    pending = {tp for tp in tps if end[tp] > 0}
+    if start is None:
+        await consumer.seek_to_beginning(*tps)
+        pending = {tp for tp in tps if end[tp] > 0}
+    else:  # offsets_for_times results: an OffsetAndTimestamp, or None (nothing that late)
+        pending = set()
+        for tp in tps:
+            found = start.get(tp)
+            if found is not None and found.offset < end[tp]:
+                consumer.seek(tp, found.offset)
+                pending.add(tp)
     deadline = time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
         batch = await consumer.getmany(*pending, timeout_ms=200)
