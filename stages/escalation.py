@@ -158,6 +158,7 @@ class EscalationStage:
         alert = alerts.get(aid)
         if signal.get("state") == "resolved":
             if alert is not None and alert.status != "resolved":
+                alert.evidence = _evidence(signal)  # when and why it cleared
                 self._resolve(partition, alert, now_ms, "condition cleared", None, result)
             return
         if alert is None or alert.status == "resolved":
