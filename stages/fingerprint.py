@@ -26,6 +26,7 @@ __all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
 
 ERRORS_TOPIC = "events.errors"
 COMMANDS_TOPIC = "commands"
+SOURCE_KEY = "__src__:"
 ISSUES_TOPIC = "issues"
 
 MAX_SERVICES = 50
@@ -128,8 +129,13 @@ class FingerprintStage:
         self._issues: dict[int, dict[str, IssueState]] = {}
         # issues whose count changed since their last emission, per partition
         self._pending: dict[int, set[str]] = {}
+        # Per partition: raw source partition -> last (offset, index) counted. Ingest stamps
+        # each error event with its `events.raw` position (`_src`); a re-ingested record
+        # (ingest crashed before committing) arrives again at or below it and is skipped.
+        self._sources: dict[int, dict[int, list[int]]] = {}
         self.stats: dict[str, int] = {
             "events": 0,
+            "duplicates": 0,
             "new": 0,
             "regressed": 0,
             "resolved": 0,
@@ -155,6 +161,9 @@ class FingerprintStage:
                 self.stats["bad_records"] += 1
         self._emit_due_counts(now, result.emits, changed)
         self._collect_state(changed, result)
+        for partition in {r.partition for r in records if r.topic != COMMANDS_TOPIC}:
+            for source, position in self._sources.get(partition, {}).items():
+                result.state[(partition, f"{SOURCE_KEY}{source}")] = position
         return result
 
     def tick(self, now: float) -> StageResult:
@@ -165,6 +174,11 @@ class FingerprintStage:
         return result
 
     def restore(self, partition: int, key: str, value: Any) -> None:
+        if key.startswith(SOURCE_KEY):
+            if isinstance(value, list) and len(value) == 2:
+                source = int(key[len(SOURCE_KEY) :])
+                self._sources.setdefault(partition, {})[source] = [int(v) for v in value]
+            return
         issues = self._issues.setdefault(partition, {})
         pending = self._pending.setdefault(partition, set())
         if value is None:
@@ -191,6 +205,7 @@ class FingerprintStage:
         for p in partitions:
             self._issues.pop(p, None)
             self._pending.pop(p, None)
+            self._sources.pop(p, None)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -223,10 +238,14 @@ class FingerprintStage:
             self._pending[partition] = set()
         pending = self._pending[partition]
         touched = changed.setdefault(partition, set())
+        sources = self._sources.setdefault(partition, {})
         for event in events:
             issue_id = event.get("fingerprint_id") if isinstance(event, dict) else None
             if not isinstance(issue_id, str) or not issue_id:
                 self.stats["bad_events"] += 1
+                continue
+            if self._already_counted(sources, event.get("_src")):
+                self.stats["duplicates"] += 1
                 continue
             ts = event.get("ts")
             if type(ts) is not int:
@@ -246,6 +265,18 @@ class FingerprintStage:
                 if issue_id in issues:
                     touched.add(issue_id)
             self.stats["events"] += 1
+
+    @staticmethod
+    def _already_counted(sources: dict[int, list[int]], src: Any) -> bool:
+        """True for an event at or below its raw partition's last counted position."""
+        if not isinstance(src, list) or len(src) != 3 or not all(type(v) is int for v in src):
+            return False
+        raw_partition, offset, index = src
+        last = sources.get(raw_partition)
+        if last is not None and [offset, index] <= last:
+            return True
+        sources[raw_partition] = [offset, index]
+        return False
 
     def _new_issue(
         self, issue_id: str, event: dict[str, Any], ts: int, now: float, emits: list[Emit]

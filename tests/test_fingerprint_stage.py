@@ -36,6 +36,7 @@ def event(fp: str = "a" * 32, ts: int = TS0, **kw) -> dict:
         "tags": None,
         "fingerprint_id": fp,
         "message_template": "pay-api timed out after <num>",
+        **({"_src": kw["_src"]} if "_src" in kw else {}),
     }
 
 
@@ -313,3 +314,19 @@ def test_counts_match_events_whatever_the_interleaving(steps):
     for (partition, fp), n in sent.items():
         if not any(p != partition and f == fp for p, f in sent):
             assert latest[fp]["count"] == n
+
+
+def test_events_re_ingested_after_an_ingest_crash_are_not_counted_twice(stage):
+    batch = [event(_src=[2, 10, 0]), event(_src=[2, 10, 1]), event(_src=[3, 4, 0])]
+    now = TS0 / 1000
+    first = stage.process([errors(*batch)], now)
+    again = stage.process([errors(*batch, event(_src=[2, 11, 0]))], now + 1)
+    assert stage.issue("a" * 32).count == 4  # three, then only the new one
+    assert stage.stats["duplicates"] == 3
+    restored = FingerprintStage()
+    for (partition, key), value in {**first.state, **again.state}.items():
+        restored.restore(partition, key, value)
+    restored.process([errors(event(_src=[2, 11, 0]))], now + 2)
+    assert restored.issue("a" * 32).count == 4  # the positions survive a restart
+    restored.process([errors(event())], now + 3)  # no position: always counted
+    assert restored.issue("a" * 32).count == 5
