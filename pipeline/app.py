@@ -148,13 +148,22 @@ class Pipeline:
         self.stage_names = stages
         self.runners: list[StageRunner] = []
         self.notifier = None
+        self.producer: AIOKafkaProducer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop`; serves /health and /metrics when `health.port` is set."""
+        from pipeline.health import serving
+
+        async with serving(self):
+            await self._run(stop)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         producer = make_producer(self.config)
         backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
         while not stop.is_set():
             try:
                 await producer.start()
+                self.producer = producer
                 break
             except KafkaError as exc:
                 log.warning("broker_unreachable", error=repr(exc), retry_in=backoff.current)

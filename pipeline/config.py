@@ -146,6 +146,17 @@ class NotifySection:
 
 
 @dataclass
+class HealthSection:
+    """Health probes and /metrics (pipeline/health.py, docs/health.md)."""
+
+    port: int = 0  # 0 = no health server
+    host: str = "127.0.0.1"
+    max_lag: int = 10_000
+    max_lag_unhealthy: int = 1_000_000
+    check_timeout_s: float = 2.0
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -153,6 +164,7 @@ class Config:
     fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
     windows: WindowsSection = field(default_factory=WindowsSection)
     notify: NotifySection = field(default_factory=NotifySection)
+    health: HealthSection = field(default_factory=HealthSection)
     # Parsed from the nested [sla] table (see stages/sla.py), not flat keys.
     sla: SLAConfig = field(default_factory=SLAConfig)
     baseline: BaselineSection = field(default_factory=BaselineSection)

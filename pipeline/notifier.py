@@ -67,6 +67,7 @@ class Notifier(ConsumerRebalanceListener):
         self.done: dict[int, set[tuple[str, str]]] = defaultdict(set)
         self.stats = {"transitions": 0, "delivered": 0, "skipped_done": 0, "no_sink": 0}
         self.outcomes: dict[str, int] = defaultdict(int)
+        self.channel_outcomes: dict[tuple[str, str], int] = defaultdict(int)
         self._pending: list[asyncio.Future] = []
         self._slots = asyncio.Semaphore(config.notify.concurrency)
         self._lock = asyncio.Lock()
@@ -169,6 +170,7 @@ class Notifier(ConsumerRebalanceListener):
     async def _on_outcome(self, outcome: DeliveryOutcome) -> None:
         """Every attempt's and every final outcome goes to `deliveries` (acked before commit)."""
         self.outcomes[outcome.status] += int(outcome.final)
+        self.channel_outcomes[(outcome.channel, outcome.status)] += int(outcome.final)
         record = outcome.to_record()
         future = await self.producer.send(
             self.names.physical(DELIVERIES), orjson.dumps(record), key=outcome.alert_id.encode()

@@ -26,6 +26,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.config import Config
+from pipeline.metrics import BATCH_TIMER
 from pipeline.output import (
     OFFSET_MARKER,
     Message,
@@ -175,7 +176,8 @@ class StageRunner(ConsumerRebalanceListener):
                 records, offsets = self._collect(batch)
                 result = StageResult()
                 if records:
-                    result = self._process(records, now)
+                    with BATCH_TIMER.time(self.stage.name):
+                        result = self._process(records, now)
                 if now - self._last_tick >= runtime.tick_interval_s:
                     self._last_tick = now
                     result.extend(self.stage.tick(now))
