@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="a second config (TOML) to replay and compare with")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
+    p = sub.add_parser("dashboard", help="seed 000's dashboard from the topics")
+    _kafka_options(p)
+    p.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")
+
     p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
     _kafka_options(p)
     p.add_argument("--status", help="new, active, resolved or regressed")

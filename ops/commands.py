@@ -360,6 +360,32 @@ def run_async_value(coro):
     return asyncio.run(coro)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from ops import dashboard_view as view
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import ALERTS, ISSUES, ROLLUPS
+
+    config = config_from_args(args)
+
+    async def _read() -> list[list]:
+        topics = (ISSUES, ALERTS, ROLLUPS)
+        return [
+            [r.value for r in await read_topic(config.kafka, config.kafka.prefix + t)]
+            for t in topics
+        ]
+
+    issues, alerts, rollups = asyncio.run(_read())
+    data = view.dashboard_data(issues, alerts, rollups, config.sla, int(time.time() * 1000))
+    renderers = {
+        "text": view.format_text,
+        "markdown": view.format_markdown,
+        "html": view.format_html,
+        "json": lambda d: orjson.dumps(d, option=orjson.OPT_INDENT_2).decode(),
+    }
+    print(renderers[args.format](data))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ops.demo import run_demo
 
@@ -378,6 +404,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "alerts": cmd_alerts,
     "anomaly score": cmd_anomaly_score,
     "replay": cmd_replay,
+    "dashboard": cmd_dashboard,
     "baseline analyze": cmd_baseline_analyze,
     "exceptions": cmd_exceptions,
     "dlq": cmd_dlq,

@@ -22,6 +22,8 @@ from loadtest.fleet import (
     latency_traffic,
     malformed_payloads,
 )
+from ops.dashboard_view import dashboard_data
+from ops.dashboard_view import format_text as format_dashboard
 from ops.sla_view import format_budgets, latest_rollups, sla_statuses
 from ops.views import (
     format_alerts,
@@ -113,8 +115,14 @@ async def _signals_and_alerts(config) -> None:
     for s in sorted(signals, key=lambda s: s.get("ts", 0))[:20]:
         print(f"  {_hhmm(s['ts'])} {s['state']:<8} {s['severity']:<8} {s['summary'][:110]}")
     values = (r.value for r in await read_topic(config.kafka, config.kafka.prefix + ALERTS))
+    alert_values = list(values)
     _banner("alerts (routing: critical->pagerduty+sms, high->slack+email, medium->slack)")
-    print(format_alerts(latest_alerts(values)))
+    print(format_alerts(latest_alerts(alert_values)))
+    issues = [r.value for r in await read_topic(config.kafka, config.kafka.prefix + ISSUES)]
+    rollups = [r.value for r in await read_topic(config.kafka, config.kafka.prefix + ROLLUPS)]
+    data = dashboard_data(issues, alert_values, rollups, config.sla, int(time.time() * 1000))
+    _banner("dashboard (prodmon dashboard --format text|json|markdown|html)")
+    print(format_dashboard(data))
 
 
 def _hhmm(ms: int) -> str:
