@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="a second config (TOML) to replay and compare with")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
+    p = sub.add_parser("rootcause", help="root-cause hints for an issue (patterns, similar, when)")
+    p.add_argument("id", help="issue id (fingerprint; a unique prefix is enough)")
+    _kafka_options(p)
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+
     p = sub.add_parser("dashboard", help="seed 000's dashboard from the topics")
     _kafka_options(p)
     p.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")

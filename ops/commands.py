@@ -360,6 +360,37 @@ def run_async_value(coro):
     return asyncio.run(coro)
 
 
+def cmd_rootcause(args: argparse.Namespace) -> int:
+    from ops import rootcause
+    from pipeline.topic_reader import read_topic
+    from pipeline.topics import ISSUES, ROLLUPS, SIGNALS
+
+    config = config_from_args(args)
+
+    async def _read() -> list[list]:
+        return [
+            await read_topic(config.kafka, config.kafka.prefix + t)
+            for t in (ISSUES, SIGNALS, ROLLUPS)
+        ]
+
+    issue_records, signal_records, rollup_records = asyncio.run(_read())
+    issues = latest_issues(issue_records)
+    matches = [i for i in issues if str(i.get("issue_id", "")).startswith(args.id)]
+    if len(matches) != 1:
+        found = "no issue" if not matches else f"{len(matches)} issues"
+        raise ConfigError(f"rootcause: {found} with id {args.id!r} (prodmon exceptions lists them)")
+    signals = [r.value for r in signal_records if isinstance(r.value, dict)]
+    rollups = [r.value for r in rollup_records if isinstance(r.value, dict)]
+    analysis = rootcause.analyze_issue(matches[0], issues, signals, rollups)
+    if args.format == "json":
+        print(orjson.dumps(analysis, option=orjson.OPT_INDENT_2).decode())
+    elif args.format == "markdown":
+        print(rootcause.format_markdown(analysis))
+    else:
+        print(rootcause.format_text(analysis))
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from ops import dashboard_view as view
     from pipeline.topic_reader import read_topic
@@ -405,6 +436,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "anomaly score": cmd_anomaly_score,
     "replay": cmd_replay,
     "dashboard": cmd_dashboard,
+    "rootcause": cmd_rootcause,
     "baseline analyze": cmd_baseline_analyze,
     "exceptions": cmd_exceptions,
     "dlq": cmd_dlq,

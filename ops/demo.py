@@ -24,6 +24,8 @@ from loadtest.fleet import (
 )
 from ops.dashboard_view import dashboard_data
 from ops.dashboard_view import format_text as format_dashboard
+from ops.rootcause import analyze_issue
+from ops.rootcause import format_text as rootcause_text
 from ops.sla_view import format_budgets, latest_rollups, sla_statuses
 from ops.views import (
     format_alerts,
@@ -123,6 +125,19 @@ async def _signals_and_alerts(config) -> None:
     data = dashboard_data(issues, alert_values, rollups, config.sla, int(time.time() * 1000))
     _banner("dashboard (prodmon dashboard --format text|json|markdown|html)")
     print(format_dashboard(data))
+    top = data["top_errors"][1] if len(data["top_errors"]) > 1 else None
+    if top is not None:
+        latest = latest_issues(await read_topic(config.kafka, config.kafka.prefix + ISSUES))
+        issue = next(i for i in latest if i["issue_id"] == top["issue_id"])
+        signals = [
+            v
+            for v in (
+                r.value for r in await read_topic(config.kafka, config.kafka.prefix + SIGNALS)
+            )
+            if isinstance(v, dict)
+        ]
+        _banner(f"root-cause hints for {top['issue_id'][:12]} (prodmon rootcause ID)")
+        print(rootcause_text(analyze_issue(issue, latest, signals, rollups)))
 
 
 def _hhmm(ms: int) -> str:
