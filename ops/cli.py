@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_options(p)
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
 
+    p = sub.add_parser("loadtest", help="simulated fleet + pipeline; report throughput, lag, delay")
+    p.add_argument("--bootstrap", help="an existing cluster (default: a local broker)")
+    p.add_argument("--rate", type=int, default=20_000, help="events/s the fleet sends")
+    p.add_argument("--duration", default="60s", help="how long, e.g. 60s, 5m")
+    p.add_argument("--processes", type=int, default=1, help="fleet producer processes")
+    p.add_argument("--pipeline-processes", type=int, default=1, help="pipeline processes")
+    p.add_argument("--out", default="loadtest-report", help="report directory")
+
     p = sub.add_parser("dashboard", help="seed 000's dashboard from the topics")
     _kafka_options(p)
     p.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")

@@ -391,6 +391,40 @@ def cmd_rootcause(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtest.harness import run_loadtest
+
+    duration_ms = parse_duration_ms(args.duration, "--duration")
+    for option, value in (
+        ("--rate", args.rate),
+        ("--processes", args.processes),
+        ("--pipeline-processes", args.pipeline_processes),
+    ):
+        if value < 1:
+            raise ConfigError(f"{option}: must be at least 1, got {value}")
+    report = asyncio.run(
+        run_loadtest(
+            args.bootstrap,
+            args.rate,
+            duration_ms / 1000,
+            processes=args.processes,
+            pipeline_processes=args.pipeline_processes,
+            out_dir=args.out,
+        )
+    )
+    detection = report.get("detection") or {}
+    summary = {
+        "throughput": report.get("throughput"),
+        "detection_delay_s": detection.get("delay_s"),
+        "detected_by": (detection.get("first") or {}).get("alert_id"),
+        "memory": {k: v for k, v in (report.get("memory") or {}).items() if "per_series" in k},
+        "notifications": report.get("notifications"),
+    }
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    print(f"report: {args.out}/report.json, {args.out}/report.html")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from ops import dashboard_view as view
     from pipeline.topic_reader import read_topic
@@ -436,6 +470,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "anomaly score": cmd_anomaly_score,
     "replay": cmd_replay,
     "dashboard": cmd_dashboard,
+    "loadtest": cmd_loadtest,
     "rootcause": cmd_rootcause,
     "baseline analyze": cmd_baseline_analyze,
     "exceptions": cmd_exceptions,
