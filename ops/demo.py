@@ -24,6 +24,7 @@ from loadtest.fleet import (
 )
 from ops.dashboard_view import dashboard_data
 from ops.dashboard_view import format_text as format_dashboard
+from ops.demo_alerts import Receiver, alert_lifecycle, demo_routing, replay_incident, use_receiver
 from ops.rootcause import analyze_issue
 from ops.rootcause import format_text as rootcause_text
 from ops.sla_view import format_budgets, latest_rollups, sla_statuses
@@ -78,7 +79,9 @@ async def _wait_for_issues(config, predicate, timeout_s: float = 90.0) -> list[d
     return issues
 
 
-async def _latency_incident(config, producer: AIOKafkaProducer, raw_topic: str) -> None:
+async def _latency_incident(
+    config, producer: AIOKafkaProducer, raw_topic: str, incident_span: list[int]
+) -> None:
     """Ten minutes of fleet latency with a slowdown on checkout /api/pay near the end."""
     now_ms = int(time.time() * 1000)
     base = (now_ms - 600_000) // 60_000 * 60_000
@@ -89,6 +92,7 @@ async def _latency_incident(config, producer: AIOKafkaProducer, raw_topic: str) 
         f"with 8% 5xx from {_hhmm(incident.start_ms)} to {_hhmm(incident.end_ms)}"
     )
     await _send_events(producer, raw_topic, traffic)
+    incident_span[:] = [incident.start_ms, incident.end_ms]
     topic = config.kafka.prefix + ROLLUPS
     deadline = time.monotonic() + 60
     rollups: list[dict] = []
@@ -118,7 +122,7 @@ async def _signals_and_alerts(config) -> None:
         print(f"  {_hhmm(s['ts'])} {s['state']:<8} {s['severity']:<8} {s['summary'][:110]}")
     values = (r.value for r in await read_topic(config.kafka, config.kafka.prefix + ALERTS))
     alert_values = list(values)
-    _banner("alerts (routing: critical->pagerduty+sms, high->slack+email, medium->slack)")
+    _banner("alerts (demo routing: critical -> loopback webhook, escalating; others -> log)")
     print(format_alerts(latest_alerts(alert_values)))
     issues = [r.value for r in await read_topic(config.kafka, config.kafka.prefix + ISSUES)]
     rollups = [r.value for r in await read_topic(config.kafka, config.kafka.prefix + ROLLUPS)]
@@ -145,6 +149,8 @@ def _hhmm(ms: int) -> str:
 
 
 async def run_demo(events: int = 400) -> int:
+    receiver = await Receiver().start()
+    use_receiver(receiver)
     broker = LocalBroker()
     _banner("starting the local broker")
     broker.start()
@@ -158,6 +164,7 @@ async def run_demo(events: int = 400) -> int:
             "baseline.warmup": 20,
         }
     )
+    config.escalation = demo_routing()
     stop = asyncio.Event()
     pipeline_task: asyncio.Task | None = None
     try:
@@ -167,8 +174,9 @@ async def run_demo(events: int = 400) -> int:
         await admin.close()
         print(f"topics: {len(created)} created under prefix {config.kafka.prefix!r}")
 
-        _banner(f"running the pipeline: {', '.join(STAGE_FACTORIES)}")
-        pipeline_task = asyncio.create_task(Pipeline(config, list(STAGE_FACTORIES)).run(stop))
+        stages = [*STAGE_FACTORIES, "notify"]
+        _banner(f"running the pipeline: {', '.join(stages)}")
+        pipeline_task = asyncio.create_task(Pipeline(config, stages).run(stop))
 
         now_ms = int(time.time() * 1000)
         burst, per_bug = error_burst(events, seed=7, start_ms=now_ms - events * 10 - 60_000)
@@ -198,7 +206,9 @@ async def run_demo(events: int = 400) -> int:
             _banner(f"dead letters ({len(letters)})")
             print(format_dead_letters(letters))
 
-            await _latency_incident(config, producer, raw_topic)
+            incident_span: list[int] = []
+            await _latency_incident(config, producer, raw_topic, incident_span)
+            await alert_lifecycle(config, receiver, _banner)
 
             if issues:
                 top = issues[0]
@@ -242,6 +252,9 @@ async def run_demo(events: int = 400) -> int:
                     timeout_s=30,
                 )
                 print(format_issues([i for i in issues if i["issue_id"] == top["issue_id"]]))
+            if incident_span:
+                start, end = incident_span
+                await replay_incident(config, start - 60_000, end, _banner)
         finally:
             await producer.stop()
         _banner("shutting down")
@@ -252,4 +265,5 @@ async def run_demo(events: int = 400) -> int:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pipeline_task, 30)
         broker.stop()
+        await receiver.stop()
         print("stopped cleanly")
