@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,8 @@ from pipeline.topic_reader import read_to_end, read_topic
 from pipeline.topics import ALERTS, EVENTS_RAW, ISSUES, SIGNALS, create_topics
 
 QUIET_S = 3.0
+FINAL_FLUSH_S = 1.0
+REPLAY_IDLE_FLUSH_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, order=True)
@@ -145,13 +147,19 @@ async def run_isolated(config: Config, expected_input: int, timeout_s: float = 6
             ingest = next((r for r in pipeline.runners if r.stage.name == "ingest"), None)
             if ingest is not None and ingest.stats.records_in >= expected_input:
                 break
+        # Only now may quiet windows flush: mid-replay pauses must not close windows early
+        # (that would make the result depend on timing), but the last ones must close.
+        for runner in pipeline.runners:
+            core = getattr(runner.stage, "core", None)
+            if core is not None:
+                core.config = replace(core.config, idle_flush_s=FINAL_FLUSH_S)
         last, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             seen = sum(r.stats.records_in for r in pipeline.runners)
             if seen != last:
                 last, quiet_since = seen, time.monotonic()
-            elif time.monotonic() - quiet_since >= QUIET_S + config.windows.idle_flush_s:
+            elif time.monotonic() - quiet_since >= QUIET_S + FINAL_FLUSH_S:
                 break
     finally:
         stop.set()
@@ -218,14 +226,14 @@ def _isolated(config: Config, source: Config, prefix: str) -> Config:
         "kafka.bootstrap": source.kafka.bootstrap,
         "kafka.prefix": prefix,
         "notify.dry_run": True,
-        "windows.idle_flush_s": 2.0,
+        "windows.idle_flush_s": REPLAY_IDLE_FLUSH_S,
     }
     isolated = load_config(env={}, overrides=overrides)
     for section in ("runtime", "ingest", "fingerprint", "windows", "baseline"):
         values = getattr(config, section)
         setattr(isolated, section, values)
     isolated.sla, isolated.rules, isolated.escalation = config.sla, config.rules, config.escalation
-    isolated.windows.idle_flush_s = 2.0
+    isolated.windows = replace(config.windows, idle_flush_s=REPLAY_IDLE_FLUSH_S)
     isolated.notify.dry_run = True
     return isolated
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -74,6 +75,11 @@ class Limits:
     max_duration_ms: float = 3_600_000
     future_tolerance_s: float = 300
     min_ts: int = 946_684_800_000  # 2000-01-01T00:00:00Z
+
+    @cached_property
+    def latency_bounds(self) -> tuple[int, float, int, float]:
+        """(min_ts, max ms ahead of now, max_id_len, max_duration_ms): the latency hot path's."""
+        return (self.min_ts, self.future_tolerance_s * 1000, self.max_id_len, self.max_duration_ms)
 
 
 def _json_type(value: Any) -> str:
@@ -443,49 +449,21 @@ def latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> LatencyF
 
     The hot path of the product; `normalized_latency` turns the result into the dict.
     """
-    # Hot path: each value gets an inline fast check; anything unusual goes through the
-    # general rule, which either normalizes it or raises the precise InvalidEvent.
-    get = obj.get
-    max_id = limits.max_id_len
-    ts = get("ts")
-    if type(ts) is not int or ts < limits.min_ts or ts - now_ms > limits.future_tolerance_s * 1000:
-        ts = _ts_ms(ts, now_ms, limits)
-    service = get("service")
-    if type(service) is not str or not service or len(service) > max_id:
-        service = _ident(service, "service", limits, required=True)
-    endpoint = get("endpoint")
-    if type(endpoint) is not str or not endpoint or len(endpoint) > max_id:
-        endpoint = _ident(endpoint, "endpoint", limits, required=True)
-    duration = get("duration_ms")
-    if type(duration) is not float or not 0.0 <= duration <= limits.max_duration_ms:
-        duration = _duration_ms(duration, limits)
-    status = get("status")
-    if status is not None and (type(status) is not int or not 100 <= status <= 599):
-        status = _status(status)
-    event_id = get("event_id")
-    if event_id is not None and (type(event_id) is not str or len(event_id) > max_id):
-        _ident(event_id, "event_id", limits, required=False)
-    method = get("method")
-    if method is not None and (type(method) is not str or len(method) > max_id):
-        _ident(method, "method", limits, required=False)
-    region = get("region")
-    if region is not None and (type(region) is not str or len(region) > max_id):
-        _ident(region, "region", limits, required=False)
-    host = get("host")
-    if host is not None and (type(host) is not str or len(host) > max_id):
-        _ident(host, "host", limits, required=False)
-    return (event_id or None, ts, service, endpoint, method, status, duration, region, host)
+    fields = _plain_latency_fields(obj, now_ms, limits)
+    if fields is None:
+        fields = _checked_latency_fields(obj, now_ms, limits)
+    return fields
 
 
 def plain_latency(value: Any, now_ms: int, limits: Limits) -> LatencyFields | None:
     """`latency_fields` of a message that is the common case, or None (never raises).
 
-    The common case is one JSON object, a valid latency/1 event with an `event_id`. For
-    anything else (a tombstone, an oversized or undecodable message, an array, another
-    schema, a broken rule, no `event_id`) the caller takes the general path
-    (`decode_batch`, then `latency_fields` or `validate_event` per element), which
-    decodes the message again and handles it or says precisely why not. The rules are
-    `latency_fields`' own, so both paths accept exactly the same events.
+    The common case is one JSON object, a latency/1 event whose values all pass the
+    fast check (`_plain_latency_fields`), with an `event_id`. For anything else (a
+    tombstone, an oversized or undecodable message, an array, another schema, a value
+    that needs a rule, no `event_id`) the caller takes the general path (`decode_batch`,
+    then `latency_fields` or `validate_event` per element), which decodes the message
+    again and handles it or says precisely why not.
     """
     try:
         if len(value) > limits.max_message_bytes:
@@ -493,10 +471,67 @@ def plain_latency(value: Any, now_ms: int, limits: Limits) -> LatencyFields | No
         obj = orjson.loads(value)
         if type(obj) is not dict or obj.get("schema") != LATENCY_SCHEMA:
             return None
-        fields = latency_fields(obj, now_ms, limits)
-    except Exception:
+        fields = _plain_latency_fields(obj, now_ms, limits)
+    except Exception:  # no value, not JSON, ...: the general path says what is wrong
         return None
-    return fields if fields[0] is not None else None
+    return fields if fields is not None and fields[0] is not None else None
+
+
+def _plain_latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> LatencyFields | None:
+    """The fields when every value is plainly valid (what events nearly always are), else
+    None: then `_checked_latency_fields` applies the rules, which normalize or reject.
+
+    This is only a shortcut: a value it accepts is one its rule accepts unchanged.
+    """
+    min_ts, max_ahead_ms, max_id, max_duration = limits.latency_bounds
+    get = obj.get
+    ts = get("ts")
+    service = get("service")
+    endpoint = get("endpoint")
+    duration = get("duration_ms")
+    status = get("status")
+    event_id = get("event_id")
+    method = get("method")
+    region = get("region")
+    host = get("host")
+    if not (
+        type(ts) is int
+        and ts >= min_ts
+        and ts - now_ms <= max_ahead_ms
+        and type(service) is str
+        and 0 < len(service) <= max_id
+        and type(endpoint) is str
+        and 0 < len(endpoint) <= max_id
+        and type(duration) in _NUMBER_TYPES
+        and 0 <= duration <= max_duration
+        and (status is None or (type(status) is int and 100 <= status <= 599))
+        and (event_id is None or (type(event_id) is str and len(event_id) <= max_id))
+        and (method is None or (type(method) is str and len(method) <= max_id))
+        and (region is None or (type(region) is str and len(region) <= max_id))
+        and (host is None or (type(host) is str and len(host) <= max_id))
+    ):
+        return None
+    if type(duration) is not float:
+        duration = float(duration)
+    return (event_id or None, ts, service, endpoint, method, status, duration, region, host)
+
+
+_NUMBER_TYPES = (float, int)  # not bool
+
+
+def _checked_latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> LatencyFields:
+    """`latency_fields` by the rules, field by field: normalizes or raises InvalidEvent."""
+    get = obj.get
+    ts = _ts_ms(get("ts"), now_ms, limits)
+    service = _ident(get("service"), "service", limits, required=True)
+    endpoint = _ident(get("endpoint"), "endpoint", limits, required=True)
+    duration = _duration_ms(get("duration_ms"), limits)
+    status = _status(get("status"))
+    event_id = _ident(get("event_id"), "event_id", limits, required=False)
+    method = _ident(get("method"), "method", limits, required=False)
+    region = _ident(get("region"), "region", limits, required=False)
+    host = _ident(get("host"), "host", limits, required=False)
+    return (event_id or None, ts, service, endpoint, method, status, duration, region, host)
 
 
 def normalized_latency(fields: LatencyFields) -> dict[str, Any]:

@@ -70,9 +70,8 @@ class IngestStage:
     def process(self, records: list[Record], now: float) -> StageResult:
         """Route every element of every record; see the module docstring.
 
-        With `on_latency` set (the fused stage), the common message, one valid latency
-        event, takes a fast path (`_process_plain`); everything else, and every message
-        otherwise, takes the general path (`_ingest_record`). Both give the same results.
+        With `on_latency` set, records go through `_process_plain`: the same results, with
+        a fast path for the common message.
         """
         self._expire(now)
         emits: list[Emit] = []
@@ -108,13 +107,14 @@ class IngestStage:
     def _process_plain(
         self, records: list[Record], now: float, emits: list[Emit], counts: list[int]
     ) -> None:
-        """The fused stage's loop: one valid latency event per message goes straight to
-        `on_latency`, with no per-element bookkeeping.
+        """The fused stage's loop, with a fast path for the common message.
 
-        `plain_latency` recognizes that common case with `latency_fields`' own rules; any
-        other record (an array, an error event, anything invalid, no `event_id`) falls
-        back, whole, to `_ingest_record`, so dead letters and errors are exactly the
-        general path's. Dedup and counting are shared with it (`_duplicate`, `_remember`).
+        That is one JSON object holding a plainly valid latency/1 event with an `event_id`
+        (`plain_latency`, which applies `latency_fields`' own fast check): only the dedup
+        check is left before it goes to `on_latency`. Any other record (a tombstone, an
+        array, an error event, anything that needs a rule, no `event_id`) takes the
+        general path (`_ingest_record`), whole and in order, so its outcomes are exactly
+        the general path's.
         """
         limits = self.config.limits
         now_ms = int(now * 1000)
@@ -128,13 +128,12 @@ class IngestStage:
                 general(record, now, emits, counts)
                 continue
             event_id, ts, service, endpoint, _, status, duration, _, _ = fields
-            try:
+            partition, offset = record.partition, record.offset
+            try:  # as `_ingest_guarded` does
                 if duplicate(event_id, now):
                     counts[2] += 1
                     continue
-                on_latency(
-                    record.partition, record.offset, service, endpoint, ts, duration, status or 0, now
-                )
+                on_latency(partition, offset, service, endpoint, ts, duration, status or 0, now)
                 remember(event_id, now)
             except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
                 self._internal_error(emits, record, exc, now)
@@ -177,6 +176,7 @@ class IngestStage:
     def _ingest_record(
         self, record: Record, now: float, emits: list[Emit], counts: list[int]
     ) -> None:
+        """The general path: every element of one record (see the module docstring)."""
         value = record.value
         if value is None:
             self._dead(emits, record, "tombstone: message has no value", "$", None, b"", now)
@@ -232,6 +232,8 @@ class IngestStage:
                     group_id = str(group.id)
                     event["fingerprint_id"] = group_id
                     event["message_template"] = str(group.template)
+                    # Its raw position: the fingerprint stage skips re-ingested events.
+                    event["_src"] = [partition, offset, i]
                 except Exception as exc:
                     reason = f"fingerprinting failed: {exc!r}"
                     self._dead_element(emits, record, reason, "$", i, is_array, element, now)

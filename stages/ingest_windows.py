@@ -2,7 +2,9 @@
 
 design.md: when fleets key `events.raw` by service (the usual case), windowing can run
 right after ingest in the same process, with no repartition hop through
-`events.latency`. Errors and dead letters still leave through their topics.
+`events.latency`. Errors and dead letters still leave through their topics. The common
+message, one valid latency event, takes a fast path (`IngestStage._process_plain`) with
+exactly the general path's results (tests/test_fast_path.py).
 
 Windows are kept per `events.raw` partition, so every series must arrive on one raw
 partition (raw keyed by service). If a service's events are spread over several raw

@@ -88,8 +88,11 @@ class Window:
             self.values = []
 
     def merge(self, other: Window) -> None:
-        other.flush()
-        self.hist.merge(other.hist)
+        """Add `other` to this window. Its pending values become pending here too: a
+        service's window, merged from its endpoints', then records them in one bulk."""
+        if other.hist.total:
+            self.hist.merge(other.hist)
+        self.values += other.values
         self.errors += other.errors
         self.client_errors += other.client_errors
         self.late += other.late

@@ -326,3 +326,9 @@ def test_stats_count_every_outcome():
     stage = IngestStage()
     run(stage, record([error_event(), latency_event(), latency_event(), {}]), record(None))
     assert stage.stats == {"errors": 1, "latency": 1, "dead_letters": 2, "duplicates": 1}
+
+
+def test_error_events_carry_their_raw_position_for_the_fingerprint_stage():
+    batch = [error_event(event_id="x1"), error_event(event_id="x2")]
+    emits = run(IngestStage(), record(batch, offset=41, partition=3))
+    assert [e.value["_src"] for e in emits] == [[3, 41, 0], [3, 41, 1]]

@@ -1,0 +1,452 @@
+"""The fused stage's fast path gives exactly the general path's results, for any input.
+
+`IngestWindowsStage` takes a fast path for the common message (one plainly valid latency
+event) and falls back to the general path for anything else. Two references:
+
+- the split pipeline: `IngestStage` without `on_latency` (the general path, every record),
+  its `events.latency` emits fed to `WindowsStage` on the same partition and offset;
+- the fused stage as it was before the fast path: the general path for every record and
+  the straightforward replay filter, driven through restarts like the runner does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import (
+    InvalidEvent,
+    Limits,
+    _checked_latency_fields,
+    latency_fields,
+    plain_latency,
+)
+from stages.base import Emit, Record, StageResult
+from stages.ingest import IngestConfig, IngestStage
+from stages.ingest_windows import IngestWindowsStage
+from stages.windows import WindowsConfig, WindowsStage
+
+T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000  # an hour boundary
+NOW = T0 / 1000 + 60
+LIMITS = Limits(max_id_len=12, max_message_bytes=600)
+WINDOWS = WindowsConfig(window_s=10.0, rollup_resolutions_s=(60.0,), allowed_lateness_s=5.0)
+FAR_FUTURE = 10**7  # seconds: every partition is idle, so every open window closes
+
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# --- strategies ---------------------------------------------------------------------------------
+
+ABSENT = object()  # a field left out of the event
+
+json_junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+# Milliseconds relative to the batch's `now`: windows close as batches advance, some events
+# are late.
+ts_offsets = st.integers(-60_000, 10_000)
+valid_ids = st.sampled_from(["e1", "e2", "e3", "e4", "x" * 12])  # repeats: duplicates
+
+
+@st.composite
+def plain_latency_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
+    """Latency events as the SDK sends them (the fast path's case), edges included."""
+    event = {
+        "schema": "latency/1",
+        "event_id": draw(valid_ids),
+        "ts": now_ms + draw(ts_offsets | st.just(300_000)),  # the future tolerance: 300 s
+        "service": draw(st.sampled_from(["svc", "pay", "s|x", "x" * 12])),
+        "endpoint": draw(st.sampled_from(["/a", "/b", "x" * 12])),
+        "duration_ms": draw(
+            st.floats(0, 3_600_000) | st.integers(0, 3_600_000) | st.sampled_from([-0.0])
+        ),
+    }
+    for name, values in [
+        ("status", st.sampled_from([None, 100, 200, 404, 499, 500, 599])),
+        ("method", st.sampled_from([None, "GET", "", "x" * 12])),
+        ("region", st.sampled_from([None, "eu-1", "x" * 12])),
+        ("host", st.sampled_from([None, "h-1", "x" * 12])),
+    ]:
+        if draw(st.booleans()):
+            event[name] = draw(values)
+    return event
+
+
+def unusual_values(now_ms: int) -> st.SearchStrategy[tuple[str, Any]]:
+    """(field, value) pairs to put in a plain event: the edges of each rule, on both sides,
+    valid values that need the rule to normalize them, and ABSENT (left out)."""
+    text = [ABSENT, None, "", "x" * 12, "x" * 13, 7, True, ["GET"]]
+    table = {
+        "schema": [ABSENT, None, "latency/2", "error/1"],
+        "event_id": [ABSENT, None, "", "x" * 13, 3, 1.5, ["e1"]],
+        "ts": [
+            *(ABSENT, None, "soon", True, float(now_ms), "2026-11-22T04:00Z", 1_000, 2**63),
+            *(LIMITS.min_ts - 1, LIMITS.min_ts, now_ms + 300_000, now_ms + 300_001),
+        ],
+        "service": text,
+        "endpoint": text,
+        "duration_ms": [
+            *(ABSENT, None, "12", True, -1, -0.5, -0.0, 0, 3_600_000, 3_600_000.5),
+            *(1e308, 10**18, 2**64 - 1),
+        ],
+        "status": [ABSENT, None, 99, 100, 599, 600, 200.0, True, "500", -(2**63)],
+        "method": text,
+        "region": text,
+        "host": text,
+    }
+    return st.sampled_from([(name, v) for name, values in table.items() for v in values])
+
+
+@st.composite
+def latency_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
+    """Plain latency events with one or two fields changed to an unusual value, sometimes
+    with unknown fields."""
+    event = draw(plain_latency_events(now_ms))
+    for _ in range(draw(st.integers(1, 2))):
+        name, value = draw(unusual_values(now_ms))
+        if value is ABSENT:
+            event.pop(name, None)
+        else:
+            event[name] = value
+    if draw(st.booleans()):
+        event["extra"] = draw(json_junk)  # unknown fields are dropped
+    return event
+
+
+@st.composite
+def error_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "schema": draw(st.sampled_from(["error/1", "error/1", "error/2", None])),
+        "event_id": draw(valid_ids | st.none()),
+        "ts": now_ms + draw(ts_offsets),
+        "service": draw(st.sampled_from(["svc", "", "x" * 13])),
+        "exception": {"type": draw(st.sampled_from(["KeyError", ""])), "message": "boom"},
+    }
+    return event
+
+
+def elements(now_ms: int) -> st.SearchStrategy[Any]:
+    return plain_latency_events(now_ms) | latency_events(now_ms) | error_events(now_ms) | json_junk
+
+
+@st.composite
+def raw_values(draw: st.DrawFn, now_ms: int) -> bytes | None:
+    """Message values: mostly one latency object, also arrays, other JSON, bad bytes, None."""
+    kind = draw(st.sampled_from(["plain"] * 4 + ["latency"] * 4 + ["error", "array", "other"]))
+    if kind == "plain":
+        return orjson.dumps(draw(plain_latency_events(now_ms)))
+    if kind == "latency":
+        return orjson.dumps(draw(latency_events(now_ms)))
+    if kind == "error":
+        return orjson.dumps(draw(error_events(now_ms)))
+    if kind == "array":
+        return orjson.dumps(draw(st.lists(elements(now_ms), max_size=4)))
+    return draw(
+        st.sampled_from([None, b"", b"\xff\xfe{", b'{"schema": "latency/1"', b"[1, 2", b"nan"])
+        | json_junk.map(orjson.dumps)
+    )
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[tuple[float, list[tuple[int, bytes | None, bytes | None]]]]:
+    """Batches of (partition, key, value) with the `now` each is processed at."""
+    out = []
+    now = NOW
+    for _ in range(draw(st.integers(1, 6))):
+        now += draw(st.sampled_from([0.0, 1.0, 7.5, 40.0]))
+        now_ms = int(now * 1000)
+        records = draw(
+            st.lists(
+                st.tuples(
+                    st.integers(0, 2),
+                    st.none() | st.sampled_from([b"svc", b"\xff"]),
+                    raw_values(now_ms),
+                ),
+                max_size=8,
+            )
+        )
+        out.append((now, records))
+    return out
+
+
+ingest_configs = st.builds(
+    IngestConfig,
+    limits=st.just(LIMITS),
+    dedup_max_ids=st.sampled_from([3, 1000]),
+    dedup_window_s=st.sampled_from([30.0, 600.0]),
+)
+
+# --- references ---------------------------------------------------------------------------------
+
+
+class GeneralIngest(IngestStage):
+    """`IngestStage` with the fused stage's fast path switched off: every record takes the
+    general path."""
+
+    def _process_plain(self, records, now, emits, counts):
+        for record in records:
+            self._ingest_guarded(record, now, emits, counts)
+
+
+class ReferenceFused(IngestWindowsStage):
+    """The fused stage before the fast path: the general path and the plain replay filter."""
+
+    def process(self, records: list[Record], now: float) -> StageResult:
+        touched = sorted({r.partition for r in records})
+        replay_until = self.core.replay_until
+        replayed = [r for r in records if r.offset < replay_until(r.partition)]
+        if replayed:
+            self.ingest.process(replayed, now)
+            records = [r for r in records if r.offset >= replay_until(r.partition)]
+        result = self.ingest.process(records, now)
+        result.extend(self.core.finish(touched, now))
+        return result
+
+
+class Split:
+    """The two-stage pipeline, each raw record's latency events at its partition and offset."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.ingest = IngestStage(config)
+        self.windows = WindowsStage(WINDOWS)
+
+    def process(self, records: list[Record], now: float) -> tuple[list[Emit], StageResult]:
+        """(the ingest's emits other than `events.latency`, the windows stage's result)."""
+        other: list[Emit] = []
+        latency: list[Record] = []
+        for record in records:  # one at a time, to know where each latency event came from
+            emits = self.ingest.process([record], now).emits
+            other += [e for e in emits if e.topic != "events.latency"]
+            events = [e.value for e in emits if e.topic == "events.latency"]
+            if events:
+                value = orjson.dumps(events)
+                latency.append(
+                    Record("events.latency", record.partition, record.offset, None, value)
+                )
+        return other, self.windows.process(latency, now)
+
+
+def as_records(batch: list[tuple[int, bytes | None, bytes | None]], next_offset: dict[int, int]):
+    """The batch as a runner hands it over: grouped by partition, offsets increasing."""
+    records = []
+    for partition in sorted({p for p, _, _ in batch}):
+        for p, key, value in batch:
+            if p == partition:
+                offset = next_offset.get(p, 0)
+                next_offset[p] = offset + 1
+                records.append(Record("events.raw", p, offset, key, value))
+    return records
+
+
+def split_emits(emits: list[Emit]) -> tuple[list[Any], list[Any]]:
+    """(non-rollup emits as (topic, key, value), rollup values), each in order."""
+    other = [(e.topic, e.key, e.value) for e in emits if e.topic != "rollups"]
+    rollups = [e.value for e in emits if e.topic == "rollups"]
+    return other, rollups
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON, to the byte (so -0.0 differs from 0.0, and 1 from 1.0)."""
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        b, option=orjson.OPT_SORT_KEYS
+    )
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(steps=batches(), config=ingest_configs)
+def test_the_fused_stage_equals_ingest_then_windows(steps, config):
+    fused = IngestWindowsStage(IngestStage(config), WINDOWS)
+    split = Split(config)
+    fused_state: dict[tuple[int, str], Any] = {}
+    split_state: dict[tuple[int, str], Any] = {}
+    offsets: dict[int, int] = {}
+    for now, batch in steps:
+        records = as_records(batch, offsets)
+        result = fused.process(records, now)
+        split_other, split_result = split.process(records, now)
+        other, rollups = split_emits(result.emits)
+        assert same(other, [(e.topic, e.key, e.value) for e in split_other])
+        assert all(e.topic == "rollups" for e in split_result.emits)  # no windows dead letters
+        assert same(rollups, [e.value for e in split_result.emits])
+        assert fused.ingest.stats == split.ingest.stats
+        assert fused.core.stats == split.windows.core.stats
+        assert fused.hold_offsets() == {
+            ("events.raw", p): o for (_, p), o in split.windows.hold_offsets().items()
+        }
+        fused_state.update(result.state)
+        split_state.update(split_result.state)
+    # Close every window: the last rollups, and the changelog both leave behind.
+    closing, split_closing = fused.tick(NOW + FAR_FUTURE), split.windows.tick(NOW + FAR_FUTURE)
+    assert same(split_emits(closing.emits)[1], [e.value for e in split_closing.emits])
+    assert fused.core.stats == split.windows.core.stats
+    fused_state.update(closing.state)
+    split_state.update(split_closing.state)
+    assert same(sorted(fused_state.items()), sorted(split_state.items()))
+
+
+@st.composite
+def steps_with_restarts(draw: st.DrawFn) -> list[Any]:
+    steps: list[Any] = []
+    for now, batch in draw(batches()):
+        if steps and draw(st.integers(0, 3)) == 0:
+            steps.append("restart")
+        steps.append((now, batch))
+    return steps
+
+
+class Runner:
+    """Feeds a fused stage like the runner: held-back commits, changelog, restarts."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+        self.stage = make()
+        self.log: dict[int, list[Record]] = {}
+        self.position: dict[int, int] = {}
+        self.changelog: dict[tuple[int, str], Any] = {}
+
+    def append(self, batch: list[tuple[int, bytes | None, bytes | None]]) -> None:
+        sizes = {p: len(log) for p, log in self.log.items()}
+        for record in as_records(batch, sizes):
+            self.log.setdefault(record.partition, []).append(record)
+
+    def poll(self, now: float) -> StageResult:
+        records = []
+        for partition in sorted(self.log):
+            records += self.log[partition][self.position.get(partition, 0) :]
+            self.position[partition] = len(self.log[partition])
+        result = self.stage.process(records, now)
+        self.changelog.update(result.state)
+        return result
+
+    def restart(self) -> None:
+        holds = self.stage.hold_offsets()
+        for partition in self.log:
+            held = holds.get(("events.raw", partition))
+            if held is not None:
+                self.position[partition] = min(self.position.get(partition, 0), held)
+        self.stage = self.make()
+        self.stage.assign(sorted(self.log))
+        for (partition, key), value in self.changelog.items():
+            self.stage.restore(partition, key, value)
+
+
+@SETTINGS
+@given(steps=steps_with_restarts(), config=ingest_configs)
+def test_the_fused_stage_equals_its_general_path_through_restarts(steps, config):
+    fast = Runner(lambda: IngestWindowsStage(IngestStage(config), WINDOWS))
+    reference = Runner(lambda: ReferenceFused(GeneralIngest(config), WINDOWS))
+    for step in steps:
+        if step == "restart":
+            fast.restart()
+            reference.restart()
+            continue
+        now, batch = step
+        fast.append(batch)
+        reference.append(batch)
+        got, expected = fast.poll(now), reference.poll(now)
+        assert same(
+            [(e.topic, e.key, e.value) for e in got.emits],
+            [(e.topic, e.key, e.value) for e in expected.emits],
+        )
+        assert same(sorted(got.state.items()), sorted(expected.state.items()))
+        assert fast.stage.ingest.stats == reference.stage.ingest.stats
+        assert fast.stage.core.stats == reference.stage.core.stats
+        assert fast.stage.hold_offsets() == reference.stage.hold_offsets()
+        assert list(fast.stage.ingest._seen.items()) == list(reference.stage.ingest._seen.items())
+
+
+def outcome(check: Any, *args: Any) -> Any:
+    try:
+        return check(*args)
+    except InvalidEvent as exc:
+        return ("invalid", exc.field, exc.reason)
+
+
+@settings(SETTINGS, max_examples=3000)
+@given(
+    event=st.integers(T0, T0 + 10**6).flatmap(
+        lambda t: latency_events(t) | plain_latency_events(t)
+    ),
+    now_step=st.floats(-400, 400),
+)
+def test_the_fast_check_accepts_only_what_the_rules_accept_unchanged(event, now_step):
+    now_ms = T0 + int(now_step * 1000)
+    value = orjson.dumps(event)
+    obj = orjson.loads(value)
+    by_rules = outcome(_checked_latency_fields, obj, now_ms, LIMITS)
+    assert same(outcome(latency_fields, obj, now_ms, LIMITS), by_rules)
+    fields = plain_latency(value, now_ms, LIMITS)
+    if fields is not None:  # the fast path's case
+        assert same(fields, by_rules) and fields[0] is not None
+        assert type(fields[6]) is float and math.isfinite(fields[6])
+
+
+# --- examples -----------------------------------------------------------------------------------
+
+
+def test_plain_messages_take_the_fast_path(monkeypatch: pytest.MonkeyPatch):
+    stage = IngestWindowsStage(IngestStage(IngestConfig(limits=LIMITS)), WINDOWS)
+    general = []
+    monkeypatch.setattr(stage.ingest, "_ingest_record", lambda record, *a: general.append(record))
+    event = {"schema": "latency/1", "event_id": "a", "ts": T0 + 1000, "service": "svc"}
+    plain = [
+        {**event, "endpoint": "/a", "duration_ms": 1.5, "status": 200},
+        {**event, "event_id": "b", "endpoint": "/a", "duration_ms": 2, "method": None},
+        {**event, "event_id": "c", "endpoint": "/b", "duration_ms": 0.0, "region": "eu"},
+    ]
+    unusual = [
+        {**event, "event_id": "d", "endpoint": "/a", "duration_ms": 1.5, "ts": float(T0)},
+        {**event, "endpoint": "/a", "duration_ms": 1.5, "event_id": None},
+        [{**event, "event_id": "e", "endpoint": "/a", "duration_ms": 1.5}],
+    ]
+    records = [
+        Record("events.raw", 0, i, None, orjson.dumps(v)) for i, v in enumerate(plain + unusual)
+    ]
+    stage.process(records, NOW)
+    assert [r.offset for r in general] == [3, 4, 5]
+    assert stage.ingest.stats["latency"] == 3
+    assert stage.core.stats["events"] == 3
+
+
+def test_a_replay_over_several_partitions_only_rebuilds_windows():
+    def fused() -> IngestWindowsStage:
+        return IngestWindowsStage(IngestStage(IngestConfig(limits=LIMITS)), WINDOWS)
+
+    def event(i: int, ts: int, **kw: Any) -> bytes:
+        base = {"schema": "latency/1", "event_id": f"l{i}", "ts": ts, "service": "svc"}
+        return orjson.dumps({**base, "endpoint": "/a", "duration_ms": 2.0, **kw})
+
+    runner = Runner(fused)
+    runner.append([(1, None, event(99, T0, duration_ms=-1))])  # dead-lettered once
+    runner.append([(p, None, event(10 * p + i, T0 + 1000 * i)) for p in (0, 1) for i in range(3)])
+    first = runner.poll(NOW)
+    assert [e.topic for e in first.emits] == ["events.dlq"]
+    runner.restart()  # no window closed: both partitions are read again from offset 0
+    runner.append([(0, None, event(7, T0 + 20_000)), (1, None, event(17, T0 + 20_000))])
+    second = runner.poll(NOW)
+    assert [e.topic for e in second.emits if e.topic != "rollups"] == []
+    assert sorted((e.value["id"], e.value["count"]) for e in second.emits) == [
+        (f"svc|*|10s|{T0}", 3),
+        (f"svc|*|10s|{T0}", 3),
+        (f"svc|/a|10s|{T0}", 3),
+        (f"svc|/a|10s|{T0}", 3),
+    ]
