@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 
 import structlog
@@ -153,6 +154,9 @@ class Pipeline:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop`; serves /health and /metrics when `health.port` is set."""
         from pipeline.health import serving
+
+        if self.config.runtime.gc_gen0_threshold > 0:
+            gc.set_threshold(self.config.runtime.gc_gen0_threshold, 20, 20)
 
         async with serving(self):
             await self._run(stop)
