@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from pipeline.config import Config
-from pipeline.runner import Backoff
+from pipeline.runner import connect_with_backoff
 from pipeline.topic_reader import read_to_end
 from pipeline.topics import ALERTS, DELIVERIES, TopicNames
 from sinks.base import DeliveryOutcome, Sink
@@ -76,14 +76,7 @@ class Notifier(ConsumerRebalanceListener):
         self.log = log.bind(stage="notify", group=self.group_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
-        while not stop.is_set():
-            try:
-                await self._start()
-                break
-            except KafkaError as exc:
-                self.log.warning("broker_unreachable", error=repr(exc), retry_in=backoff.current)
-                await backoff.wait(stop)
+        await connect_with_backoff(self._start, self.config, stop, self.log)
         if self._consumer is None:
             return
         self.log.info("stage_started", channels=sorted(self.sinks))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import structlog
@@ -76,6 +78,20 @@ class Backoff:
         self.current = min(self.current * 2, self.maximum)
 
 
+async def connect_with_backoff(
+    start: Callable[[], Awaitable[None]], config: Config, stop: asyncio.Event, logger: Any
+) -> None:
+    """Call `start` until it connects or `stop` is set, backing off while the broker is away."""
+    backoff = Backoff(config.runtime.retry_initial_s, config.runtime.retry_max_s)
+    while not stop.is_set():
+        try:
+            await start()
+            return
+        except KafkaError as exc:
+            logger.warning("broker_unreachable", error=repr(exc), retry_in=backoff.current)
+            await backoff.wait(stop)
+
+
 class StageRunner(ConsumerRebalanceListener):
     """One stage, one consumer group member, one checkpoint routine."""
 
@@ -112,14 +128,7 @@ class StageRunner(ConsumerRebalanceListener):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, process and checkpoint until `stop` is set; then leave the group."""
-        backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
-        while not stop.is_set():
-            try:
-                await self._start_consumer()
-                break
-            except KafkaError as exc:
-                self.log.warning("broker_unreachable", error=repr(exc), retry_in=backoff.current)
-                await backoff.wait(stop)
+        await connect_with_backoff(self._start_consumer, self.config, stop, self.log)
         if self._consumer is None:
             return
         self.log.info("stage_started", inputs=list(self.stage.inputs))

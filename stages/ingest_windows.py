@@ -13,20 +13,18 @@ partitions, use the two separate stages instead (`windows.fused = false`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from itertools import groupby
 from operator import attrgetter
-from typing import Any
 
 from stages.base import Record, StageResult
 from stages.ingest import IngestStage
-from stages.windows import WindowsConfig, WindowsCore
+from stages.windows import CoreStageMixin, WindowsConfig, WindowsCore
 
 _PARTITION = attrgetter("partition")
 _OFFSET = attrgetter("offset")
 
 
-class IngestWindowsStage:
+class IngestWindowsStage(CoreStageMixin):
     """`ingest` whose latency events are windowed in-process (state: `state.windows`)."""
 
     name = "ingest"
@@ -65,18 +63,3 @@ class IngestWindowsStage:
             if mark is not None and min(map(_OFFSET, group)) < mark:
                 return [r for r in records if r.offset < marks.get(r.partition, -1)]
         return []
-
-    def tick(self, now: float) -> StageResult:
-        return self.core.flush_idle(now)
-
-    def restore(self, partition: int, key: str, value: Any) -> None:
-        self.core.restore(partition, key, value)
-
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
-
-    def revoke(self, partitions: Iterable[int]) -> None:
-        self.core.revoke(partitions)
-
-    def hold_offsets(self) -> dict[tuple[str, int], int]:
-        return self.core.hold_offsets()

@@ -432,7 +432,28 @@ def with_service_wide(bucket: dict[str, Window], hdr: HdrLayout, start: int) -> 
     return bucket | whole
 
 
-class WindowsStage:
+class CoreStageMixin:
+    """The Stage protocol's timer, state and offset hooks, delegated to a `WindowsCore`."""
+
+    core: WindowsCore
+
+    def tick(self, now: float) -> StageResult:
+        return self.core.flush_idle(now)
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        self.core.restore(partition, key, value)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        return None
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        self.core.revoke(partitions)
+
+    def hold_offsets(self) -> dict[tuple[str, int], int]:
+        return self.core.hold_offsets()
+
+
+class WindowsStage(CoreStageMixin):
     """The standalone stage: consumes `events.latency` (JSON arrays from ingest)."""
 
     name = "windows"
@@ -457,21 +478,6 @@ class WindowsStage:
         result = core.finish(sorted(touched), now)
         result.emits.extend(dead)
         return result
-
-    def tick(self, now: float) -> StageResult:
-        return self.core.flush_idle(now)
-
-    def restore(self, partition: int, key: str, value: Any) -> None:
-        self.core.restore(partition, key, value)
-
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
-
-    def revoke(self, partitions: Iterable[int]) -> None:
-        self.core.revoke(partitions)
-
-    def hold_offsets(self) -> dict[tuple[str, int], int]:
-        return self.core.hold_offsets()
 
 
 def _dead_letter(record: Record, exc: Exception, now: float) -> Emit:
