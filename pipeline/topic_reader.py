@@ -63,8 +63,15 @@ async def read_to_end(
     """
     end = await consumer.end_offsets(tps)
     if start is None:
-        await consumer.seek_to_beginning(*tps)
-        pending = {tp for tp in tps if end[tp] > 0}
+        # An explicit seek, not seek_to_beginning(): a lazy reset can lose the race with
+        # the reset aiokafka starts on assign (auto_offset_reset), and a reader that
+        # starts at the end silently skips the whole history.
+        begin = await consumer.beginning_offsets(tps)
+        pending = set()
+        for tp in tps:
+            consumer.seek(tp, begin[tp])
+            if end[tp] > begin[tp]:
+                pending.add(tp)
     else:  # offsets_for_times results: an OffsetAndTimestamp, or None (nothing that late)
         pending = set()
         for tp in tps:
