@@ -28,11 +28,31 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 
+# System tools the tests drive for real: a headless browser (web dashboard) and a
+# Prometheus server (scraping /metrics). Installed from Debian's packages when missing.
+ensure_system_tools() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "run.sh: installing ${missing[*]} (Debian packages)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  else
+    echo "run.sh: missing ${missing[*]}; install them (apt-get) for the browser and" \
+      "Prometheus tests" >&2
+  fi
+}
+
 case "${1:-}" in
   demo)
     shift; exec "$VENV/bin/prodmon" demo "$@" ;;
   test)
     shift
+    ensure_system_tools
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     # pytest exits 5 when it collects nothing: that is a failure here too.
