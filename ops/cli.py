@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="seed 000's dashboard from the topics")
     _kafka_options(p)
     p.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")
+    # `prodmon dashboard serve`: the live web dashboard (ops/web, docs/dashboard.md)
+    dashboard_sub = p.add_subparsers(dest="dashboard_command", metavar="[serve]")
+    serve = dashboard_sub.add_parser("serve", help="the live web dashboard (aiohttp, SSE)")
+    for flag, text in (
+        ("--bootstrap", "Kafka bootstrap servers host:port[,host:port] (env PRODMON_BOOTSTRAP)"),
+        ("--prefix", "topic prefix (default 'prodmon.'; env PRODMON_PREFIX)"),
+        ("--config", "prodmon.toml configuration file"),
+    ):  # SUPPRESS: values given before `serve` are kept
+        serve.add_argument(flag, default=argparse.SUPPRESS, help=text)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=8080, help="port (0 = a free one)")
 
     p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
     _kafka_options(p)
@@ -173,7 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    for sub in ("topics_command", "grouping_command", "anomaly_command", "baseline_command"):
+    for sub in (
+        "topics_command",
+        "grouping_command",
+        "anomaly_command",
+        "baseline_command",
+        "dashboard_command",
+    ):
         if getattr(args, sub, None):
             return f"{args.command} {getattr(args, sub)}"
     return args.command

@@ -457,6 +457,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_async(run_demo(events=args.events))
 
 
+def cmd_dashboard_serve(args: argparse.Namespace) -> int:
+    from ops.web.app import cmd_dashboard_serve as serve
+
+    return serve(args)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "broker": cmd_broker,
     "topics create": cmd_topics_create,
@@ -470,6 +476,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "anomaly score": cmd_anomaly_score,
     "replay": cmd_replay,
     "dashboard": cmd_dashboard,
+    "dashboard serve": cmd_dashboard_serve,
     "loadtest": cmd_loadtest,
     "rootcause": cmd_rootcause,
     "baseline analyze": cmd_baseline_analyze,

@@ -1,0 +1,489 @@
+"""The dashboard's aiohttp app: pages, the SSE stream, the actions, and `serve`.
+
+Routes (docs/dashboard.md):
+    GET  /                      overview
+    GET  /service?name=S[&endpoint=E]   latency charts (10 s / 1 min / 1 h) and endpoints
+    GET  /issues[?status=S]     issues;  GET /issue?id=ID  one issue, stack trace, hints
+    GET  /alerts                alerts, deliveries, silences, and the action forms
+    POST /actions               ack / resolve / silence -> the `commands` topic
+    GET  /events                Server-Sent Events: {"version", "views"} when views change
+    GET  /login, POST /login, POST /logout   token sessions (when a token is configured)
+    GET  /api/state             readiness and counts (JSON)
+    GET  /static/app.css, /static/app.js
+
+A page requested with the header `X-Prodmon-Fragment: 1` answers only its <main> content:
+the live script swaps it in when the SSE stream says a view the page shows changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from aiokafka.errors import KafkaError
+
+from ops.web import assets, render
+from ops.web.feed import Broadcaster, TopicFeed
+from ops.web.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_TTL_S, TOKEN_ENV, Guard
+from ops.web.state import DashboardState, Limits
+from pipeline.config import Config
+from pipeline.topics import COMMANDS
+from schemas.rollups import SERVICE_WIDE
+
+log = structlog.get_logger("prodmon.dashboard")
+
+ACTIONS = ("ack", "resolve", "silence")
+FRAGMENT_HEADER = "X-Prodmon-Fragment"
+SEND_TIMEOUT_S = 15.0
+
+
+@dataclass
+class WebSettings:
+    """Where the dashboard listens and how it treats its clients."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0 = a free port
+    token: str | None = field(default=None, repr=False)  # PRODMON_DASHBOARD_TOKEN
+    max_clients: int = 64  # concurrent SSE streams
+    heartbeat_s: float = 15.0
+    min_push_interval_s: float = 0.5  # coalesce updates to at most two a second per client
+    limits: Limits = field(default_factory=Limits)
+
+
+class Dashboard:
+    """The objects the handlers share: view, feed, broadcaster, guard."""
+
+    def __init__(self, config: Config, settings: WebSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.state = DashboardState(config.sla, settings.limits)
+        self.broadcaster = Broadcaster()
+        self.feed = TopicFeed(config.kafka, self.state, self.broadcaster)
+        self.guard = Guard(settings.host, settings.token)
+        self.clients = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.feed.ready.is_set()
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _actions(dash: Dashboard, request: web.Request) -> render.Actions:
+    guard = dash.guard
+    return render.Actions(
+        enabled=guard.actions_enabled,
+        authorized=guard.authorized(request),
+        csrf=guard.csrf_token(request),
+        login_required=guard.login_required,
+    )
+
+
+def _page(
+    request: web.Request, title: str, active: str, views: str, body: str, status: int = 200
+) -> web.Response:
+    dash = request.app[DASHBOARD]
+    views = f"{views},ready"
+    if request.headers.get(FRAGMENT_HEADER) == "1":
+        html = body
+    else:
+        html = render.layout(
+            title,
+            body,
+            active=active,
+            views=views,
+            version=dash.broadcaster.version,
+            ready=dash.ready,
+            actions=_actions(dash, request),
+        )
+    return web.Response(
+        text=html,
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Vary": FRAGMENT_HEADER},
+    )
+
+
+def _message(request: web.Request, status: int, title: str, text: str) -> web.Response:
+    return _page(request, title, "", "", render.message(title, text), status=status)
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+async def overview(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    state = dash.state
+    body = render.overview(state.kpis(_now_ms()), state.service_rows(), state.alerts(), dash.ready)
+    return _page(request, "overview", "overview", "rollups,issues,alerts", body)
+
+
+async def service(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    name = request.query.get("name", "")
+    endpoint = request.query.get("endpoint", SERVICE_WIDE)
+    data = dash.state.service_page(name, endpoint)
+    if data is None:
+        return _message(request, 404, "Unknown service", f"No rollups for service {name!r}.")
+    return _page(request, name, "", "rollups,alerts", render.service(data, dash.ready))
+
+
+async def issues(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    status = request.query.get("status")
+    status = status if status in render.ISSUE_STATUSES else None
+    now = _now_ms()
+    body = render.issues(dash.state.issues(now, status), status, now, dash.ready)
+    return _page(request, "issues", "issues", "issues", body)
+
+
+async def issue(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    now = _now_ms()
+    data = dash.state.issue(request.query.get("id", ""), now)
+    if data is None:
+        return _message(request, 404, "Unknown issue", "No issue with this id.")
+    title = str(data["issue"].get("title") or "issue")
+    return _page(request, title, "issues", "issues,signals", render.issue(data, now, dash.ready))
+
+
+async def alerts(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    items = dash.state.alerts()
+    details = {a["alert_id"]: dash.state.alert_details(a["alert_id"]) for a in items[:300]}
+    sent = request.query.get("sent")
+    flash = f"{sent} sent to the commands topic" if sent in ACTIONS else None
+    body = render.alerts(
+        items,
+        details,
+        dash.state.silences(_now_ms()),
+        _actions(dash, request),
+        flash,
+        dash.ready,
+    )
+    return _page(request, "alerts", "alerts", render.ALERT_VIEWS, body)
+
+
+async def api_state(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    body = {
+        "ready": dash.ready,
+        "broadcast_version": dash.broadcaster.version,
+        "restore_s": dash.feed.restore_s,
+        "clients": dash.clients,
+        **dash.state.summary(),
+    }
+    return web.json_response(body, dumps=lambda v: orjson.dumps(v).decode())
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name == "app.css":
+        return web.Response(text=assets.CSS, content_type="text/css")
+    if name == "app.js":
+        return web.Response(text=assets.JS, content_type="text/javascript")
+    raise web.HTTPNotFound()
+
+
+# --- live updates ------------------------------------------------------------------------------
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: `update` with {"version", "views"} when views change."""
+    dash = request.app[DASHBOARD]
+    settings = dash.settings
+    if dash.clients >= settings.max_clients:
+        return web.Response(
+            status=503, text="too many live connections", headers={"Retry-After": "10"}
+        )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    dash.clients += 1
+    broadcaster = dash.broadcaster
+    seen = broadcaster.version
+    try:
+        hello = orjson.dumps({"version": seen, "ready": dash.ready}).decode()
+        await response.write(f"retry: 3000\nevent: hello\ndata: {hello}\n\n".encode())
+        while not broadcaster.closed:
+            if await broadcaster.wait(seen, settings.heartbeat_s):
+                views = sorted(broadcaster.changed_since(seen))
+                seen = broadcaster.version
+                data = orjson.dumps({"version": seen, "views": views}).decode()
+                await response.write(f"event: update\ndata: {data}\n\n".encode())
+                await asyncio.sleep(settings.min_push_interval_s)
+            elif not broadcaster.closed:
+                await response.write(b": keep-alive\n\n")
+    except ConnectionError:
+        pass  # the browser went away
+    finally:
+        dash.clients -= 1
+    return response
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+
+def _wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
+    if _wants_json(request):
+        return web.json_response({"error": reason}, status=status)
+    return _message(request, status, "Refused" if status == 403 else "Not done", reason)
+
+
+def _field(form: Any, name: str, limit: int) -> str:
+    value = form.get(name)
+    return " ".join(value.split())[:limit] if isinstance(value, str) else ""
+
+
+async def act(request: web.Request) -> web.StreamResponse:
+    """An alert action from a form (or a script with the bearer token) -> `commands`."""
+    from ops.commands import command_key, command_record, parse_duration_ms
+    from pipeline.topic_reader import send_json
+
+    dash = request.app[DASHBOARD]
+    form = await request.post()
+    allowed, reason = dash.guard.may_act(request, form)
+    if not allowed:
+        log.warning("dashboard_action_refused", reason=reason, peer=request.remote)
+        return _refuse(request, 403, reason)
+    action = form.get("action")
+    alert_id = form.get("alert_id")
+    if action not in ACTIONS or not isinstance(alert_id, str):
+        return _refuse(request, 400, f"action must be one of {', '.join(ACTIONS)}")
+    alert = dash.state.alert(alert_id)
+    if alert is None:
+        return _refuse(request, 404, "unknown alert")
+    author = _field(form, "author", 64) or "dashboard"
+    notes = _field(form, "notes", 500)
+    broadcast = False
+    if action == "silence":
+        duration = form.get("duration", "2h")
+        if duration not in render.SILENCE_CHOICES:
+            return _refuse(request, 400, f"duration must be one of {render.SILENCE_CHOICES}")
+        now = _now_ms()
+        matchers = {  # exactly this alert: its labels, glob characters escaped
+            "service": glob.escape(str(alert.get("service") or "")),
+            "rule": glob.escape(str(alert.get("rule") or "")),
+            "key": glob.escape(str(alert.get("key") or "")),
+        }
+        record = command_record(
+            "silence",
+            "silence",
+            matchers=matchers,
+            starts_at=now,
+            ends_at=now + parse_duration_ms(duration, "duration"),
+            author=author,
+            comment=notes or f"silenced from the dashboard: {alert_id}"[:300],
+        )
+        broadcast = True  # every partition's escalation owner must know it
+    else:
+        record = command_record(action, alert_id, notes=notes or None, author=author)
+    topic = dash.config.kafka.prefix + COMMANDS
+    try:
+        await asyncio.wait_for(
+            send_json(dash.config.kafka, topic, command_key(record["id"]), record, broadcast),
+            SEND_TIMEOUT_S,
+        )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("dashboard_command_failed", command=action, error=repr(exc))
+        return _refuse(request, 503, "could not write to the commands topic; try again")
+    log.info(
+        "dashboard_command_sent", command=action, alert_id=alert_id, command_id=record["command_id"]
+    )
+    if _wants_json(request):
+        return web.json_response({"sent": action, "command_id": record["command_id"]})
+    raise web.HTTPSeeOther(f"/alerts?sent={action}")
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+async def login_form(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    if not dash.guard.login_required:
+        raise web.HTTPSeeOther("/")
+    return _page(request, "log in", "", "", render.login(dash.guard.csrf_token(request), None))
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    dash = request.app[DASHBOARD]
+    guard = dash.guard
+    if not guard.login_required:
+        raise web.HTTPSeeOther("/")
+    form = await request.post()
+    if not guard.same_origin(request) or not guard.csrf_ok(request, form):
+        return _refuse(request, 403, "cross-origin or stale login form: reload and try again")
+    token = form.get("token")
+    if not isinstance(token, str) or not guard.token_matches(token):
+        await asyncio.sleep(0.5)  # slows guessing down (the token has >= 16 characters)
+        log.warning("dashboard_login_failed", peer=request.remote)
+        body = render.login(guard.csrf_token(request), "Wrong token.")
+        return _page(request, "log in", "", "", body, status=403)
+    response = web.HTTPSeeOther("/alerts")
+    response.set_cookie(
+        SESSION_COOKIE,
+        guard.new_session(),
+        max_age=SESSION_TTL_S,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+    )
+    log.info("dashboard_login", peer=request.remote)
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    dash = request.app[DASHBOARD]
+    form = await request.post()
+    if not dash.guard.same_origin(request) or not dash.guard.csrf_ok(request, form):
+        return _refuse(request, 403, "cross-origin or stale form")
+    dash.guard.end_session(request)
+    response = web.HTTPSeeOther("/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _host_check(request: web.Request, handler: Any) -> web.StreamResponse:
+    if not request.app[DASHBOARD].guard.host_allowed(request):
+        return web.Response(status=421, text="unexpected Host header for a loopback dashboard")
+    return await handler(request)
+
+
+async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[DASHBOARD].broadcaster.close()
+
+
+def build_app(dash: Dashboard) -> web.Application:
+    app = web.Application(middlewares=[_host_check], client_max_size=64 * 1024)
+    app[DASHBOARD] = dash
+    app.on_response_prepare.append(_security_headers)
+    app.on_shutdown.append(_close_streams)
+    app.router.add_get("/", overview)
+    app.router.add_get("/service", service)
+    app.router.add_get("/issues", issues)
+    app.router.add_get("/issue", issue)
+    app.router.add_get("/alerts", alerts)
+    app.router.add_post("/actions", act)
+    app.router.add_get("/events", events)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/api/state", api_state)
+    app.router.add_get("/static/{name}", static)
+    return app
+
+
+async def start(dash: Dashboard) -> tuple[web.AppRunner, int]:
+    """Listen (the feed is started separately); returns the runner and the bound port."""
+    runner = web.AppRunner(build_app(dash), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, dash.settings.host, dash.settings.port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, int(runner.addresses[0][1])
+
+
+async def serve(
+    config: Config, settings: WebSettings, stop: asyncio.Event, announce: bool = False
+) -> None:
+    """Run the dashboard until `stop`: listen, restore from topic history, tail the topics."""
+    dash = Dashboard(config, settings)
+    runner, port = await start(dash)
+    guard = dash.guard
+    log.info(
+        "dashboard_started",
+        host=settings.host,
+        port=port,
+        prefix=config.kafka.prefix,
+        actions_enabled=guard.actions_enabled,
+        token_required=guard.login_required,
+    )
+    if not guard.actions_enabled:
+        log.warning("dashboard_read_only", reason=f"non-loopback address without {TOKEN_ENV}")
+    if announce:
+        shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+        print(f"dashboard=http://{shown}:{port}/", flush=True)
+    feed = asyncio.create_task(dash.feed.run(stop))
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        done, _ = await asyncio.wait({feed}, timeout=10)
+        if not done:  # still restoring a long history: no need to finish
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
+        log.info("dashboard_stopped")
+
+
+def cmd_dashboard_serve(args: Any) -> int:
+    """`prodmon dashboard serve`: the live web dashboard."""
+    from ops.cli import config_from_args, run_async
+    from ops.commands import install_stop_signals
+    from ops.web.security import check_token
+    from pipeline.config import ConfigError
+
+    config = config_from_args(args)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port: expected 0..65535, got {args.port}")
+    try:
+        token = check_token(os.environ.get(TOKEN_ENV))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    settings = WebSettings(host=args.host, port=args.port, token=token)
+
+    async def _main() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await serve(config, settings, stop, announce=True)
+        return 0
+
+    try:
+        return run_async(_main())
+    except OSError as exc:  # the address is taken or cannot be bound
+        raise ConfigError(f"--host/--port {args.host}:{args.port}: {exc.strerror or exc}") from None
+
+
+__all__ = [
+    "Dashboard",
+    "WebSettings",
+    "build_app",
+    "cmd_dashboard_serve",
+    "serve",
+    "start",
+]
