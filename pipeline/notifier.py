@@ -130,7 +130,13 @@ class Notifier(ConsumerRebalanceListener):
         await asyncio.gather(*(self._deliver_in_order(items) for items in by_alert.values()))
         if self._pending:
             pending, self._pending = self._pending, []
-            await asyncio.gather(*pending)  # outcomes acknowledged before the commit
+            # Outcomes acknowledged before the commit. An attempt record the broker never
+            # took (it was away past the producer's timeout) is logged, not raised: raising
+            # here would end the notifier, and with it the whole process.
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            lost = [r for r in results if isinstance(r, Exception)]
+            if lost:
+                self.log.warning("outcome_records_lost", count=len(lost), error=repr(lost[0]))
         if self._consumer is not None and offsets:
             try:
                 await self._consumer.commit(offsets)

@@ -120,6 +120,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task | None = None
+        self._abandoned = False  # a checkpoint gave up on stop: no later one may be made durable
         self._consumer: AIOKafkaConsumer | None = None
         self._last_tick = 0.0
         self.ready = asyncio.Event()
@@ -308,6 +309,9 @@ class StageRunner(ConsumerRebalanceListener):
         result: StageResult,
         stop: asyncio.Event,
     ) -> None:
+        if self._abandoned:  # committing (or marking) past the abandoned batch would skip it
+            self.log.warning("stopping_without_commit", partitions=_parts(offsets))
+            return
         backoff = Backoff(self.config.runtime.retry_initial_s, self.config.runtime.retry_max_s)
         while True:
             try:
@@ -319,6 +323,7 @@ class StageRunner(ConsumerRebalanceListener):
                 self.log.warning("produce_failed", error=repr(exc), retry_in=backoff.current)
                 if stop.is_set():
                     self.log.warning("stopping_without_commit", partitions=_parts(offsets))
+                    self._abandoned = True
                     return
                 await backoff.wait(stop)
         await self._commit(offsets)
