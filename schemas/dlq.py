@@ -1,7 +1,10 @@
 """Dead-letter records for `events.dlq`: why an input was rejected, where it came from, its bytes.
 
 Building a dead letter must never fail: whatever the raw bytes are, they are kept (as text when
-they are valid UTF-8, base64 otherwise), bounded to MAX_RAW_BYTES.
+they are valid UTF-8, base64 otherwise), bounded to MAX_RAW_BYTES. The bound keeps a dead
+letter under Kafka's default 1 MB message limit (`message.max.bytes`) even in the worst case
+(JSON escapes a control character as six bytes): a dead letter the broker refused would
+stall its partition.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 __all__ = ["MAX_RAW_BYTES", "dead_letter"]
 
-MAX_RAW_BYTES = 1 << 20
+MAX_RAW_BYTES = 128 * 1024
 
 
 def dead_letter(
@@ -46,5 +49,6 @@ def dead_letter(
         out["raw_b64"] = base64.b64encode(data).decode("ascii")
     if truncated:
         out["raw_truncated"] = True
+        out["raw_size"] = len(raw)
     out["dlq_ts"] = now_ms
     return out

@@ -497,10 +497,18 @@ def test_dead_letter_keeps_invalid_utf8_as_base64():
     assert "raw" not in dl and base64.b64decode(dl["raw_b64"]) == raw
 
 
-def test_dead_letter_truncates_raw_beyond_one_mib():
+def test_dead_letter_truncates_raw_beyond_the_bound_and_keeps_the_size():
     raw = b"a" * (MAX_RAW_BYTES + 10)
     dl = dead_letter("too big", "$", "events.raw", 0, 1, None, raw, 1)
     assert len(dl["raw"]) == MAX_RAW_BYTES and dl["raw_truncated"] is True
+    assert dl["raw_size"] == MAX_RAW_BYTES + 10
+
+
+def test_dead_letter_of_a_hostile_maximal_message_fits_kafkas_default_limit():
+    """1 MiB of control characters (JSON-escaped as \\u00XX) or of invalid UTF-8 (base64)."""
+    for raw in (b"\x01" * (1 << 20), b"\xff" * (1 << 20)):
+        dl = dead_letter("too big", "$", "events.raw", 0, 1, None, raw, 1)
+        assert len(orjson.dumps(dl)) < 1_000_000
 
 
 def test_dead_letter_truncation_does_not_split_a_utf8_character_into_base64():
@@ -509,7 +517,7 @@ def test_dead_letter_truncation_does_not_split_a_utf8_character_into_base64():
     assert dl["raw"] == "a" * (MAX_RAW_BYTES - 1) and dl["raw_truncated"] is True
 
 
-def test_dead_letter_at_one_mib_is_whole():
+def test_dead_letter_at_the_bound_is_whole():
     raw = b"a" * MAX_RAW_BYTES
     dl = dead_letter("r", "$", "events.raw", 0, 1, None, raw, 1)
     assert len(dl["raw"]) == MAX_RAW_BYTES and "raw_truncated" not in dl
