@@ -3,6 +3,7 @@ ack / silence commands reach the right partition."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -96,3 +97,49 @@ async def test_escalates_until_acknowledged_and_silences_mute(bootstrap, topics,
         await_more = await wait_for(alerts, lambda a: False, timeout_s=4)
     after_ack = [t for t in await_more[acked_at:] if t["alert_id"] == first["alert_id"]]
     assert after_ack == []  # acknowledged: no further escalation
+
+
+RESTART_CONFIG = """
+[runtime]
+tick_interval_s = 0.2
+session_timeout_ms = 6000
+heartbeat_interval_ms = 1000
+
+[[escalation.routes]]
+match = {service = "checkout"}
+channels = ["slack"]
+escalate_after_s = 6
+levels = [["slack"], ["slack", "pagerduty"]]
+"""
+
+
+async def test_escalation_that_fell_due_while_down_fires_once_after_restart(
+    bootstrap, topics, tmp_path
+):
+    """The timer lives in the changelog: a restarted escalation stage restores the firing
+    alert and escalates it once, on time counted from the first firing, not from the restart."""
+    path = tmp_path / "prodmon.toml"
+    path.write_text(RESTART_CONFIG)
+    config = load_config(
+        path, env={}, overrides={"kafka.bootstrap": bootstrap, "kafka.prefix": topics}
+    )
+    alerts = topic_probe(config, ALERTS)
+    async with running_pipeline(config, ["escalation"]):
+        await send_json(
+            config.kafka, topics + SIGNALS, "checkout", signal("r1", "checkout", "checkout|/pay")
+        )
+        got = await wait_for(alerts, lambda a: any(t["transition"] == "firing" for t in a))
+    firing = next(t for t in got if t["transition"] == "firing")
+    assert not any(t["transition"] == "escalated" for t in got)  # stopped before it fell due
+    # Down past the escalation time.
+    while time.time() * 1000 < firing["ts"] + 7000:
+        await asyncio.sleep(0.2)
+    async with running_pipeline(config, ["escalation"]):
+        got = await wait_for(alerts, lambda a: any(t["transition"] == "escalated" for t in a))
+        # Give a second escalation (a timer restored twice) the chance to show up.
+        got = await wait_for(alerts, lambda a: False, timeout_s=3)
+    escalated = [t for t in got if t["transition"] == "escalated"]
+    assert len(escalated) == 1
+    assert escalated[0]["alert_id"] == firing["alert_id"]
+    assert escalated[0]["channels"] == ["slack", "pagerduty"]
+    assert [t for t in got if t["transition"] == "firing"] == [firing]  # not re-fired
