@@ -78,12 +78,21 @@ def pack_emits(
 
 
 def _chunks(values: list[object]) -> list[bytes]:
-    """JSON arrays of `values`, split so that each stays under MAX_PACKED_BYTES."""
+    """JSON arrays of `values`, split so that each stays under MAX_PACKED_BYTES.
+
+    A batch too big for one message is cut by count into as many even parts as its size
+    needs, so each value is encoded about twice, not once per halving; a part that is still
+    too big (uneven values) is cut again.
+    """
     whole = orjson.dumps(values)
     if len(whole) <= MAX_PACKED_BYTES or len(values) == 1:
         return [whole]
-    middle = len(values) // 2
-    return _chunks(values[:middle]) + _chunks(values[middle:])
+    parts = min(len(values), -(-len(whole) * 5 // (4 * MAX_PACKED_BYTES)))  # 25 % headroom
+    step = -(-len(values) // parts)
+    chunks: list[bytes] = []
+    for start in range(0, len(values), step):
+        chunks.extend(_chunks(values[start : start + step]))
+    return chunks
 
 
 def changelog_messages(

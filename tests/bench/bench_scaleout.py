@@ -101,7 +101,7 @@ async def run_processes(
                     break
                 if any(p.poll() is not None for p in procs):
                     raise RuntimeError("a pipeline process exited early")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.25)
     finally:
         for p in procs:
             p.terminate()
