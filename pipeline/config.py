@@ -142,7 +142,7 @@ class NotifySection:
     environment only (docs/sinks.md)."""
 
     dry_run: bool = False  # record what would be sent, send nothing
-    concurrency: int = 8  # deliveries in flight at once (different alerts)
+    concurrency: int = 8  # deliveries in flight at once per channel
     max_attempts: int = 5
     attempt_timeout_s: float = 10.0
     give_up_after_s: float = 300.0
