@@ -3,9 +3,10 @@
 `run_loadtest` starts a local broker (unless given one), creates the topics under a fresh
 prefix, runs the whole pipeline (in this process, or as `python -m ops.cli run` processes)
 with every alert routed to a loopback webhook receiver, drives the simulator with one
-scripted incident, samples consumer lag / throughput / RSS every second, measures the raw
-aiokafka consume-and-decode ceiling of the same `events.raw`, and writes
-`out_dir/report.json` and `out_dir/report.html`. See docs/loadtest.md.
+scripted incident (or a staggered schedule of several), samples consumer lag / throughput /
+RSS every second, measures each incident's detection delay, the raw aiokafka
+consume-and-decode ceiling of the same `events.raw`, and writes `out_dir/report.json` and
+`out_dir/report.html`. See docs/loadtest.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import signal
 import subprocess
@@ -27,11 +29,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from loadtest.report import write_html
-from loadtest.simulator import FleetSpec, Incident, run_fleet
+from loadtest.simulator import INCIDENT_KINDS, FleetSpec, Incident, incident_schedule, run_fleet
 from pipeline.broker import LocalBroker, free_port
 from pipeline.topics import create_topics
 
 WEBHOOK_SECRET = "whsec-loadtest-0123456789abcdef"
+WINDOW_S = 5.0  # the harness's window length (CONFIG_TOML)
+BUDGET_SLACK_S = 2.0  # the detection target: p99 delay <= window_s + this (issue 6)
 
 # What each consumer group reads (logical topics); the group id is `<prefix><stage>`.
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
@@ -49,8 +53,8 @@ CONFIG_TOML = """
 tick_interval_s = 0.5
 
 [windows]
-window_s = 5
-allowed_lateness_s = 2
+window_s = {window_s}
+allowed_lateness_s = {allowed_lateness_s}
 idle_flush_s = 3
 fused = {fused}
 
@@ -101,7 +105,18 @@ class Receiver:
             await self._runner.cleanup()
 
 
-_ALERT_FIELDS = ("alert_id", "id", "service", "key", "rule", "metric", "severity", "status")
+_ALERT_FIELDS = (
+    "alert_id",
+    "id",
+    "service",
+    "key",
+    "rule",
+    "metric",
+    "severity",
+    "status",
+    "transition",
+    "first_seen",
+)
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -243,24 +258,176 @@ def _sustained(samples: list[dict], stage: str) -> dict:
     return {"messages": total, "seconds": round(span, 3), "messages_per_s": total / span}
 
 
-def _detection(hits: list[dict], incident: Incident, incident_wall: float) -> dict:
-    """Incident start (wall) -> first notification about the incident service's latency or
-    error rate (a key `service|...`, i.e. a rollup series, not an issue fingerprint)."""
+def _detection(
+    hits: list[dict],
+    incident: Incident,
+    incident_wall: float,
+    *,
+    service_wide: bool = True,
+    until: float | None = None,
+) -> dict:
+    """Incident start (wall) -> first notification about the incident's series.
+
+    A match is a notification (not a resolution) for the incident's service, arriving after
+    the start (and before `until`), whose triggering window ended after the start, about the
+    incident's rollup series `service|endpoint` or, when `service_wide`, the service's
+    `service|*` series (latency or error rate, not an issue fingerprint).
+    """
     after = [
-        h for h in hits if h["arrived"] >= incident_wall and h.get("service") == incident.service
+        h
+        for h in hits
+        if h["arrived"] >= incident_wall
+        and (until is None or h["arrived"] < until)
+        and h.get("service") == incident.service
     ]
-    series = [h for h in after if str(h.get("key") or "").startswith(incident.service + "|")]
+    own, wide = f"{incident.service}|{incident.endpoint}", f"{incident.service}|*"
+    series = [
+        h
+        for h in after
+        if h.get("transition") != "resolved"
+        and _after_start(h, incident_wall)
+        and (h.get("key") == own or (service_wide and str(h.get("key") or "").startswith(wide)))
+    ]
     first = min(series, key=lambda h: h["arrived"], default=None)
     first_any = min(after, key=lambda h: h["arrived"], default=None)
+    window_end = _first_seen_s(first) if first else None
     return {
         "detected": first is not None,
         "delay_s": round(first["arrived"] - incident_wall, 3) if first else None,
+        "rule": first.get("rule") if first else None,
+        "key": first.get("key") if first else None,
+        # the triggering window's end (event time) -> notification: lateness + pipeline hops
+        "window_end_to_notification_s": (
+            round(first["arrived"] - window_end, 3) if first and window_end else None
+        ),
         "first": first,
         "first_any_notification_delay_s": (
             round(first_any["arrived"] - incident_wall, 3) if first_any else None
         ),
         "notifications_for_service": len(after),
     }
+
+
+def _first_seen_s(hit: dict) -> float | None:
+    """When the alert's first signal was observed (its window's end), in epoch seconds."""
+    value = hit.get("first_seen")
+    return value / 1000 if isinstance(value, int | float) and value > 0 else None
+
+
+def _after_start(hit: dict, incident_wall: float) -> bool:
+    """The notification's triggering window ended after the incident started (unknown: yes)."""
+    seen = _first_seen_s(hit)
+    return seen is None or seen > incident_wall
+
+
+def detection_targets(incidents: tuple[Incident, ...]) -> list[dict]:
+    """One target per scripted incident: entries sharing (service, endpoint, start) are one
+    incident (e.g. a slowdown plus an error burst), with all their kinds; in script order."""
+    targets: dict[tuple[str, str, float], dict] = {}
+    for inc in incidents:
+        t = targets.setdefault(
+            (inc.service, inc.endpoint, inc.start_s),
+            {"incident": inc, "kinds": [], "duration_s": inc.duration_s},
+        )
+        t["kinds"].append(inc.kind)
+        t["duration_s"] = max(t["duration_s"], inc.duration_s)
+    return list(targets.values())
+
+
+def _detect_all(hits: list[dict], targets: list[dict], start_wall: float) -> list[dict]:
+    """`_detection` for every target. The service-wide series counts only for a target alone
+    on its service; a later incident on the same series ends the earlier one's search."""
+    out = []
+    for t in targets:
+        inc = t["incident"]
+        same_service = [o["incident"] for o in targets if o["incident"].service == inc.service]
+        later = [
+            o.start_s
+            for o in same_service
+            if o.endpoint == inc.endpoint and o.start_s > inc.start_s
+        ]
+        det = _detection(
+            hits,
+            inc,
+            start_wall + inc.start_s,
+            service_wide=len(same_service) == 1,
+            until=start_wall + min(later) if later else None,
+        )
+        head = {"service": inc.service, "endpoint": inc.endpoint, "kind": "+".join(t["kinds"])}
+        timing = {"start_s": inc.start_s, "duration_s": t["duration_s"]}
+        out.append({**head, **timing, "start_wall": start_wall + inc.start_s, **det})
+    return out
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (the smallest value with at least q % of values at or below
+    it): conservative for few samples, e.g. with 8 values p95 and p99 are the maximum."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def delay_summary(delays: list[float | None], budget_s: float | None = None) -> dict:
+    """Detected / total, p50 / p95 / p99 / max of the detected delays (None = undetected),
+    and, given a budget, whether every incident was detected with p99 within it."""
+    found = [d for d in delays if d is not None]
+    out = {
+        "detected": len(found),
+        "total": len(delays),
+        "p50_s": percentile(found, 50),
+        "p95_s": percentile(found, 95),
+        "p99_s": percentile(found, 99),
+        "max_s": max(found, default=None),
+    }
+    if budget_s is not None:
+        p99 = out["p99_s"]
+        out["budget_s"] = budget_s
+        out["within_budget"] = bool(found) and len(found) == len(delays) and p99 <= budget_s
+    return out
+
+
+def detection_report(per_incident: list[dict], window_s: float, lateness_s: float) -> dict:
+    """The detection section of report.json: budget, summaries overall and per kind, and the
+    share of the delay after the triggering window closed (lateness + pipeline)."""
+    budget = window_s + BUDGET_SLACK_S
+    kinds = sorted({d["kind"] for d in per_incident})
+    return {
+        "window_s": window_s,
+        "allowed_lateness_s": lateness_s,
+        "budget_s": budget,
+        "summary": delay_summary([d["delay_s"] for d in per_incident], budget),
+        "by_kind": {
+            k: delay_summary([d["delay_s"] for d in per_incident if d["kind"] == k]) for k in kinds
+        },
+        "window_end_to_notification": delay_summary(
+            [d["window_end_to_notification_s"] for d in per_incident if d["detected"]]
+        ),
+        "incidents": per_incident,
+    }
+
+
+def _script(
+    spec: FleetSpec,
+    duration_s: float,
+    incident: Incident | None,
+    incidents: int,
+    kinds: tuple[str, ...],
+) -> tuple[Incident, ...]:
+    """The scripted incidents: `incident` if given; else the default single script (a
+    slowdown and an error burst on the first endpoint at 40 % of the run) when `incidents`
+    <= 1, or `incident_schedule` of `incidents`. Then the spec's own incidents."""
+    if incident is not None:
+        return (incident, *spec.incidents)
+    if incidents > 1:
+        return (*incident_schedule(spec, incidents, duration_s, WINDOW_S, kinds), *spec.incidents)
+    service, endpoint = spec.series()[0]
+    start, length = 0.4 * duration_s, max(3.0, 0.4 * duration_s)
+    return (
+        Incident(start, length, service, endpoint, "slowdown", 8.0),
+        Incident(start, length, service, endpoint, "errors", 0.2),
+        *spec.incidents,
+    )
 
 
 async def run_loadtest(
@@ -275,6 +442,10 @@ async def run_loadtest(
     fused: bool = False,
     spec: FleetSpec | None = None,
     incident: Incident | None = None,
+    incidents: int = 1,
+    incident_kinds: tuple[str, ...] = INCIDENT_KINDS,
+    allowed_lateness_s: float = 2.0,
+    extra_config: str = "",
     drain_timeout_s: float = 30.0,
     seed: int = 1,
 ) -> dict:
@@ -284,17 +455,17 @@ async def run_loadtest(
     rate / duration_s / processes: the simulated fleet (events/s, seconds, producer processes).
     pipeline_processes: 1 runs the pipeline in this process; more run that many
     `python -m ops.cli run --stages all` processes sharing the consumer groups.
+    incidents / incident_kinds: more than 1 scripts that many staggered incidents of those
+    kinds on different series (`incident_schedule`) instead of the default single script.
+    allowed_lateness_s: `windows.allowed_lateness_s` of the run (detection delay's floor).
+    extra_config: TOML appended to the harness's config (e.g. a `[[rules]]` override).
     """
     spec = spec or FleetSpec()
     series = spec.series()
-    scripted: tuple[Incident, ...] = ()
-    if incident is None:
-        # The default script: a slowdown and an error burst on one endpoint at 40% of the run.
-        service, endpoint = series[0]
-        start, length = 0.4 * duration_s, max(3.0, 0.4 * duration_s)
-        incident = Incident(start, length, service, endpoint, "slowdown", 8.0)
-        scripted = (Incident(start, length, service, endpoint, "errors", 0.2),)
-    spec = FleetSpec(**{**spec.__dict__, "incidents": (incident, *scripted, *spec.incidents)})
+    script = _script(spec, duration_s, incident, incidents, tuple(incident_kinds))
+    incident = script[0]
+    spec = FleetSpec(**{**spec.__dict__, "incidents": script})
+    targets = detection_targets(script)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"lt{uuid.uuid4().hex[:8]}."
@@ -303,7 +474,14 @@ async def run_loadtest(
     receiver = Receiver()
     await receiver.start()
     config_path = out / "loadtest.toml"
-    config_path.write_text(CONFIG_TOML.format(fused="true" if fused else "false"))
+    config_path.write_text(
+        CONFIG_TOML.format(
+            fused="true" if fused else "false",
+            window_s=WINDOW_S,
+            allowed_lateness_s=allowed_lateness_s,
+        )
+        + extra_config
+    )
     procs: list[subprocess.Popen] = []
     stop = asyncio.Event()
     pipeline_task = None
@@ -360,7 +538,9 @@ async def run_loadtest(
 
         sampler = LagSampler(bootstrap, prefix, group_stages, pids)
         await sampler.start()
-        start_wall = time.time() + 1.0
+        # t = 0 on a window boundary (windows are aligned to the epoch), at least 1 s ahead,
+        # so that an incident's start_s fixes where in its window it starts.
+        start_wall = WINDOW_S * math.ceil((time.time() + 1.0) / WINDOW_S)
         t0 = start_wall
         fleet_task = asyncio.create_task(
             asyncio.to_thread(
@@ -381,14 +561,14 @@ async def run_loadtest(
             await asyncio.sleep(1.0)
         fleet = fleet_task.result()
         load_end = time.time()
-        # Drain: until every group has caught up (two samples in a row) and the incident
+        # Drain: until every group has caught up (two samples in a row) and every incident
         # has been notified, or the drain timeout.
         caught_up = 0
         deadline = time.time() + drain_timeout_s
         while time.time() < deadline:
             s = await sampler.sample(t0)
             caught_up = caught_up + 1 if all(v == 0 for v in s["lag"].values()) else 0
-            detected = _detection(receiver.hits, incident, incident_wall)["detected"]
+            detected = all(d["detected"] for d in _detect_all(receiver.hits, targets, start_wall))
             if caught_up >= 2 and detected:
                 break
             await asyncio.sleep(1.0)
@@ -424,6 +604,7 @@ async def run_loadtest(
             broker.stop()
 
     events_per_message = fleet["events"] / fleet["messages"] if fleet["messages"] else 0.0
+    per_incident = _detect_all(receiver.hits, targets, start_wall)
     per_stage = {}
     for stage in group_stages:
         sus = _sustained(samples, stage)
@@ -433,6 +614,8 @@ async def run_loadtest(
         if stage in stage_events and sus["seconds"] > 0:
             entry["events"] = stage_events[stage]
             entry["events_per_s"] = stage_events[stage] / sus["seconds"]
+        if f"{stage}_late" in stage_events:
+            entry["late_events"] = stage_events[f"{stage}_late"]
         per_stage[stage] = entry
     ingest_rate = per_stage.get("ingest", {}).get("events_per_s", 0.0)
     rss_peak: dict[str, int] = {}
@@ -478,7 +661,10 @@ async def run_loadtest(
             "events_per_cpu_s": pipeline_events / cpu_used if cpu_used > 0 else None,
         },
         "raw_ceiling": ceiling,
-        "detection": _detection(receiver.hits, incident, incident_wall),
+        "detection": per_incident[0],
+        "detections": detection_report(
+            per_incident, config.windows.window_s, config.windows.allowed_lateness_s
+        ),
         "notifications": len(receiver.hits),
         "memory": {
             "rss_idle_bytes": rss_idle,
@@ -518,6 +704,7 @@ def _stage_event_counts(pipeline) -> dict[str, int]:
             counts["ingest"] = sum(st.get(k, 0) for k in ("errors", "latency", "dead_letters"))
         elif stage.name == "windows" and core is not None:
             counts["windows"] = core.stats["events"] + core.stats["late"]
+            counts["windows_late"] = core.stats["late"]  # after their window closed: no histogram
         elif stage.name == "fingerprint" and isinstance(stats, dict):
             counts["fingerprint"] = stats.get("events", 0)
     return counts

@@ -98,6 +98,55 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
+def _detection_rows(dets: dict) -> list[tuple[str, Any]]:
+    """Summary rows for the per-incident detection delays (none for an older report)."""
+    summary = dets.get("summary")
+    if not summary:
+        return []
+    pcts = " / ".join(
+        "-" if summary.get(k) is None else f"{summary[k]:.2f}"
+        for k in ("p50_s", "p95_s", "p99_s", "max_s")
+    )
+    share = (dets.get("window_end_to_notification") or {}).get("p99_s")
+    return [
+        ("incidents detected", f"{summary.get('detected')} / {summary.get('total')}"),
+        ("detection delay p50 / p95 / p99 / max (s)", pcts),
+        (
+            "budget: window + 2 s (s)",
+            f"{dets.get('budget_s')} (window {dets.get('window_s')} s, "
+            f"allowed lateness {dets.get('allowed_lateness_s')} s)",
+        ),
+        ("p99 within budget (every incident detected)", summary.get("within_budget")),
+        ("window end to notification p99 (s)", share),
+    ]
+
+
+INCIDENT_COLUMNS = (
+    ("start (s)", "start_s"),
+    ("service", "service"),
+    ("endpoint", "endpoint"),
+    ("kind", "kind"),
+    ("detected", "detected"),
+    ("delay (s)", "delay_s"),
+    ("window end to notification (s)", "window_end_to_notification_s"),
+    ("rule", "rule"),
+    ("key", "key"),
+)
+
+
+def _incident_table(dets: dict) -> str:
+    """One row per scripted incident: when, where, what, and how fast it was notified."""
+    rows = dets.get("incidents") or []
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(title)}</th>" for title, _ in INCIDENT_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(row.get(key))}</td>" for _, key in INCIDENT_COLUMNS) + "</tr>"
+        for row in rows
+    )
+    return f"<h2>Detection per incident</h2><table><tr>{head}</tr>{body}</table>"
+
+
 def render_html(report: dict) -> str:
     """The whole page as a string."""
     p = report.get("params", {})
@@ -126,6 +175,7 @@ def render_html(report: dict) -> str:
         ("incident detected", det.get("detected")),
         ("detection delay (s)", det.get("delay_s")),
         ("first detecting rule", (det.get("first") or {}).get("rule")),
+        *_detection_rows(report.get("detections") or {}),
         ("notifications received", report.get("notifications")),
         ("active series", mem.get("active_series")),
         ("peak RSS per active series (bytes)", mem.get("rss_peak_per_series_bytes")),
@@ -164,11 +214,28 @@ def render_html(report: dict) -> str:
         "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}</style></head><body>"
         "<h1>prodmon load test</h1>"
         f"<h2>Summary</h2>{_table(summary)}"
+        f"{_incident_table(report.get('detections') or {})}"
         "<h2>Per stage</h2><table><tr><th>stage</th><th>messages/s sustained</th>"
         f"<th>events/s</th><th>final lag</th></tr>{stage_rows}</table>"
         "<h2>Memory</h2><table><tr><th>process</th><th>peak RSS (bytes)</th>"
         f"<th>idle RSS (bytes)</th></tr>{mem_rows}</table>"
         f"{chart_html}</body></html>"
+    )
+
+
+def detection_line(dets: dict) -> str:
+    """One line: incidents detected, delay percentiles, and the p99 against its budget."""
+    s = dets.get("summary") or {}
+
+    def fmt(key: str) -> str:
+        return "-" if s.get(key) is None else f"{s[key]:.2f} s"
+
+    verdict = "within" if s.get("within_budget") else "NOT within"
+    return (
+        f"detection: {s.get('detected')}/{s.get('total')} incidents detected; delay "
+        f"p50 {fmt('p50_s')}, p95 {fmt('p95_s')}, p99 {fmt('p99_s')}, max {fmt('max_s')}; "
+        f"p99 {verdict} budget {dets.get('budget_s')} s (window {dets.get('window_s')} s + 2 s, "
+        f"allowed lateness {dets.get('allowed_lateness_s')} s)"
     )
 
 

@@ -7,7 +7,8 @@ Shape of the traffic (all deterministic for a seed):
 - background errors: a 4xx share and a 5xx share of the requests;
 - exceptions: recurring bugs (`fleet.BUGS`) and, more rarely, never-seen-before exceptions;
 - a scripted incident schedule (`Incident`, plain data): slowdown, error burst or outage of
-  one service endpoint, from a start offset for a duration.
+  one service endpoint, from a start offset for a duration; `incident_schedule` staggers
+  several over a run on different services.
 
 `generate_events` returns a deterministic event list (tests); `run_fleet` sends events live to
 `events.raw` from P producer processes at a target rate, as JSON arrays keyed by service.
@@ -87,6 +88,82 @@ class FleetSpec:
         return list(dict.fromkeys(s for s, _ in self.series()))
 
 
+def endpoint_medians_ms(spec: FleetSpec) -> dict[tuple[str, str], float]:
+    """The median latency (ms, before the daily factor) of every series: 8-80 ms, the same
+    in every process."""
+    seeded = random.Random(1000 + len(spec.series()))
+    return {s: seeded.uniform(8.0, 80.0) for s in spec.series()}
+
+
+# A scheduled slowdown brings its endpoint's median to about this (p99 > 1 s at any hour).
+SLOWDOWN_MEDIAN_MS = 2000.0
+
+
+def incident_schedule(
+    spec: FleetSpec,
+    count: int,
+    duration_s: float,
+    window_s: float,
+    kinds: tuple[str, ...] = INCIDENT_KINDS,
+) -> tuple[Incident, ...]:
+    """`count` incidents (at most one per series) staggered over a run of `duration_s`.
+
+    Targets take each service's first endpoint, then each service's second, ..., so that up
+    to `spec.services` incidents hit different services. Kinds cycle through `kinds`. Each
+    lasts max(4 windows, a quarter of the run) when a slowdown is among `kinds` (its rule,
+    p99-over-1s, needs 3 violating windows), else max(2 windows, a quarter of the run); all
+    within the load. Starts spread from max(2 windows, 10 %) of the run towards its end
+    minus that length, incident i starting i/count of a window after a window boundary
+    (when t=0 is one, as in the harness), so the delays sample every alignment of an
+    incident within its first window evenly. Errors fail 20 % of requests, outages all,
+    slowdowns multiply latency to a median of about `SLOWDOWN_MEDIAN_MS` (at least x8). A
+    service with several incidents has its slowdowns first (`_kinds`).
+    """
+    unknown = [k for k in kinds if k not in INCIDENT_KINDS]
+    if unknown:
+        raise ValueError(f"incident kinds {unknown}: expected some of {INCIDENT_KINDS}")
+    series = spec.series()
+    order = [
+        series[s * spec.endpoints + e] for e in range(spec.endpoints) for s in range(spec.services)
+    ]
+    count = max(0, min(count, len(order)))
+    if count == 0 or not kinds:
+        return ()
+    first = min(max(2 * window_s, 0.1 * duration_s), 0.4 * duration_s)
+    windows = 4 if "slowdown" in kinds else 2
+    length = min(max(windows * window_s, 0.25 * duration_s), duration_s - first)
+    last = max(first, duration_s - length - window_s)
+    step = (last - first) / (count - 1) if count > 1 else 0.0
+    targets = order[:count]
+    medians = endpoint_medians_ms(spec)
+    out = []
+    for i, ((service, endpoint), kind) in enumerate(
+        zip(targets, _kinds(targets, kinds), strict=True)
+    ):
+        magnitude = {"errors": 0.2, "outage": 1.0}.get(kind)
+        if magnitude is None:
+            magnitude = round(max(8.0, SLOWDOWN_MEDIAN_MS / medians[(service, endpoint)]), 1)
+        boundary = window_s * math.floor((first + i * step) / window_s)
+        start = round(boundary + i * window_s / count, 3)
+        out.append(Incident(start, round(length, 3), service, endpoint, kind, magnitude))
+    return tuple(out)
+
+
+def _kinds(targets: list[tuple[str, str]], kinds: tuple[str, ...]) -> list[str]:
+    """Kinds cycled over `targets`, then reordered within each service so that its slowdowns
+    come first: while a service's very-high-5xx-rate or sla-critical alert fires, its latency
+    alerts are inhibited (stages/routing.py), so a later slowdown would never be notified."""
+    assigned = [kinds[i % len(kinds)] for i in range(len(targets))]
+    by_service: dict[str, list[int]] = {}
+    for i, (service, _) in enumerate(targets):
+        by_service.setdefault(service, []).append(i)
+    for indexes in by_service.values():
+        ordered = sorted((assigned[i] for i in indexes), key=lambda k: k != "slowdown")
+        for i, kind in zip(indexes, ordered, strict=True):
+            assigned[i] = kind
+    return assigned
+
+
 def daily_factor(ts_ms: int, amplitude: float) -> float:
     """Latency multiplier by the hour of event time: 1 + a*sin(2*pi*(hour - 12)/24)."""
     hour = (ts_ms % (24 * HOUR_MS)) / HOUR_MS
@@ -102,8 +179,7 @@ class FleetModel:
         self.seed = seed
         self.run_start_ms = run_start_ms
         self.series = spec.series()
-        seeded = random.Random(1000 + len(self.series))  # the same medians in every process
-        self.medians = {s: math.log(seeded.uniform(8.0, 80.0)) for s in self.series}
+        self.medians = {s: math.log(ms) for s, ms in endpoint_medians_ms(spec).items()}
         self.n = 0
         self.new_bugs = 0
 

@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", default="60s", help="how long, e.g. 60s, 5m")
     p.add_argument("--processes", type=int, default=1, help="fleet producer processes")
     p.add_argument("--pipeline-processes", type=int, default=1, help="pipeline processes")
+    p.add_argument(
+        "--incidents", type=int, default=8, help="staggered incidents (1: the single default)"
+    )
+    p.add_argument(
+        "--incident-kinds", default="slowdown,errors,outage", help="kinds the incidents cycle"
+    )
+    p.add_argument("--allowed-lateness", type=float, default=2.0, help="windows.allowed_lateness_s")
     p.add_argument("--out", default="loadtest-report", help="report directory")
 
     p = sub.add_parser("dashboard", help="seed 000's dashboard from the topics")

@@ -393,15 +393,25 @@ def cmd_rootcause(args: argparse.Namespace) -> int:
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from loadtest.harness import run_loadtest
+    from loadtest.report import detection_line
+    from loadtest.simulator import INCIDENT_KINDS
 
     duration_ms = parse_duration_ms(args.duration, "--duration")
     for option, value in (
         ("--rate", args.rate),
         ("--processes", args.processes),
         ("--pipeline-processes", args.pipeline_processes),
+        ("--incidents", args.incidents),
     ):
         if value < 1:
             raise ConfigError(f"{option}: must be at least 1, got {value}")
+    kinds = tuple(k.strip() for k in args.incident_kinds.split(",") if k.strip())
+    if not kinds or any(k not in INCIDENT_KINDS for k in kinds):
+        raise ConfigError(
+            f"--incident-kinds: {args.incident_kinds!r}, expected some of {INCIDENT_KINDS}"
+        )
+    if args.allowed_lateness < 0:
+        raise ConfigError(f"--allowed-lateness: must be >= 0, got {args.allowed_lateness}")
     report = asyncio.run(
         run_loadtest(
             args.bootstrap,
@@ -410,17 +420,23 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             processes=args.processes,
             pipeline_processes=args.pipeline_processes,
             out_dir=args.out,
+            incidents=args.incidents,
+            incident_kinds=kinds,
+            allowed_lateness_s=args.allowed_lateness,
         )
     )
     detection = report.get("detection") or {}
+    dets = report.get("detections") or {}
     summary = {
         "throughput": report.get("throughput"),
         "detection_delay_s": detection.get("delay_s"),
         "detected_by": (detection.get("first") or {}).get("alert_id"),
+        "detections": {k: v for k, v in dets.items() if k != "incidents"},
         "memory": {k: v for k, v in (report.get("memory") or {}).items() if "per_series" in k},
         "notifications": report.get("notifications"),
     }
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    print(detection_line(dets))
     print(f"report: {args.out}/report.json, {args.out}/report.html")
     return 0
 
