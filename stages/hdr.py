@@ -65,7 +65,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, compress
 
 __all__ = ["HdrLayout", "SparseHistogram", "layout"]
 
@@ -78,7 +78,8 @@ _PAYLOAD_HEADER = struct.Struct(">IIIIqqd")
 _EXTERNAL_HEADER = struct.Struct(">II")  # compression cookie, compressed length
 _MAX_COUNT = (1 << 63) - 1  # HdrHistogram counts are signed 64-bit
 _SMALL_INT_MAX = 256  # CPython caches ints -5..256; larger ones are separate objects
-_BULK_MIN = 16  # below this many values/buckets, per-item updates beat building a tally
+_BULK_MIN = 16  # below this many values, `record` per value beats building a tally
+_TOPS_MAX = 1 << 16  # largest counts_len given a `bucket_tops` table (the default is 3328)
 
 
 def _bucket_count(highest: int, sub_bucket_count: int, unit_magnitude: int) -> int:
@@ -101,6 +102,7 @@ class HdrLayout:
         "_cmask",
         "_count_bits",
         "_shift",
+        "_tops",
         "bucket_count",
         "counts_len",
         "digits",
@@ -147,6 +149,7 @@ class HdrLayout:
         self._count_bits = 64 - self.counts_len.bit_length()
         self._cmask = (1 << self._count_bits) - 1
         self.promote_at = self.counts_len * 16 // 17
+        self._tops: list[int] | None = None  # see `bucket_tops`
 
     # -- HdrHistogram value maths -------------------------------------------------------------
 
@@ -195,6 +198,15 @@ class HdrLayout:
     def median_equivalent(self, value: int) -> int:
         """Middle of the bucket holding `value` (what HdrHistogram's mean uses)."""
         return self.lowest_equivalent(value) + (self._range_size(value) >> 1)
+
+    def bucket_tops(self) -> list[int] | None:
+        """``highest_equivalent(value_from_index(i))`` for every counts index ``i``: what a
+        percentile falling in that bucket reports. Built on first use; None for layouts
+        with more than `_TOPS_MAX` counts (callers then compute it per index)."""
+        if self._tops is None and self.counts_len <= _TOPS_MAX:
+            vfi, heq = self.value_from_index, self.highest_equivalent
+            self._tops = [heq(vfi(i)) for i in range(self.counts_len)]
+        return self._tops
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -352,27 +364,33 @@ class SparseHistogram:
         lay = self.layout
         cb, cmask = lay._count_bits, lay._cmask
         words = self._counts
-        if len(tally) <= _BULK_MIN or 4 * len(tally) <= len(words):
-            # Few buckets: bisect/insert each one in place.
-            items = list(tally.items())
-            for n, (index, count) in enumerate(items):
-                if not self._add_at(index, count):
-                    self.total += sum(c for _, c in items[:n])
-                    self._promote()
-                    self._add_tally(dict(items[n:]))
-                    return
-            self.total += sum(tally.values())
+        added = sum(tally.values())
+        if self.total + added > cmask or len(words) + len(tally) > lay.promote_at:
+            self._add_tally_checked(tally)  # may need the dense state
             return
-        # Many buckets: merge through a dict and rebuild the array (exact size, no slack).
-        merged = dict.fromkeys(tally, 0)
-        merged.update((w >> cb, w & cmask) for w in words)
-        for index, count in tally.items():
-            merged[index] += count
-        if len(merged) > lay.promote_at or max(merged.values()) > cmask:
-            self._promote()
-            self._add_tally(tally)
-            return
-        self._counts = array("Q", sorted([(i << cb) | c for i, c in merged.items()]))
+        # No bucket can outgrow its count field (a count is at most the total) and the
+        # buckets fit: the histogram stays sparse.
+        if not words:  # a window's first flush, a fresh coarse window: build it at once
+            self._counts = array("Q", sorted([(i << cb) | c for i, c in tally.items()]))
+        else:  # bisect each bucket: add in place or insert
+            for index, count in tally.items():
+                key = index << cb
+                pos = bisect_left(words, key)
+                if pos < len(words) and words[pos] >> cb == index:
+                    words[pos] += count
+                else:
+                    words.insert(pos, key | count)
+        self.total += added
+
+    def _add_tally_checked(self, tally: dict[int, int]) -> None:
+        """`_add_tally` bucket by bucket, promoting to dense at the first that needs it."""
+        items = list(tally.items())
+        for n, (index, count) in enumerate(items):
+            if not self._add_at(index, count):
+                self.total += sum(c for _, c in items[:n])
+                self._promote()
+                self._add_tally(dict(items[n:]))
+                return
         self.total += sum(tally.values())
 
     def merge(self, other: SparseHistogram) -> None:
@@ -381,17 +399,21 @@ class SparseHistogram:
         With a different layout each of `other`'s buckets is re-recorded at its
         lowest value, as HdrHistogram.add does.
         """
-        items = other.items()
+        indices, counts = other._columns()
         if other.layout is self.layout or other.layout == self.layout:
-            self._add_tally(dict(items))
+            self._add_tally(dict(zip(indices, counts, strict=True)))
         else:
             value_from_index = other.layout.value_from_index
-            for index, count in items:
+            for index, count in zip(indices, counts, strict=True):
                 self.record(value_from_index(index), count)
 
     def to_pairs(self) -> list[int]:
         """Flat ``[index, count, index, count, ...]``: a cheap JSON-able form for state."""
-        return [x for pair in self.items() for x in pair]
+        indices, counts = self._columns()
+        pairs = indices + counts
+        pairs[::2] = indices
+        pairs[1::2] = counts
+        return pairs
 
     @classmethod
     def from_pairs(cls, layout: HdrLayout, pairs: Sequence[int]) -> SparseHistogram:
@@ -428,6 +450,12 @@ class SparseHistogram:
         cb, cmask = self.layout._count_bits, self.layout._cmask
         return [(w >> cb, w & cmask) for w in self._counts]
 
+    def _columns(self) -> tuple[list[int], list[int]]:
+        """`items` as two lists: the counts indices and their counts."""
+        cb, cmask = self.layout._count_bits, self.layout._cmask
+        words = self._counts
+        return [w >> cb for w in words], [w & cmask for w in words]
+
     def _indices_at(self, targets: list[int]) -> list[int]:
         """Counts index where the running total first reaches each target (HdrHistogram's scan)."""
         cb, cmask = self.layout._count_bits, self.layout._cmask
@@ -459,7 +487,13 @@ class SparseHistogram:
         if not self.total:
             return dict.fromkeys(percentiles, 0)
         indices = self._indices_at([self._target(p) for p in percentiles])
-        return {p: self._value_for(i, p) for p, i in zip(percentiles, indices, strict=True)}
+        tops = self.layout.bucket_tops()
+        if tops is None:
+            return {p: self._value_for(i, p) for p, i in zip(percentiles, indices, strict=True)}
+        return {
+            p: tops[i] if p else self._value_for(i, p)
+            for p, i in zip(percentiles, indices, strict=True)
+        }
 
     def min_value(self) -> int:
         """HdrHistogram.get_min_value: lowest equivalent of the minimum; 0 when empty."""
@@ -493,7 +527,7 @@ class SparseHistogram:
         out = bytearray()
         append = out.append
         previous = -1
-        for index, count in self.items():
+        for index, count in zip(*self._columns(), strict=True):
             zeros = index - previous - 1
             if zeros:  # a run of empty buckets is written as -zeros (zig-zag 2 * zeros - 1)
                 if zeros < 0x40:
@@ -647,6 +681,10 @@ class _DenseHistogram(SparseHistogram):
 
     def items(self) -> list[tuple[int, int]]:
         return [(i, c) for i, c in enumerate(self._counts) if c]
+
+    def _columns(self) -> tuple[list[int], list[int]]:
+        counts = self._counts
+        return list(compress(range(len(counts)), counts)), list(filter(None, counts))
 
     def _indices_at(self, targets: list[int]) -> list[int]:
         # Running totals over every index: the bisect position is the counts index itself.

@@ -24,7 +24,6 @@ from schemas.events import (
     decode_batch,
     latency_fields,
     normalized_latency,
-    plain_latency,
     validate_event,
 )
 from stages.base import Emit, Record, StageResult
@@ -33,6 +32,7 @@ from stages.grouping import fingerprint_error
 __all__ = ["IngestConfig", "IngestStage", "LatencySink"]
 
 LatencySink = Callable[[int, int, str, str, int, float, int, float], None]
+BatchLoop = Callable[[list[Record], float, list[Emit], list[int]], None]
 
 ERRORS_TOPIC = "events.errors"
 LATENCY_TOPIC = "events.latency"
@@ -60,29 +60,29 @@ class IngestStage:
         # event_id -> `now` when it was accepted, oldest first (dicts keep insertion order).
         self._seen: dict[str, float] = {}
         self.stats: dict[str, int] = {"errors": 0, "latency": 0, "dead_letters": 0, "duplicates": 0}
-        # When set, valid latency events go to this callback instead of `events.latency`
-        # (the fused ingest+windows stage: no repartition hop), as
+        # When set, the general path's valid latency events go to this callback instead of
+        # `events.latency` (the fused ingest+windows stage: no repartition hop), as
         # (partition, offset, service, endpoint, ts, duration_ms, status, now).
         self.on_latency: LatencySink | None = None
 
     # --- Stage protocol -------------------------------------------------------------------
 
     def process(self, records: list[Record], now: float) -> StageResult:
-        """Route every element of every record; see the module docstring.
+        """Route every element of every record; see the module docstring."""
+        return self.run_batch(records, now, self._ingest_each)
 
-        With `on_latency` set, records go through `_process_plain`: the same results, with
-        a fast path for the common message.
+    def run_batch(self, records: list[Record], now: float, loop: BatchLoop) -> StageResult:
+        """One batch: forget expired ids, run ``loop(records, now, emits, counts)``, count.
+
+        `loop` routes every record and adds to `counts` (errors, latency, duplicates):
+        `_ingest_each`, the general path, or a loop with exactly its results (the fused
+        stage's fast path, stages/ingest_windows.py).
         """
         self._expire(now)
         emits: list[Emit] = []
         counts = [0, 0, 0]  # errors, latency, duplicates
         try:
-            if self.on_latency is None:
-                ingest = self._ingest_guarded
-                for record in records:
-                    ingest(record, now, emits, counts)
-            else:
-                self._process_plain(records, now, emits, counts)
+            loop(records, now, emits, counts)
         finally:
             stats = self.stats
             stats["errors"] += counts[0]
@@ -104,41 +104,13 @@ class IngestStage:
 
     # --- per record / per event -----------------------------------------------------------
 
-    def _process_plain(
+    def _ingest_each(
         self, records: list[Record], now: float, emits: list[Emit], counts: list[int]
     ) -> None:
-        """The fused stage's loop, with a fast path for the common message.
-
-        That is one JSON object holding a plainly valid latency/1 event with an `event_id`
-        (`plain_latency`, which applies `latency_fields`' own fast check): only the dedup
-        check is left before it goes to `on_latency`. Any other record (a tombstone, an
-        array, an error event, anything that needs a rule, no `event_id`) takes the
-        general path (`_ingest_record`), whole and in order, so its outcomes are exactly
-        the general path's.
-        """
-        limits = self.config.limits
-        now_ms = int(now * 1000)
-        on_latency = self.on_latency
-        assert on_latency is not None
-        duplicate, remember = self._duplicate, self._remember
-        general = self._ingest_guarded
+        """The general path for every record of a batch."""
+        ingest = self._ingest_guarded
         for record in records:
-            fields = plain_latency(record.value, now_ms, limits)
-            if fields is None:
-                general(record, now, emits, counts)
-                continue
-            event_id, ts, service, endpoint, _, status, duration, _, _ = fields
-            partition, offset = record.partition, record.offset
-            try:  # as `_ingest_guarded` does
-                if duplicate(event_id, now):
-                    counts[2] += 1
-                    continue
-                on_latency(partition, offset, service, endpoint, ts, duration, status or 0, now)
-                remember(event_id, now)
-            except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
-                self._internal_error(emits, record, exc, now)
-                continue
-            counts[1] += 1
+            ingest(record, now, emits, counts)
 
     def _ingest_guarded(
         self, record: Record, now: float, emits: list[Emit], counts: list[int]

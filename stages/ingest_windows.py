@@ -2,9 +2,13 @@
 
 design.md: when fleets key `events.raw` by service (the usual case), windowing can run
 right after ingest in the same process, with no repartition hop through
-`events.latency`. Errors and dead letters still leave through their topics. The common
-message, one valid latency event, takes a fast path (`IngestStage._process_plain`) with
-exactly the general path's results (tests/test_fast_path.py).
+`events.latency`. Errors and dead letters still leave through their topics.
+
+The common message, one plainly valid latency event, takes a fast path (`_ingest_run`):
+one loop that decodes, checks, dedupes and windows it with no function call per event
+(calls cost as much as the work here). Every other message takes ingest's general path,
+whole and in order, so the results are exactly the general path's
+(tests/test_fast_path.py).
 
 Windows are kept per `events.raw` partition, so every series must arrive on one raw
 partition (raw keyed by service). If a service's events are spread over several raw
@@ -13,14 +17,27 @@ partitions, use the two separate stages instead (`windows.fused = false`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import groupby
-from operator import attrgetter
+from math import floor
+from operator import attrgetter, itemgetter
 
-from stages.base import Record, StageResult
+from orjson import loads
+
+from schemas.events import LATENCY_SCHEMA
+from stages.base import Emit, Record, StageResult
 from stages.ingest import IngestStage
-from stages.windows import CoreStageMixin, WindowsConfig, WindowsCore
+from stages.windows import (
+    FLUSH_AT,
+    CoreStageMixin,
+    PartitionWindows,
+    Window,
+    WindowsConfig,
+    WindowsCore,
+)
 
 _PARTITION = attrgetter("partition")
+_REQUIRED = itemgetter("schema", "ts", "service", "endpoint", "duration_ms", "event_id")
 _OFFSET = attrgetter("offset")
 
 
@@ -35,7 +52,7 @@ class IngestWindowsStage(CoreStageMixin):
     def __init__(self, ingest: IngestStage, windows: WindowsConfig | None = None) -> None:
         self.ingest = ingest
         self.core = WindowsCore(windows or WindowsConfig(), "events.raw")
-        ingest.on_latency = self.core.add_fields
+        ingest.on_latency = self.core.add_fields  # the general path's latency events
 
     def process(self, records: list[Record], now: float) -> StageResult:
         """Ingest the batch; records re-read after a restart only rebuild their windows.
@@ -46,10 +63,10 @@ class IngestWindowsStage(CoreStageMixin):
         touched = sorted(set(map(_PARTITION, records)))
         replayed = self._replayed(records)
         if replayed:
-            self.ingest.process(replayed, now)
+            self.ingest.run_batch(replayed, now, self._ingest_plain)
             replay_until = self.core.replay_until
             records = [r for r in records if r.offset >= replay_until(r.partition)]
-        result = self.ingest.process(records, now)
+        result = self.ingest.run_batch(records, now, self._ingest_plain)
         result.extend(self.core.finish(touched, now))
         return result
 
@@ -63,3 +80,160 @@ class IngestWindowsStage(CoreStageMixin):
             if mark is not None and min(map(_OFFSET, group)) < mark:
                 return [r for r in records if r.offset < marks.get(r.partition, -1)]
         return []
+
+    # --- the fast path ---------------------------------------------------------------------
+
+    def _ingest_plain(
+        self, records: list[Record], now: float, emits: list[Emit], counts: list[int]
+    ) -> None:
+        """Ingest's per-batch loop (see `IngestStage.run_batch`), one partition run at a time."""
+        for partition, run in groupby(records, _PARTITION):
+            self._ingest_run(partition, run, now, emits, counts)
+
+    def _ingest_run(
+        self,
+        partition: int,
+        run: Iterable[Record],
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """Records of one partition: the plain ones here, the rest by the general path.
+
+        A record is plain when its value is one JSON object holding a latency/1 event
+        with a non-empty `event_id` whose values all pass `_plain_latency_fields`' check
+        (the same conditions as `schemas.events.plain_latency`, which pins them in
+        tests/test_fast_path.py). For it this does, in the same order, what the general
+        path does (`IngestStage._ingest_record`, then `WindowsCore.add_fields`): the dedup
+        check, the window, then remembering the id; an exception dead-letters the record
+        as `_ingest_guarded` would. A message no longer than `max_id_len` bytes cannot
+        hold a longer string, so its length checks are skipped.
+
+        Per-partition values that only grow (next offset, max event time) and the
+        counters are kept in locals and written back at the end; the general path only
+        raises them too, so the result is the same.
+        """
+        ingest, core = self.ingest, self.core
+        limits = ingest.config.limits
+        min_ts, max_ahead_ms, max_id, max_duration = limits.latency_bounds
+        max_bytes = limits.max_message_bytes
+        now_ms = int(now * 1000)
+        general = ingest._ingest_guarded
+        seen = ingest._seen
+        seen_get = seen.get
+        dedup_window, max_ids = ingest.config.dedup_window_s, ingest.config.dedup_max_ids
+        width, hdr = core.sizes[0], core.hdr
+        ps: PartitionWindows | None = core.partitions.get(partition)
+        next_offset = max_ts = -(2**62)
+        bucket: dict[str, Window] = {}
+        bucket_start = None  # the window start `bucket` belongs to (None: none yet)
+        latency = duplicates = windowed = 0
+        try:
+            for record in run:
+                value = record.value
+                try:  # one JSON object with these keys, else the general path says why not
+                    nbytes = len(value)
+                    obj = loads(value) if nbytes <= max_bytes else None
+                    schema, ts, service, endpoint, duration, event_id = _REQUIRED(obj)
+                except Exception:
+                    general(record, now, emits, counts)
+                    continue
+                get = obj.get
+                status = get("status")
+                method = get("method")
+                region = get("region")
+                host = get("host")
+                # `_plain_latency_fields`' check (with a non-empty event_id).
+                if not (
+                    schema == LATENCY_SCHEMA
+                    and type(ts) is int
+                    and ts >= min_ts
+                    and ts - now_ms <= max_ahead_ms
+                    and type(service) is str
+                    and service
+                    and type(endpoint) is str
+                    and endpoint
+                    and (type(duration) is float or type(duration) is int)
+                    and 0 <= duration <= max_duration
+                    and (status is None or (type(status) is int and 100 <= status <= 599))
+                    and type(event_id) is str
+                    and event_id
+                    and (method is None or type(method) is str)
+                    and (region is None or type(region) is str)
+                    and (host is None or type(host) is str)
+                    and (
+                        nbytes <= max_id
+                        or (
+                            len(service) <= max_id
+                            and len(endpoint) <= max_id
+                            and len(event_id) <= max_id
+                            and (method is None or len(method) <= max_id)
+                            and (region is None or len(region) <= max_id)
+                            and (host is None or len(host) <= max_id)
+                        )
+                    )
+                ):
+                    general(record, now, emits, counts)
+                    continue
+                if type(duration) is int:
+                    try:
+                        duration = float(duration)
+                    except OverflowError:  # as the general path's rule would
+                        general(record, now, emits, counts)
+                        continue
+
+                offset = record.offset
+                try:  # as `_ingest_guarded` does
+                    seen_at = seen_get(event_id)  # `IngestStage._duplicate`
+                    if seen_at is not None:
+                        if now - seen_at < dedup_window:
+                            duplicates += 1
+                            continue
+                        del seen[event_id]
+
+                    # `WindowsCore.add_fields`
+                    if ps is None:
+                        ps = core.partitions.get(partition) or core._partition(partition, now)
+                    if offset >= next_offset:
+                        next_offset = offset + 1
+                    start = ts - ts % width
+                    if start != bucket_start:
+                        found = core.open_bucket(ps, start, offset, service, endpoint)
+                        if found is None:  # late (counted) or replayed
+                            ingest._remember(event_id, now)
+                            latency += 1
+                            continue
+                        bucket, bucket_start = found, start
+                    if ts > max_ts:
+                        max_ts = ts
+                    series = service + "|" + endpoint
+                    window = bucket.get(series)
+                    if window is None:
+                        window = bucket[series] = Window(hdr, start)
+                    values = window.values
+                    values.append(floor(duration * 1000.0 + 0.5))  # = int(): > 0
+                    if len(values) >= FLUSH_AT:
+                        window.flush()
+                    if status is not None and status >= 400:
+                        if status >= 500:
+                            window.errors += 1
+                        else:
+                            window.client_errors += 1
+                    windowed += 1
+
+                    seen[event_id] = now  # `IngestStage._remember`
+                    if len(seen) > max_ids:
+                        ingest._evict_oldest(len(seen) - max_ids + max_ids // 16)
+                except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+                    ingest._internal_error(emits, record, exc, now)
+                    continue
+                latency += 1
+        finally:
+            counts[1] += latency
+            counts[2] += duplicates
+            core.stats["events"] += windowed
+            if ps is not None:
+                if next_offset > ps.next_offset:
+                    ps.next_offset = next_offset
+                if max_ts > ps.max_ts:
+                    ps.max_ts = max_ts

@@ -210,12 +210,7 @@ class WindowsCore:
         if offset >= ps.next_offset:
             ps.next_offset = offset + 1
         if start + size <= ps.closed:
-            if offset < ps.replay_until:
-                self.stats["replayed"] += 1  # counted before the restart
-                return
-            self._late(ps, service + "|" + endpoint)
-            self._late(ps, service + "|" + SERVICE_WIDE)
-            self.stats["late"] += 1
+            self._late_event(ps, offset, service, endpoint)
             return
         if ts > ps.max_ts:
             ps.max_ts = ts
@@ -237,6 +232,33 @@ class WindowsCore:
             else:
                 window.client_errors += 1
         self.stats["events"] += 1
+
+    def open_bucket(
+        self, ps: PartitionWindows, start: int, offset: int, service: str, endpoint: str
+    ) -> dict[str, Window] | None:
+        """The open base windows (series -> window) starting at `start`, for an event at
+        `offset`; None when that window has closed (the event is accounted as late).
+
+        `add_fields` in two steps, for a caller that keeps the result while the start
+        stays the same (the fused stage's fast path): windows close only in `finish`.
+        """
+        if start + self.sizes[0] <= ps.closed:
+            self._late_event(ps, offset, service, endpoint)
+            return None
+        bucket = ps.open.get(start)
+        if bucket is None:
+            bucket = ps.open[start] = {}
+            ps.first_offset[start] = offset
+        return bucket
+
+    def _late_event(self, ps: PartitionWindows, offset: int, service: str, endpoint: str) -> None:
+        """An event for a closed window: counted late, or skipped if counted before a restart."""
+        if offset < ps.replay_until:
+            self.stats["replayed"] += 1  # counted before the restart
+            return
+        self._late(ps, service + "|" + endpoint)
+        self._late(ps, service + "|" + SERVICE_WIDE)
+        self.stats["late"] += 1
 
     def _late(self, ps: PartitionWindows, series: str) -> None:
         ps.late[series] = ps.late.get(series, 0) + 1

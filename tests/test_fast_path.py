@@ -5,8 +5,12 @@ event) and falls back to the general path for anything else. Two references:
 
 - the split pipeline: `IngestStage` without `on_latency` (the general path, every record),
   its `events.latency` emits fed to `WindowsStage` on the same partition and offset;
-- the fused stage as it was before the fast path: the general path for every record and
-  the straightforward replay filter, driven through restarts like the runner does.
+- the fused stage as it was before the fast path: the general path for every record
+  (`IngestStage.process`) and the straightforward replay filter, driven through restarts
+  like the runner does.
+
+The fast path repeats `_plain_latency_fields`' check inline; one property pins the
+messages it takes to exactly those `plain_latency` accepts.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import stages.ingest_windows
+import stages.windows
 from schemas.events import (
     InvalidEvent,
     Limits,
@@ -29,11 +35,13 @@ from schemas.events import (
 from stages.base import Emit, Record, StageResult
 from stages.ingest import IngestConfig, IngestStage
 from stages.ingest_windows import IngestWindowsStage
-from stages.windows import WindowsConfig, WindowsStage
+from stages.windows import Window, WindowsConfig, WindowsStage
 
 T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000  # an hour boundary
 NOW = T0 / 1000 + 60
 LIMITS = Limits(max_id_len=12, max_message_bytes=600)
+# Messages up to 160 bytes cannot hold a longer string: the fast path skips length checks.
+WIDE_LIMITS = Limits(max_id_len=160, max_message_bytes=600)
 WINDOWS = WindowsConfig(window_s=10.0, rollup_resolutions_s=(60.0,), allowed_lateness_s=5.0)
 FAR_FUTURE = 10**7  # seconds: every partition is idle, so every open window closes
 
@@ -187,7 +195,7 @@ def batches(draw: st.DrawFn) -> list[tuple[float, list[tuple[int, bytes | None, 
 
 ingest_configs = st.builds(
     IngestConfig,
-    limits=st.just(LIMITS),
+    limits=st.sampled_from([LIMITS, WIDE_LIMITS]),
     dedup_max_ids=st.sampled_from([3, 1000]),
     dedup_window_s=st.sampled_from([30.0, 600.0]),
 )
@@ -195,17 +203,9 @@ ingest_configs = st.builds(
 # --- references ---------------------------------------------------------------------------------
 
 
-class GeneralIngest(IngestStage):
-    """`IngestStage` with the fused stage's fast path switched off: every record takes the
-    general path."""
-
-    def _process_plain(self, records, now, emits, counts):
-        for record in records:
-            self._ingest_guarded(record, now, emits, counts)
-
-
 class ReferenceFused(IngestWindowsStage):
-    """The fused stage before the fast path: the general path and the plain replay filter."""
+    """The fused stage before the fast path: the general path (`IngestStage.process`, whose
+    latency events go to `on_latency`) and the plain replay filter."""
 
     def process(self, records: list[Record], now: float) -> StageResult:
         touched = sorted({r.partition for r in records})
@@ -353,7 +353,7 @@ class Runner:
 @given(steps=steps_with_restarts(), config=ingest_configs)
 def test_the_fused_stage_equals_its_general_path_through_restarts(steps, config):
     fast = Runner(lambda: IngestWindowsStage(IngestStage(config), WINDOWS))
-    reference = Runner(lambda: ReferenceFused(GeneralIngest(config), WINDOWS))
+    reference = Runner(lambda: ReferenceFused(IngestStage(config), WINDOWS))
     for step in steps:
         if step == "restart":
             fast.restart()
@@ -400,6 +400,20 @@ def test_the_fast_check_accepts_only_what_the_rules_accept_unchanged(event, now_
         assert type(fields[6]) is float and math.isfinite(fields[6])
 
 
+@SETTINGS
+@given(
+    values=st.lists(raw_values(int(NOW * 1000)), max_size=12),
+    limits=st.sampled_from([LIMITS, WIDE_LIMITS]),
+)
+def test_the_fast_path_takes_exactly_the_messages_plain_latency_accepts(values, limits):
+    stage = IngestWindowsStage(IngestStage(IngestConfig(limits=limits)), WINDOWS)
+    general: list[int] = []
+    stage.ingest._ingest_record = lambda record, *a: general.append(record.offset)
+    stage.process([Record("events.raw", 0, i, None, v) for i, v in enumerate(values)], NOW)
+    now_ms = int(NOW * 1000)
+    assert general == [i for i, v in enumerate(values) if plain_latency(v, now_ms, limits) is None]
+
+
 # --- examples -----------------------------------------------------------------------------------
 
 
@@ -425,6 +439,38 @@ def test_plain_messages_take_the_fast_path(monkeypatch: pytest.MonkeyPatch):
     assert [r.offset for r in general] == [3, 4, 5]
     assert stage.ingest.stats["latency"] == 3
     assert stage.core.stats["events"] == 3
+
+
+def test_a_windowing_bug_dead_letters_the_event_as_the_general_path_does(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    class Broken(Window):
+        __slots__ = ()
+
+        def __init__(self, hdr: Any, start: int) -> None:
+            if start == T0 + 10_000:
+                raise RuntimeError("window bug")
+            super().__init__(hdr, start)
+
+    monkeypatch.setattr(stages.windows, "Window", Broken)
+    monkeypatch.setattr(stages.ingest_windows, "Window", Broken)
+    config = IngestConfig(limits=LIMITS, dedup_max_ids=3)
+    event = {"schema": "latency/1", "service": "svc", "endpoint": "/a", "duration_ms": 2.0}
+    values = [orjson.dumps({**event, "event_id": f"e{i}", "ts": T0 + 4000 * i}) for i in range(5)]
+    records = [Record("events.raw", 0, i, None, v) for i, v in enumerate(values + values)]
+    fast = IngestWindowsStage(IngestStage(config), WINDOWS)
+    reference = ReferenceFused(IngestStage(config), WINDOWS)
+    got, expected = fast.process(records, NOW), reference.process(records, NOW)
+    reasons = [e.value["reason"] for e in got.emits if e.topic == "events.dlq"]
+    assert reasons == ["internal error in ingest: RuntimeError('window bug')"] * 4
+    assert same(
+        [(e.topic, e.key, e.value) for e in got.emits],
+        [(e.topic, e.key, e.value) for e in expected.emits],
+    )
+    assert same(sorted(got.state.items()), sorted(expected.state.items()))
+    assert fast.ingest.stats == reference.ingest.stats
+    assert fast.core.stats == reference.core.stats
+    assert list(fast.ingest._seen.items()) == list(reference.ingest._seen.items())
 
 
 def test_a_replay_over_several_partitions_only_rebuilds_windows():

@@ -185,6 +185,23 @@ def test_other_layouts_match_hdrhistogram(params: tuple[int, int, int]) -> None:
         assert hist.encode().encode() == hh.encode()
 
 
+def test_layouts_too_large_for_a_tops_table_match_hdrhistogram() -> None:
+    lay = layout(1, HIGHEST, 4)  # counts_len 155648: percentiles computed per index
+    assert lay.bucket_tops() is None
+    assert layout().bucket_tops() == [
+        layout().highest_equivalent(layout().value_from_index(i))
+        for i in range(layout().counts_len)
+    ]
+    rng = random.Random(13)
+    values = [int(rng.lognormvariate(10, 2.5)) for _ in range(500)] + [0, 1, lay.highest]
+    hh = reference(values, lay)
+    hist = sparse(values, lay)
+    assert hist.values_at_percentiles(PERCENTILES) == hh.get_percentile_to_value_dict(
+        list(PERCENTILES)
+    )
+    assert hist.encode().encode() == hh.encode()
+
+
 def test_empty_histogram() -> None:
     hist = SparseHistogram(layout())
     hh = HdrHistogram(1, HIGHEST, 2)
@@ -444,6 +461,21 @@ def test_count_overflowing_the_sparse_field_promotes() -> None:
     fresh = SparseHistogram(lay)
     fresh.record(300_000, lay._cmask + 1)  # new bucket too large for the field
     assert fresh.is_dense() and fresh.items() == [(lay.index_of(300_000), lay._cmask + 1)]
+
+
+def test_merge_whose_counts_outgrow_the_sparse_field_promotes_only_when_needed() -> None:
+    lay = layout()
+    big = SparseHistogram(lay)
+    big.record(100, lay._cmask - 1)
+    other = sparse([200, 200, 300])
+    big.merge(other)  # the total passes the field's limit, but no bucket does
+    i100, i200, i300 = map(lay.index_of, (100, 200, 300))
+    assert not big.is_dense()
+    assert big.items() == [(i100, lay._cmask - 1), (i200, 2), (i300, 1)]
+    big.merge(sparse([100, 100, 100]))  # bucket 100 no longer fits its field
+    assert big.is_dense()
+    assert big.items() == [(i100, lay._cmask + 2), (i200, 2), (i300, 1)]
+    assert big.total == lay._cmask + 5
 
 
 def test_record_many_equals_record_and_densify() -> None:
