@@ -477,6 +477,35 @@ def plain_latency(value: Any, now_ms: int, limits: Limits) -> LatencyFields | No
     return fields if fields is not None and fields[0] is not None else None
 
 
+def plain_latency_batch(value: Any, now_ms: int, limits: Limits) -> list[LatencyFields] | None:
+    """`plain_latency` for a message that is one such event or a non-empty array of them
+    (within the events-per-message limit): each event's fields, or None (never raises)."""
+    try:
+        if len(value) > limits.max_message_bytes:
+            return None
+        doc = orjson.loads(value)
+    except Exception:
+        return None
+    if type(doc) is dict:
+        objs = [doc]
+    elif type(doc) is list and 0 < len(doc) <= limits.max_events_per_message:
+        objs = doc
+    else:
+        return None
+    out = []
+    for obj in objs:
+        try:
+            if type(obj) is not dict or obj.get("schema") != LATENCY_SCHEMA:
+                return None
+            fields = _plain_latency_fields(obj, now_ms, limits)
+        except Exception:
+            return None
+        if fields is None or fields[0] is None:
+            return None
+        out.append(fields)
+    return out
+
+
 def _plain_latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> LatencyFields | None:
     """The fields when every value is plainly valid (what events nearly always are), else
     None: then `_checked_latency_fields` applies the rules, which normalize or reject.

@@ -4,11 +4,12 @@ design.md: when fleets key `events.raw` by service (the usual case), windowing c
 right after ingest in the same process, with no repartition hop through
 `events.latency`. Errors and dead letters still leave through their topics.
 
-The common message, one plainly valid latency event, takes a fast path (`_ingest_run`):
-one loop that decodes, checks, dedupes and windows it with no function call per event
-(calls cost as much as the work here). Every other message takes ingest's general path,
-whole and in order, so the results are exactly the general path's
-(tests/test_fast_path.py).
+The common message, one plainly valid latency event or an array of them (what the SDK
+and batching fleets send), takes a fast path (`_ingest_run`): one loop that decodes,
+checks, dedupes and windows each event with no function call per event (calls cost as
+much as the work here). Every other message, including an array with any element that is
+not plain, takes ingest's general path, whole and in order, so the results are exactly
+the general path's (tests/test_fast_path.py).
 
 Windows are kept per `events.raw` partition, so every series must arrive on one raw
 partition (raw keyed by service). If a service's events are spread over several raw
@@ -100,14 +101,16 @@ class IngestWindowsStage(CoreStageMixin):
     ) -> None:
         """Records of one partition: the plain ones here, the rest by the general path.
 
-        A record is plain when its value is one JSON object holding a latency/1 event
-        with a non-empty `event_id` whose values all pass `_plain_latency_fields`' check
-        (the same conditions as `schemas.events.plain_latency`, which pins them in
-        tests/test_fast_path.py). For it this does, in the same order, what the general
-        path does (`IngestStage._ingest_record`, then `WindowsCore.add_fields`): the dedup
-        check, the window, then remembering the id; an exception dead-letters the record
-        as `_ingest_guarded` would. A message no longer than `max_id_len` bytes cannot
-        hold a longer string, so its length checks are skipped.
+        A record is plain when its value is one JSON object, or a non-empty array (within
+        the events-per-message limit) of objects, each a latency/1 event with a non-empty
+        `event_id` whose values all pass `_plain_latency_fields`' check (the same
+        conditions as `schemas.events.plain_latency`, which pins them in
+        tests/test_fast_path.py). For each event this does, in the same order, what the
+        general path does (`IngestStage._ingest_record`, then `WindowsCore.add_fields`):
+        the dedup check, the window, then remembering the id; an exception dead-letters
+        the record and skips its remaining events, as `_ingest_guarded` would. A message
+        no longer than `max_id_len` bytes cannot hold a longer string, so its length
+        checks are skipped.
 
         Per-partition values that only grow (next offset, max event time) and the
         counters are kept in locals and written back at the end; the general path only
@@ -117,6 +120,7 @@ class IngestWindowsStage(CoreStageMixin):
         limits = ingest.config.limits
         min_ts, max_ahead_ms, max_id, max_duration = limits.latency_bounds
         max_bytes = limits.max_message_bytes
+        max_events = limits.max_events_per_message
         now_ms = int(now * 1000)
         general = ingest._ingest_guarded
         seen = ingest._seen
@@ -131,103 +135,123 @@ class IngestWindowsStage(CoreStageMixin):
         try:
             for record in run:
                 value = record.value
-                try:  # one JSON object with these keys, else the general path says why not
+                try:  # one JSON object, or an array of them, else the general path says why
                     nbytes = len(value)
-                    obj = loads(value) if nbytes <= max_bytes else None
-                    schema, ts, service, endpoint, duration, event_id = _REQUIRED(obj)
+                    doc = loads(value) if nbytes <= max_bytes else None
                 except Exception:
                     general(record, now, emits, counts)
                     continue
-                get = obj.get
-                status = get("status")
-                method = get("method")
-                region = get("region")
-                host = get("host")
-                # `_plain_latency_fields`' check (with a non-empty event_id).
-                if not (
-                    schema == LATENCY_SCHEMA
-                    and type(ts) is int
-                    and ts >= min_ts
-                    and ts - now_ms <= max_ahead_ms
-                    and type(service) is str
-                    and service
-                    and type(endpoint) is str
-                    and endpoint
-                    and (type(duration) is float or type(duration) is int)
-                    and 0 <= duration <= max_duration
-                    and (status is None or (type(status) is int and 100 <= status <= 599))
-                    and type(event_id) is str
-                    and event_id
-                    and (method is None or type(method) is str)
-                    and (region is None or type(region) is str)
-                    and (host is None or type(host) is str)
-                    and (
-                        nbytes <= max_id
-                        or (
-                            len(service) <= max_id
-                            and len(endpoint) <= max_id
-                            and len(event_id) <= max_id
-                            and (method is None or len(method) <= max_id)
-                            and (region is None or len(region) <= max_id)
-                            and (host is None or len(host) <= max_id)
-                        )
-                    )
-                ):
+                if type(doc) is dict:
+                    objs: list | tuple = (doc,)
+                elif type(doc) is list and 0 < len(doc) <= max_events:
+                    objs = doc
+                else:
                     general(record, now, emits, counts)
                     continue
-                if type(duration) is int:
+                # Every element must be plain, or the whole record takes the general path
+                # (which then handles each element, plain or not, in order).
+                items: list[tuple] | None = []
+                for obj in objs:
                     try:
-                        duration = float(duration)
-                    except OverflowError:  # as the general path's rule would
-                        general(record, now, emits, counts)
-                        continue
+                        schema, ts, service, endpoint, duration, event_id = _REQUIRED(obj)
+                    except Exception:
+                        items = None
+                        break
+                    get = obj.get
+                    status = get("status")
+                    method = get("method")
+                    region = get("region")
+                    host = get("host")
+                    # `_plain_latency_fields`' check (with a non-empty event_id).
+                    if not (
+                        schema == LATENCY_SCHEMA
+                        and type(ts) is int
+                        and ts >= min_ts
+                        and ts - now_ms <= max_ahead_ms
+                        and type(service) is str
+                        and service
+                        and type(endpoint) is str
+                        and endpoint
+                        and (type(duration) is float or type(duration) is int)
+                        and 0 <= duration <= max_duration
+                        and (status is None or (type(status) is int and 100 <= status <= 599))
+                        and type(event_id) is str
+                        and event_id
+                        and (method is None or type(method) is str)
+                        and (region is None or type(region) is str)
+                        and (host is None or type(host) is str)
+                        and (
+                            nbytes <= max_id
+                            or (
+                                len(service) <= max_id
+                                and len(endpoint) <= max_id
+                                and len(event_id) <= max_id
+                                and (method is None or len(method) <= max_id)
+                                and (region is None or len(region) <= max_id)
+                                and (host is None or len(host) <= max_id)
+                            )
+                        )
+                    ):
+                        items = None
+                        break
+                    if type(duration) is int:
+                        try:
+                            duration = float(duration)
+                        except OverflowError:  # as the general path's rule would
+                            items = None
+                            break
+                    items.append((ts, service, endpoint, duration, status, event_id))
+                if items is None:
+                    general(record, now, emits, counts)
+                    continue
 
                 offset = record.offset
-                try:  # as `_ingest_guarded` does
-                    seen_at = seen_get(event_id)  # `IngestStage._duplicate`
-                    if seen_at is not None:
-                        if now - seen_at < dedup_window:
-                            duplicates += 1
-                            continue
-                        del seen[event_id]
+                for ts, service, endpoint, duration, status, event_id in items:
+                    try:  # as `_ingest_guarded` does
+                        seen_at = seen_get(event_id)  # `IngestStage._duplicate`
+                        if seen_at is not None:
+                            if now - seen_at < dedup_window:
+                                duplicates += 1
+                                continue
+                            del seen[event_id]
 
-                    # `WindowsCore.add_fields`
-                    if ps is None:
-                        ps = core.partitions.get(partition) or core._partition(partition, now)
-                    if offset >= next_offset:
-                        next_offset = offset + 1
-                    start = ts - ts % width
-                    if start != bucket_start:
-                        found = core.open_bucket(ps, start, offset, service, endpoint)
-                        if found is None:  # late (counted) or replayed
-                            ingest._remember(event_id, now)
-                            latency += 1
-                            continue
-                        bucket, bucket_start = found, start
-                    if ts > max_ts:
-                        max_ts = ts
-                    series = service + "|" + endpoint
-                    window = bucket.get(series)
-                    if window is None:
-                        window = bucket[series] = Window(hdr, start)
-                    values = window.values
-                    values.append(floor(duration * 1000.0 + 0.5))  # = int(): > 0
-                    if len(values) >= FLUSH_AT:
-                        window.flush()
-                    if status is not None and status >= 400:
-                        if status >= 500:
-                            window.errors += 1
-                        else:
-                            window.client_errors += 1
-                    windowed += 1
+                        # `WindowsCore.add_fields`
+                        if ps is None:
+                            ps = core.partitions.get(partition) or core._partition(partition, now)
+                        if offset >= next_offset:
+                            next_offset = offset + 1
+                        start = ts - ts % width
+                        if start != bucket_start:
+                            found = core.open_bucket(ps, start, offset, service, endpoint)
+                            if found is None:  # late (counted) or replayed
+                                ingest._remember(event_id, now)
+                                latency += 1
+                                continue
+                            bucket, bucket_start = found, start
+                        if ts > max_ts:
+                            max_ts = ts
+                        series = service + "|" + endpoint
+                        window = bucket.get(series)
+                        if window is None:
+                            window = bucket[series] = Window(hdr, start)
+                        values = window.values
+                        values.append(floor(duration * 1000.0 + 0.5))  # = int(): > 0
+                        if len(values) >= FLUSH_AT:
+                            window.flush()
+                        if status is not None and status >= 400:
+                            if status >= 500:
+                                window.errors += 1
+                            else:
+                                window.client_errors += 1
+                        windowed += 1
 
-                    seen[event_id] = now  # `IngestStage._remember`
-                    if len(seen) > max_ids:
-                        ingest._evict_oldest(len(seen) - max_ids + max_ids // 16)
-                except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
-                    ingest._internal_error(emits, record, exc, now)
-                    continue
-                latency += 1
+                        seen[event_id] = now  # `IngestStage._remember`
+                        if len(seen) > max_ids:
+                            ingest._evict_oldest(len(seen) - max_ids + max_ids // 16)
+                    except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+                        ingest._internal_error(emits, record, exc, now)  # and skip the rest,
+                        break  # as `_ingest_guarded` does
+                    latency += 1
         finally:
             counts[1] += latency
             counts[2] += duplicates

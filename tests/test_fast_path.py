@@ -31,6 +31,7 @@ from schemas.events import (
     _checked_latency_fields,
     latency_fields,
     plain_latency,
+    plain_latency_batch,
 )
 from stages.base import Emit, Record, StageResult
 from stages.ingest import IngestConfig, IngestStage
@@ -156,7 +157,8 @@ def elements(now_ms: int) -> st.SearchStrategy[Any]:
 @st.composite
 def raw_values(draw: st.DrawFn, now_ms: int) -> bytes | None:
     """Message values: mostly one latency object, also arrays, other JSON, bad bytes, None."""
-    kind = draw(st.sampled_from(["plain"] * 4 + ["latency"] * 4 + ["error", "array", "other"]))
+    kinds = ["plain"] * 4 + ["latency"] * 4 + ["plain_array"] * 2 + ["error", "array", "other"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "plain":
         return orjson.dumps(draw(plain_latency_events(now_ms)))
     if kind == "latency":
@@ -165,6 +167,11 @@ def raw_values(draw: st.DrawFn, now_ms: int) -> bytes | None:
         return orjson.dumps(draw(error_events(now_ms)))
     if kind == "array":
         return orjson.dumps(draw(st.lists(elements(now_ms), max_size=4)))
+    if kind == "plain_array":  # the batching fleet's message; sometimes one element unusual
+        events = draw(st.lists(plain_latency_events(now_ms), min_size=1, max_size=5))
+        if draw(st.integers(0, 3)) == 0:
+            events.insert(draw(st.integers(0, len(events))), draw(elements(now_ms)))
+        return orjson.dumps(events)
     return draw(
         st.sampled_from([None, b"", b"\xff\xfe{", b'{"schema": "latency/1"', b"[1, 2", b"nan"])
         | json_junk.map(orjson.dumps)
@@ -411,7 +418,8 @@ def test_the_fast_path_takes_exactly_the_messages_plain_latency_accepts(values, 
     stage.ingest._ingest_record = lambda record, *a: general.append(record.offset)
     stage.process([Record("events.raw", 0, i, None, v) for i, v in enumerate(values)], NOW)
     now_ms = int(NOW * 1000)
-    assert general == [i for i, v in enumerate(values) if plain_latency(v, now_ms, limits) is None]
+    plain = [plain_latency_batch(v, now_ms, limits) for v in values]
+    assert general == [i for i, fields in enumerate(plain) if fields is None]
 
 
 # --- examples -----------------------------------------------------------------------------------
@@ -430,15 +438,19 @@ def test_plain_messages_take_the_fast_path(monkeypatch: pytest.MonkeyPatch):
     unusual = [
         {**event, "event_id": "d", "endpoint": "/a", "duration_ms": 1.5, "ts": float(T0)},
         {**event, "endpoint": "/a", "duration_ms": 1.5, "event_id": None},
-        [{**event, "event_id": "e", "endpoint": "/a", "duration_ms": 1.5}],
+        [{**event, "event_id": "e", "endpoint": "/a", "duration_ms": 1.5}, {"schema": "x"}],
+    ]
+    batched = [  # what batching fleets and the SDK send: an array of plain events
+        [{**event, "event_id": f"f{i}", "endpoint": "/c", "duration_ms": 3.0} for i in range(3)]
     ]
     records = [
-        Record("events.raw", 0, i, None, orjson.dumps(v)) for i, v in enumerate(plain + unusual)
+        Record("events.raw", 0, i, None, orjson.dumps(v))
+        for i, v in enumerate(plain + unusual + batched)
     ]
     stage.process(records, NOW)
     assert [r.offset for r in general] == [3, 4, 5]
-    assert stage.ingest.stats["latency"] == 3
-    assert stage.core.stats["events"] == 3
+    assert stage.ingest.stats["latency"] == 6
+    assert stage.core.stats["events"] == 6
 
 
 def test_a_windowing_bug_dead_letters_the_event_as_the_general_path_does(
