@@ -460,3 +460,42 @@ async def test_cli_serves_restores_and_stops_on_sigterm(live: Live):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_an_issue_is_resolved_with_notes_from_its_page(live: Live):
+    config, dash = live.config, live.dash
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{live.base}/issues") as resp:
+            issue_id = re.search(r'<tr data-issue="([0-9a-f]+)">', await resp.text()).group(1)
+        async with http.get(f"{live.base}/issue", params={"id": issue_id}) as resp:
+            page = await resp.text()
+        assert 'value="resolve">Resolve issue</button>' in page
+        form = {"action": "resolve", "issue_id": issue_id, "csrf": csrf_of(page)}
+        form["notes"] = "rolled back <b>1.4.3</b>"
+        before = await snapshot(config)
+        async with http.post(
+            f"{live.base}/actions", data={**form, "csrf": "0" * 64}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 403
+        async with http.post(
+            f"{live.base}/actions", data={**form, "issue_id": "f" * 32}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 404  # unknown issue: nothing written
+        async with http.post(f"{live.base}/actions", data=form, allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"] == f"/issue?id={issue_id}&sent=resolve"
+        sent = await commands(config, before)
+        assert [(r.key, r.value["command"], r.value["id"]) for r in sent] == [
+            (issue_id, "resolve", issue_id)  # keyed by the issue: its fingerprint partition
+        ]
+
+        async def status():
+            found = dash.state.issue(issue_id, now_ms())
+            return found and found["issue"].get("status")
+
+        # The fingerprint stage carries it out; the dashboard sees the new issue record.
+        assert await wait_for(status, lambda s: s == "resolved", 30) == "resolved"
+        async with http.get(f"{live.base}/issue", params={"id": issue_id}) as resp:
+            page = await resp.text()
+        assert "Resolve issue" not in page
+        assert "rolled back &lt;b&gt;1.4.3&lt;/b&gt;" in page and "<b>1.4.3" not in page

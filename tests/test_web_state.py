@@ -405,7 +405,7 @@ def test_hostile_event_text_is_escaped_on_every_page():
         "service": render.service(state.service_page(service), True),
         "endpoint": render.service(state.service_page(service, f"/x{SCRIPT}"), True),
         "issues": render.issues(state.issues(NOW), None, NOW, True),
-        "issue": render.issue(state.issue(hostile_issue["issue_id"], NOW), NOW, True),
+        "issue": render.issue(state.issue(hostile_issue["issue_id"], NOW), NOW, True, actions),
         "alerts": render.alerts(
             state.alerts(),
             {aid: state.alert_details(aid)},

@@ -24,6 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -157,7 +158,8 @@ async def issue(request: web.Request) -> web.Response:
     if data is None:
         return _message(request, 404, "Unknown issue", "No issue with this id.")
     title = str(data["issue"].get("title") or "issue")
-    return _page(request, title, "issues", "issues,signals", render.issue(data, now, dash.ready))
+    body = render.issue(data, now, dash.ready, _actions(dash, request))
+    return _page(request, title, "issues", "issues,signals", body)
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -257,10 +259,55 @@ def _field(form: Any, name: str, limit: int) -> str:
     return " ".join(value.split())[:limit] if isinstance(value, str) else ""
 
 
-async def act(request: web.Request) -> web.StreamResponse:
-    """An alert action from a form (or a script with the bearer token) -> `commands`."""
-    from ops.commands import command_key, command_record, parse_duration_ms
+async def _send_command(dash: Dashboard, record: dict, broadcast: bool = False) -> str | None:
+    """Write one command to `commands`; the reason it failed, or None."""
+    from ops.commands import command_key
     from pipeline.topic_reader import send_json
+
+    topic = dash.config.kafka.prefix + COMMANDS
+    try:
+        await asyncio.wait_for(
+            send_json(dash.config.kafka, topic, command_key(record["id"]), record, broadcast),
+            SEND_TIMEOUT_S,
+        )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("dashboard_command_failed", command=record["command"], error=repr(exc))
+        return "could not write to the commands topic; try again"
+    log.info(
+        "dashboard_command_sent",
+        command=record["command"],
+        target=record["id"],
+        command_id=record["command_id"],
+    )
+    return None
+
+
+async def _resolve_issue(
+    request: web.Request, dash: Dashboard, form: Any, issue_id: str
+) -> web.StreamResponse:
+    """Resolve an issue with notes, as `prodmon resolve` does."""
+    from ops.commands import command_record
+
+    if dash.state.issue(issue_id, _now_ms()) is None:
+        return _refuse(request, 404, "unknown issue")
+    record = command_record(
+        "resolve",
+        issue_id,
+        notes=_field(form, "notes", 500),
+        author=_field(form, "author", 64) or "dashboard",
+    )
+    failed = await _send_command(dash, record)
+    if failed is not None:
+        return _refuse(request, 503, failed)
+    if _wants_json(request):
+        return web.json_response({"sent": "resolve", "command_id": record["command_id"]})
+    raise web.HTTPSeeOther("/issue?" + urlencode({"id": issue_id, "sent": "resolve"}))
+
+
+async def act(request: web.Request) -> web.StreamResponse:
+    """An alert action, or resolving an issue, from a form (or a script with the bearer
+    token) -> `commands`."""
+    from ops.commands import command_record, parse_duration_ms
 
     dash = request.app[DASHBOARD]
     form = await request.post()
@@ -269,6 +316,9 @@ async def act(request: web.Request) -> web.StreamResponse:
         log.warning("dashboard_action_refused", reason=reason, peer=request.remote)
         return _refuse(request, 403, reason)
     action = form.get("action")
+    issue_id = form.get("issue_id")
+    if action == "resolve" and isinstance(issue_id, str):
+        return await _resolve_issue(request, dash, form, issue_id)
     alert_id = form.get("alert_id")
     if action not in ACTIONS or not isinstance(alert_id, str):
         return _refuse(request, 400, f"action must be one of {', '.join(ACTIONS)}")
@@ -300,18 +350,9 @@ async def act(request: web.Request) -> web.StreamResponse:
         broadcast = True  # every partition's escalation owner must know it
     else:
         record = command_record(action, alert_id, notes=notes or None, author=author)
-    topic = dash.config.kafka.prefix + COMMANDS
-    try:
-        await asyncio.wait_for(
-            send_json(dash.config.kafka, topic, command_key(record["id"]), record, broadcast),
-            SEND_TIMEOUT_S,
-        )
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("dashboard_command_failed", command=action, error=repr(exc))
-        return _refuse(request, 503, "could not write to the commands topic; try again")
-    log.info(
-        "dashboard_command_sent", command=action, alert_id=alert_id, command_id=record["command_id"]
-    )
+    failed = await _send_command(dash, record, broadcast)
+    if failed is not None:
+        return _refuse(request, 503, failed)
     if _wants_json(request):
         return web.json_response({"sent": action, "command_id": record["command_id"]})
     raise web.HTTPSeeOther(f"/alerts?sent={action}")

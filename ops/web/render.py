@@ -406,7 +406,7 @@ def _offset(ms: Any) -> str:
     return f"{'-' if ms < 0 else '+'}{seconds // 60}m{seconds % 60:02d}s"
 
 
-def issue(data: dict[str, Any], now_ms: int, ready: bool) -> str:
+def issue(data: dict[str, Any], now_ms: int, ready: bool, actions: Actions) -> str:
     i, a = data["issue"], data["analysis"]
     sample = i.get("sample") if isinstance(i.get("sample"), dict) else {}
     html = [
@@ -424,6 +424,7 @@ def issue(data: dict[str, Any], now_ms: int, ready: bool) -> str:
             f"<p>Resolved {when(i.get('resolved_at'))} by {t(i.get('resolved_by'), 120)}: "
             f"{t(i.get('resolution_notes'), 600)}</p>"
         )
+    html.append(f"<p>{_issue_resolve_form(i, actions)}</p>")
     html.append("<h2>Last 7 days</h2>" + _trend(data["trend"], now_ms, 420, 100, labels=True))
     html.append("<h2>Sample stack trace</h2>" + _stacktrace(sample))
     html.append(
@@ -473,11 +474,35 @@ def issue(data: dict[str, Any], now_ms: int, ready: bool) -> str:
 # --- alerts -------------------------------------------------------------------------------------
 
 
-def _action_forms(alert: dict[str, Any], actions: Actions) -> str:
+def _not_allowed(actions: Actions) -> str | None:
+    """What to show instead of action forms when this viewer may not act, else None."""
     if not actions.enabled:
         return '<span class="muted small">read-only</span>'
     if not actions.authorized:
         return '<a class="small" href="/login">log in to act</a>'
+    return None
+
+
+def _issue_resolve_form(issue: dict[str, Any], actions: Actions) -> str:
+    """Resolve an issue with notes (as `prodmon resolve`): the fingerprint stage records
+    them and reopens the issue as regressed if the bug comes back."""
+    refused = _not_allowed(actions)
+    if refused is not None or issue.get("status") == "resolved":
+        return refused or ""
+    return (
+        '<form class="inline" method="post" action="/actions">'
+        f'<input type="hidden" name="csrf" value="{t(actions.csrf)}">'
+        f'<input type="hidden" name="issue_id" value="{t(issue.get("issue_id"), 64)}">'
+        '<input type="text" name="notes" maxlength="500" aria-label="resolution notes"'
+        ' placeholder="what fixed it">'
+        '<button type="submit" name="action" value="resolve">Resolve issue</button></form>'
+    )
+
+
+def _action_forms(alert: dict[str, Any], actions: Actions) -> str:
+    refused = _not_allowed(actions)
+    if refused is not None:
+        return refused
     status = alert.get("status")
     if status == "resolved":
         return ""
