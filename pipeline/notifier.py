@@ -50,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from pipeline.config import Config
-from pipeline.runner import connect_with_backoff
+from pipeline.runner import connect_with_backoff, start_group_consumer
 from pipeline.topic_reader import read_to_end
 from pipeline.topics import ALERTS, DELIVERIES, TopicNames
 from sinks.base import DeliveryOutcome, Sink
@@ -201,22 +201,7 @@ class Notifier(ConsumerRebalanceListener):
             self.log.info("stage_stopped", **self.stats)
 
     async def _start(self) -> None:
-        runtime = self.config.runtime
-        consumer = AIOKafkaConsumer(
-            **self.config.kafka.client_kwargs(),
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=runtime.session_timeout_ms,
-            heartbeat_interval_ms=runtime.heartbeat_interval_ms,
-            fetch_max_wait_ms=runtime.fetch_max_wait_ms,
-        )
-        try:
-            await consumer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            raise
+        consumer = await start_group_consumer(self.config, self.group_id)
         self._consumer = consumer
         consumer.subscribe([self.names.physical(ALERTS)], listener=self)
 

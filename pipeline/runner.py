@@ -92,6 +92,30 @@ async def connect_with_backoff(
             await backoff.wait(stop)
 
 
+async def start_group_consumer(config: Config, group_id: str, **options: Any) -> AIOKafkaConsumer:
+    """A started member of `group_id` with the runtime's group settings (offsets committed
+    by the caller, a new group reading from the earliest record); stopped again if the
+    start fails, so a broker that is away leaks no connection."""
+    runtime = config.runtime
+    consumer = AIOKafkaConsumer(
+        **config.kafka.client_kwargs(),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=runtime.session_timeout_ms,
+        heartbeat_interval_ms=runtime.heartbeat_interval_ms,
+        fetch_max_wait_ms=runtime.fetch_max_wait_ms,
+        **options,
+    )
+    try:
+        await consumer.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        raise
+    return consumer
+
+
 class StageRunner(ConsumerRebalanceListener):
     """One stage, one consumer group member, one checkpoint routine."""
 
@@ -139,24 +163,12 @@ class StageRunner(ConsumerRebalanceListener):
             await self._leave()
 
     async def _start_consumer(self) -> None:
-        runtime = self.config.runtime
-        consumer = AIOKafkaConsumer(
-            **self.config.kafka.client_kwargs(),
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        consumer = await start_group_consumer(
+            self.config,
+            self.group_id,
             partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=runtime.session_timeout_ms,
-            heartbeat_interval_ms=runtime.heartbeat_interval_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_wait_ms=runtime.fetch_max_wait_ms,
         )
-        try:
-            await consumer.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            raise
         self._consumer = consumer
         for topic in BATCHED_TOPICS:
             partitions = await self.producer.partitions_for(self.names.physical(topic))

@@ -26,9 +26,10 @@ import time
 import uuid
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from loadtest.harness import raw_ceiling
 from pipeline.app import Pipeline
 from pipeline.broker import LocalBroker
 from pipeline.config import RuntimeConfig, load_config
@@ -86,29 +87,8 @@ async def produce(bootstrap: str, topic: str, events: list[dict], batch: int) ->
 
 
 async def raw_consume_rate(bootstrap: str, topic: str, total_events: int) -> float:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=4 << 20,
-    )
-    await consumer.start()
-    seen, started = 0, None
-    loads = orjson.loads
-    try:
-        while seen < total_events:
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for messages in batch.values():
-                if started is None and messages:
-                    started = time.perf_counter()
-                for m in messages:
-                    value = loads(m.value)
-                    seen += len(value) if type(value) is list else 1
-    finally:
-        await consumer.stop()
-    return seen / (time.perf_counter() - started)
+    """The ceiling: the load test's bare consume-and-decode rate of `topic` (events/s)."""
+    return (await raw_ceiling(bootstrap, topic, total_events, timeout_s=600))["events_per_s"]
 
 
 async def pipeline_rate(
