@@ -130,12 +130,17 @@ NOTIFY = "notify"  # not a pure stage: the notifier (pipeline/notifier.py)
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:
-    """The process's one producer: acks from all replicas, never idempotent (see design.md)."""
+    """The process's one producer: acks from all replicas, never idempotent (see design.md).
+
+    No linger: a checkpoint sends all of a batch's messages without yielding, so they
+    are batched anyway, and then waits for their acks; lingering only delayed that wait
+    (three times per checkpoint: outputs, changelog, and the commit after them).
+    """
     return AIOKafkaProducer(
         **config.kafka.client_kwargs(),
         acks="all",
         enable_idempotence=False,
-        linger_ms=5,
+        linger_ms=0,
         max_request_size=8 * 1024 * 1024,
         max_batch_size=1024 * 1024,
     )

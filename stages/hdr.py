@@ -268,6 +268,39 @@ def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     return (value >> 1) ^ -(value & 1), pos
 
 
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    _put_varint(out, value)
+    return bytes(out)
+
+
+# The payload bytes of a gap of g >= 1 between non-empty counts indices (g - 1 empty
+# buckets, written as the zig-zagged -(g - 1); nothing when g == 1) and of a count c >= 1
+# (zig-zagged 2c), for the small gaps and counts that sparse windows are made of.
+_TABLE_SIZE = 4096
+_GAP_BYTES = (b"", b"", *(_varint_bytes(2 * (g - 1) - 1) for g in range(2, _TABLE_SIZE)))
+_COUNT_BYTES = (b"", *(_varint_bytes(2 * c) for c in range(1, _TABLE_SIZE)))
+
+
+def _payload(indices: list[int], counts: list[int]) -> bytes:
+    """The V2 payload (zig-zag LEB128 counts, empty runs as negatives) of the non-empty
+    buckets `indices` (ascending) with their `counts` (all >= 1)."""
+    if not indices:
+        return b""
+    gaps = list(map(operator.sub, indices, [-1, *indices[:-1]]))
+    if max(gaps) < _TABLE_SIZE and max(counts) < _TABLE_SIZE:  # table lookups, in C
+        parts: list[bytes] = [b""] * (2 * len(gaps))
+        parts[::2] = map(_GAP_BYTES.__getitem__, gaps)
+        parts[1::2] = map(_COUNT_BYTES.__getitem__, counts)
+        return b"".join(parts)
+    out = bytearray()
+    for gap, count in zip(gaps, counts, strict=True):
+        if gap > 1:
+            _put_varint(out, 2 * (gap - 1) - 1)
+        _put_varint(out, count << 1)
+    return bytes(out)
+
+
 _UNZIGZAG = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))  # single-byte varints
 
 
@@ -399,8 +432,14 @@ class SparseHistogram:
         With a different layout each of `other`'s buckets is re-recorded at its
         lowest value, as HdrHistogram.add does.
         """
+        same = other.layout is self.layout or other.layout == self.layout
+        if same and not self.total and type(self) is SparseHistogram:  # empty: become a copy
+            self._counts = array(other._counts.typecode, other._counts)
+            self.total = other.total
+            self.__class__ = type(other)
+            return
         indices, counts = other._columns()
-        if other.layout is self.layout or other.layout == self.layout:
+        if same:
             self._add_tally(dict(zip(indices, counts, strict=True)))
         else:
             value_from_index = other.layout.value_from_index
@@ -524,21 +563,7 @@ class SparseHistogram:
     def encode(self) -> str:
         """Base64 V2 compressed encoding, byte-identical to HdrHistogram.encode()."""
         lay = self.layout
-        out = bytearray()
-        append = out.append
-        previous = -1
-        for index, count in zip(*self._columns(), strict=True):
-            zeros = index - previous - 1
-            if zeros:  # a run of empty buckets is written as -zeros (zig-zag 2 * zeros - 1)
-                if zeros < 0x40:
-                    append(2 * zeros - 1)
-                else:
-                    _put_varint(out, 2 * zeros - 1)
-            if count < 0x40:  # a count c is zig-zag 2 * c
-                append(count << 1)
-            else:
-                _put_varint(out, count << 1)
-            previous = index
+        out = _payload(*self._columns())
         header = _PAYLOAD_HEADER.pack(
             _V2_ENCODING_COOKIE, len(out), 0, lay.digits, lay.lowest, lay.highest, 1.0
         )

@@ -21,11 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import groupby
 from math import floor
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
-from orjson import loads
-
-from schemas.events import LATENCY_SCHEMA
+from schemas.plain_latency import plain_latency_decoder
 from stages.base import Emit, Record, StageResult
 from stages.ingest import IngestStage
 from stages.windows import (
@@ -38,7 +36,7 @@ from stages.windows import (
 )
 
 _PARTITION = attrgetter("partition")
-_REQUIRED = itemgetter("schema", "ts", "service", "endpoint", "duration_ms", "event_id")
+_TS = attrgetter("ts")
 _OFFSET = attrgetter("offset")
 
 
@@ -104,13 +102,13 @@ class IngestWindowsStage(CoreStageMixin):
         A record is plain when its value is one JSON object, or a non-empty array (within
         the events-per-message limit) of objects, each a latency/1 event with a non-empty
         `event_id` whose values all pass `_plain_latency_fields`' check (the same
-        conditions as `schemas.events.plain_latency`, which pins them in
-        tests/test_fast_path.py). For each event this does, in the same order, what the
-        general path does (`IngestStage._ingest_record`, then `WindowsCore.add_fields`):
-        the dedup check, the window, then remembering the id; an exception dead-letters
-        the record and skips its remaining events, as `_ingest_guarded` would. A message
-        no longer than `max_id_len` bytes cannot hold a longer string, so its length
-        checks are skipped.
+        conditions as `schemas.events.plain_latency_batch`, which pins them in
+        tests/test_fast_path.py). `schemas.plain_latency` decodes and checks such a value
+        in one step; only the future bound of `ts` is checked here. For each event this
+        does, in the same order, what the general path does
+        (`IngestStage._ingest_record`, then `WindowsCore.add_fields`): the dedup check,
+        the window, then remembering the id; an exception dead-letters the record and
+        skips its remaining events, as `_ingest_guarded` would.
 
         Per-partition values that only grow (next offset, max event time) and the
         counters are kept in locals and written back at the end; the general path only
@@ -118,10 +116,9 @@ class IngestWindowsStage(CoreStageMixin):
         """
         ingest, core = self.ingest, self.core
         limits = ingest.config.limits
-        min_ts, max_ahead_ms, max_id, max_duration = limits.latency_bounds
+        decode, single = plain_latency_decoder(limits)
         max_bytes = limits.max_message_bytes
-        max_events = limits.max_events_per_message
-        now_ms = int(now * 1000)
+        latest_ts = int(now * 1000) + limits.future_tolerance_s * 1000
         general = ingest._ingest_guarded
         seen = ingest._seen
         seen_get = seen.get
@@ -135,78 +132,27 @@ class IngestWindowsStage(CoreStageMixin):
         try:
             for record in run:
                 value = record.value
-                try:  # one JSON object, or an array of them, else the general path says why
-                    nbytes = len(value)
-                    doc = loads(value) if nbytes <= max_bytes else None
+                try:  # plain (see above), else the general path says why not
+                    doc = decode(value) if len(value) <= max_bytes else None
                 except Exception:
+                    doc = None
+                if doc is None:
                     general(record, now, emits, counts)
                     continue
-                if type(doc) is dict:
-                    objs: list | tuple = (doc,)
-                elif type(doc) is list and 0 < len(doc) <= max_events:
-                    objs = doc
+                if type(doc) is single:
+                    events: tuple | list = (doc,)
+                    ahead = doc.ts > latest_ts
                 else:
-                    general(record, now, emits, counts)
-                    continue
-                # Every element must be plain, or the whole record takes the general path
-                # (which then handles each element, plain or not, in order).
-                items: list[tuple] | None = []
-                for obj in objs:
-                    try:
-                        schema, ts, service, endpoint, duration, event_id = _REQUIRED(obj)
-                    except Exception:
-                        items = None
-                        break
-                    get = obj.get
-                    status = get("status")
-                    method = get("method")
-                    region = get("region")
-                    host = get("host")
-                    # `_plain_latency_fields`' check (with a non-empty event_id).
-                    if not (
-                        schema == LATENCY_SCHEMA
-                        and type(ts) is int
-                        and ts >= min_ts
-                        and ts - now_ms <= max_ahead_ms
-                        and type(service) is str
-                        and service
-                        and type(endpoint) is str
-                        and endpoint
-                        and (type(duration) is float or type(duration) is int)
-                        and 0 <= duration <= max_duration
-                        and (status is None or (type(status) is int and 100 <= status <= 599))
-                        and type(event_id) is str
-                        and event_id
-                        and (method is None or type(method) is str)
-                        and (region is None or type(region) is str)
-                        and (host is None or type(host) is str)
-                        and (
-                            nbytes <= max_id
-                            or (
-                                len(service) <= max_id
-                                and len(endpoint) <= max_id
-                                and len(event_id) <= max_id
-                                and (method is None or len(method) <= max_id)
-                                and (region is None or len(region) <= max_id)
-                                and (host is None or len(host) <= max_id)
-                            )
-                        )
-                    ):
-                        items = None
-                        break
-                    if type(duration) is int:
-                        try:
-                            duration = float(duration)
-                        except OverflowError:  # as the general path's rule would
-                            items = None
-                            break
-                    items.append((ts, service, endpoint, duration, status, event_id))
-                if items is None:
+                    events = doc
+                    ahead = max(map(_TS, doc)) > latest_ts
+                if ahead:  # too far in the future: the general path's rule says so
                     general(record, now, emits, counts)
                     continue
 
                 offset = record.offset
-                for ts, service, endpoint, duration, status, event_id in items:
+                for event in events:
+                    ts, service, endpoint = event.ts, event.service, event.endpoint
+                    event_id = event.event_id
                     try:  # as `_ingest_guarded` does
                         seen_at = seen_get(event_id)  # `IngestStage._duplicate`
                         if seen_at is not None:
@@ -235,9 +181,10 @@ class IngestWindowsStage(CoreStageMixin):
                         if window is None:
                             window = bucket[series] = Window(hdr, start)
                         values = window.values
-                        values.append(floor(duration * 1000.0 + 0.5))  # = int(): > 0
+                        values.append(floor(event.duration_ms * 1000.0 + 0.5))  # = int(): > 0
                         if len(values) >= FLUSH_AT:
                             window.flush()
+                        status = event.status
                         if status is not None and status >= 400:
                             if status >= 500:
                                 window.errors += 1

@@ -453,6 +453,20 @@ def test_plain_messages_take_the_fast_path(monkeypatch: pytest.MonkeyPatch):
     assert stage.core.stats["events"] == 6
 
 
+def test_a_number_beyond_double_range_in_an_unknown_field_does_not_lose_the_event():
+    """The one documented difference from orjson (schemas/plain_latency.py): JSON allows
+    numbers of any size, so a plain event whose unknown field holds 1e400 is windowed."""
+    stage = IngestWindowsStage(IngestStage(IngestConfig(limits=LIMITS)), WINDOWS)
+    event = {"schema": "latency/1", "event_id": "a", "ts": T0 + 1000, "service": "svc"}
+    value = orjson.dumps({**event, "endpoint": "/a", "duration_ms": 1.5})
+    value = value[:-1] + b', "trace": 1e400}'
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(value)
+    result = stage.process([Record("events.raw", 0, 0, None, value)], NOW)
+    assert not [e for e in result.emits if e.topic == "events.dlq"]
+    assert stage.core.stats["events"] == 1
+
+
 def test_a_windowing_bug_dead_letters_the_event_as_the_general_path_does(
     monkeypatch: pytest.MonkeyPatch,
 ):
