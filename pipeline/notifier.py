@@ -55,6 +55,7 @@ from pipeline.topic_reader import read_to_end
 from pipeline.topics import ALERTS, DELIVERIES, TopicNames
 from sinks.base import DeliveryOutcome, Sink
 from sinks.delivery import Deliverer, DeliveryPolicy
+from sinks.text import for_channel
 
 log = structlog.get_logger("prodmon.notifier")
 
@@ -247,7 +248,8 @@ class Notifier(ConsumerRebalanceListener):
             if transition is not None:
                 self.stats["transitions"] += 1
                 for channel in transition.get("channels") or []:
-                    self._schedule(progress, message.offset, transition, str(channel))
+                    view = for_channel(transition, str(channel))  # a group: its members there
+                    self._schedule(progress, message.offset, view, str(channel))
             progress.read(message.offset)
 
     def _schedule(

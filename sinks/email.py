@@ -32,10 +32,12 @@ from sinks.base import Alert, DeliveryError
 from sinks.http import describe_error
 from sinks.text import (
     color_for,
+    group_members,
     header_token,
     heading,
     human_utc,
     json_bytes,
+    member_line,
     one_line,
     severity_of,
     truncate,
@@ -130,7 +132,10 @@ class EmailSink:
         )
 
     def subject(self, alert: Alert) -> str:
-        """One line, no control characters, bounded; stable for the alert's life."""
+        """One line, no control characters, bounded; stable for the alert's life (a group
+        notification's names the group)."""
+        if group_members(alert):
+            return one_line(f"[prodmon] {heading(alert)}", SUBJECT_MAX)
         service = one_line(alert.get("service"), 100)
         title = one_line(alert.get("title") or alert.get("alert_id"), SUBJECT_MAX)
         where = f"{service}: " if service else ""
@@ -171,6 +176,10 @@ class EmailSink:
         }
 
     def _text(self, alert: Alert) -> str:
+        members = group_members(alert)
+        if members:
+            listed = [f"- {member_line(m, SUMMARY_MAX)}" for m in members]
+            return "\n".join([heading(alert), "", *listed, "", "-- ", "prodmon"]) + "\n"
         lines = [heading(alert), ""]
         summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
         if summary:
@@ -197,6 +206,11 @@ class EmailSink:
             f'<div style="border-left:6px solid {color};padding-left:12px">',
             f"<h2>{esc(heading(alert))}</h2>",
         ]
+        members = group_members(alert)
+        if members:
+            items = "".join(f"<li>{esc(member_line(m, SUMMARY_MAX))}</li>" for m in members)
+            parts.append(f"<ul>{items}</ul><p><small>prodmon</small></p></div></body></html>")
+            return "".join(parts)
         summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
         if summary:
             parts.append(f'<p style="white-space:pre-wrap">{esc(summary)}</p>')

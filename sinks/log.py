@@ -8,7 +8,7 @@ from __future__ import annotations
 import structlog
 
 from sinks.base import Alert
-from sinks.text import one_line, severity_of
+from sinks.text import group_members, one_line, severity_of
 
 __all__ = ["LogSink"]
 
@@ -39,6 +39,7 @@ class LogSink:
             "summary": one_line(alert.get("summary"), 1000),
             "count": alert.get("count"),
             "channels": [one_line(c, 30) for c in alert.get("channels") or []],
+            "group": [one_line(m.get("alert_id"), 500) for m in group_members(alert) or []],
         }
 
     async def send(self, alert: Alert) -> None:

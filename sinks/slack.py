@@ -26,9 +26,11 @@ from sinks.text import (
     alert_line,
     bounded_json,
     color_for,
+    group_members,
     heading,
     human_utc,
     json_bytes,
+    member_line,
     one_line,
     severity_of,
 )
@@ -64,6 +66,20 @@ def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
+def _group_list(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """One section listing a group's alerts, a line each, within Slack's text limit."""
+    shown: list[str] = []
+    size = 0
+    for n, member in enumerate(members):
+        line = "• " + slack_escape(member_line(member, 500), 500)
+        if size + len(line) + 1 > TEXT_MAX - 40:
+            shown.append(f"…and {len(members) - n} more")
+            break
+        shown.append(line)
+        size += len(line) + 1
+    return {"type": "section", "text": _mrkdwn("\n".join(shown))}
+
+
 def _field(label: str, value: Any) -> dict[str, Any]:
     prefix = f"*{label}*\n"
     return _mrkdwn(prefix + slack_escape(one_line(value, FIELD_MAX), FIELD_MAX - len(prefix)))
@@ -83,11 +99,12 @@ class SlackSink:
         return f"SlackSink(destination={self.destination!r})"
 
     def render(self, alert: Alert) -> dict[str, Any]:
-        """The JSON body Slack receives for `alert`."""
+        """The JSON body Slack receives for `alert` (one message per group, if grouped)."""
+        members = group_members(alert)
+        if members:
+            return self._message(alert, [_group_list(members)])
         severity = severity_of(alert)
-        transition = str(alert.get("transition") or "")
         title = one_line(alert.get("title") or alert.get("alert_id"), 1000)
-        header = slack_escape(heading(alert), HEADER_MAX)
         summary = str(alert.get("summary") or "").strip() or title or "(no summary)"
 
         fields = [
@@ -114,13 +131,23 @@ class SlackSink:
         if alert.get("evidence"):
             evidence = slack_escape(bounded_json(alert["evidence"], TEXT_MAX), TEXT_MAX - 20)
             details.append({"type": "section", "text": _mrkdwn(f"*Evidence*\n```{evidence}```")})
-        context = (
-            f"prodmon · {transition or '-'} · alert {one_line(alert.get('alert_id'), 300)} · "
-            f"rule {one_line(alert.get('rule') or '-', 100)}"
-        )
-        details.append(
-            {"type": "context", "elements": [_mrkdwn(slack_escape(context, CONTEXT_MAX))]}
-        )
+        return self._message(alert, details)
+
+    def _message(self, alert: Alert, details: list[dict[str, Any]]) -> dict[str, Any]:
+        """Header, the detail blocks and the context line, in Slack's envelope."""
+        header = slack_escape(heading(alert), HEADER_MAX)
+        transition = str(alert.get("transition") or "")
+        if group_members(alert):  # the leader's id would name an alert not listed here
+            context = f"prodmon · {transition or '-'} · grouped alerts"
+        else:
+            context = (
+                f"prodmon · {transition or '-'} · alert {one_line(alert.get('alert_id'), 300)}"
+                f" · rule {one_line(alert.get('rule') or '-', 100)}"
+            )
+        details = [
+            *details,
+            {"type": "context", "elements": [_mrkdwn(slack_escape(context, CONTEXT_MAX))]},
+        ]
         return {
             "text": slack_escape(alert_line(alert, FALLBACK_MAX), FALLBACK_MAX),
             "blocks": [{"type": "header", "text": {"type": "plain_text", "text": header}}],

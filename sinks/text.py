@@ -22,11 +22,14 @@ __all__ = [
     "alert_line",
     "bounded_json",
     "color_for",
+    "for_channel",
+    "group_members",
     "header_token",
     "heading",
     "human_utc",
     "iso_utc",
     "json_bytes",
+    "member_line",
     "one_line",
     "severity_of",
     "truncate",
@@ -102,8 +105,69 @@ def severity_of(alert: Alert) -> str:
     return str(alert.get("severity") or "info").lower()
 
 
+def for_channel(alert: Alert, channel: str) -> Alert:
+    """The record as `channel` is to receive it: a group's leader record (see
+    `EscalationStage._flush_group`) lists only the members routed to that channel, and no
+    group at all when the leader is the only one."""
+    group = alert.get("group")
+    if not isinstance(group, dict):
+        return alert
+    members = [
+        m
+        for m in group.get("alerts") or []
+        if isinstance(m, dict) and channel in (m.get("channels") or [])
+    ]
+    if len(members) == 1 and members[0].get("alert_id") == alert.get("alert_id"):
+        return {k: v for k, v in alert.items() if k != "group"}
+    return {**alert, "group": {**group, "alerts": members}}
+
+
+def group_members(alert: Alert) -> list[dict[str, Any]] | None:
+    """The alerts a group notification lists, or None for a one-alert notification."""
+    group = alert.get("group")
+    if not isinstance(group, dict):
+        return None
+    members = [m for m in group.get("alerts") or [] if isinstance(m, dict)]
+    return members or None
+
+
+def member_line(member: dict[str, Any], limit: int) -> str:
+    """`[HIGH] checkout: title — summary`: one member of a group, one line, bounded."""
+    service = one_line(member.get("service") or "", 60)
+    title = one_line(member.get("title") or member.get("alert_id") or "", 300)
+    summary = one_line(member.get("summary") or "", 300)
+    text = f"[{severity_of(member).upper()}] " + (f"{service}: " if service else "") + title
+    if summary and summary != title:
+        text += f" — {summary}"
+    return truncate(text, limit)
+
+
+def _group_head(alert: Alert, members: list[dict[str, Any]]) -> str:
+    """`3 alerts: service=checkout`: the group's size and its labels."""
+    labels = (alert.get("group") or {}).get("labels") or {}
+    where = (
+        ", ".join(f"{k}={v}" for k, v in labels.items() if v is not None)
+        if isinstance(labels, dict)
+        else ""
+    )
+    noun = "alert" if len(members) == 1 else "alerts"
+    return one_line(f"{len(members)} {noun}" + (f": {where}" if where else ""), 300)
+
+
+def _top_severity(members: list[dict[str, Any]]) -> str:
+    order = list(SEVERITY_COLORS)
+    return min(
+        (severity_of(m) for m in members), key=lambda s: order.index(s) if s in order else 99
+    )
+
+
 def alert_line(alert: Alert, limit: int) -> str:
-    """`[CRITICAL] FIRING checkout: title — summary`, one line, bounded (SMS, fallbacks)."""
+    """`[CRITICAL] FIRING checkout: title — summary`, one line, bounded (SMS, fallbacks);
+    for a group, `[CRITICAL] FIRING 3 alerts: service=checkout — [HIGH] ...; [LOW] ...`."""
+    members = group_members(alert)
+    if members:
+        head = f"[{_top_severity(members).upper()}] FIRING {_group_head(alert, members)}"
+        return truncate(f"{head} — " + "; ".join(member_line(m, 400) for m in members), limit)
     transition = one_line(alert.get("transition") or "", 20).upper()
     service = one_line(alert.get("service") or "", 60)
     title = one_line(alert.get("title") or alert.get("alert_id") or "", 300)
@@ -138,14 +202,22 @@ TRANSITION_LABELS = {
 
 
 def color_for(alert: Alert) -> str:
-    """Hex colour of the alert: by severity, green once resolved."""
+    """Hex colour of the alert: by severity (a group's highest), green once resolved."""
     if alert.get("transition") == "resolved":
         return RESOLVED_COLOR
+    members = group_members(alert)
+    if members:
+        return SEVERITY_COLORS.get(_top_severity(members), SEVERITY_COLORS["info"])
     return SEVERITY_COLORS.get(severity_of(alert), SEVERITY_COLORS["info"])
 
 
 def heading(alert: Alert, limit: int = 1000) -> str:
     """`FIRING [CRITICAL] title` (`ESCALATED (level 2) ...`), one line, bounded."""
+    members = group_members(alert)
+    if members:
+        return truncate(
+            f"FIRING [{_top_severity(members).upper()}] {_group_head(alert, members)}", limit
+        )
     transition = str(alert.get("transition") or "")
     label = TRANSITION_LABELS.get(transition, one_line(transition, 20).upper() or "ALERT")
     if transition == "escalated" and alert.get("level"):

@@ -41,6 +41,10 @@ __all__ = ["Alert", "EscalationStage", "alert_id_for", "partition_key_for"]
 
 ALERTS_TOPIC = "alerts"
 RESOLVED_RETENTION_MS = 24 * 3600 * 1000
+# Channels that always get one message per alert, never a group's: each PagerDuty alert is
+# its own incident, acknowledged and resolved by its own dedup key.
+PER_ALERT_CHANNELS = frozenset({"pagerduty"})
+GROUP_SUMMARY_MAX = 300
 
 
 def alert_id_for(signal: dict[str, Any]) -> str:
@@ -123,8 +127,12 @@ class EscalationStage:
         result = StageResult()
         now_ms = int(now * 1000)
         for partition, alerts in self.alerts.items():
+            due: dict[tuple, list[Alert]] = {}  # group -> alerts whose group wait ended
             for alert in list(alerts.values()):
-                self._timers(partition, alert, now_ms, result)
+                if self._timers(partition, alert, now_ms, result):
+                    due.setdefault(self._group_key(alert), []).append(alert)
+            for members in due.values():
+                self._flush_group(partition, members, now_ms, result)
         return result
 
     def restore(self, partition: int, key: str, value: Any) -> None:
@@ -220,12 +228,12 @@ class EscalationStage:
         than `group_interval_s` ago, wait for the end of that interval; else wait
         `group_wait_s` (0: now).
         """
-        group = [alert.labels.get(k) for k in self.routing.group_by]
+        group = self._group_key(alert)
         last_notified = None
         for other in self.alerts.get(partition, {}).values():
             if other is alert or other.status == "resolved":
                 continue
-            if [other.labels.get(k) for k in self.routing.group_by] != group:
+            if self._group_key(other) != group:
                 continue
             if other.pending_until is not None:
                 return other.pending_until
@@ -235,6 +243,58 @@ class EscalationStage:
         if last_notified is not None and interval_ms and now_ms < last_notified + interval_ms:
             return last_notified + interval_ms
         return now_ms + int(self.routing.group_wait_s * 1000)
+
+    def _group_key(self, alert: Alert) -> tuple:
+        return tuple(alert.labels.get(k) for k in self.routing.group_by)
+
+    def _flush_group(
+        self, partition: int, members: list[Alert], now_ms: int, result: StageResult
+    ) -> None:
+        """Notify the alerts of one group whose wait ended together: one message per channel.
+
+        Each alert still gets its own `firing` transition (its state, escalation timer and
+        `notified` channels are its own). The first by severity, then age, leads: its
+        record carries `group` (the members and each one's channels) and every shared
+        channel, so each channel receives one message listing the members routed to it.
+        The others' records name the leader's transition in `grouped_in` and keep only
+        the channels that are never shared (`PER_ALERT_CHANNELS`: a PagerDuty incident
+        is acknowledged and resolved per alert, by its own dedup key).
+        """
+        if len(members) == 1:
+            self._notify(partition, members[0], "firing", now_ms, result)
+            return
+        members.sort(key=lambda a: (-severity_rank(a.severity), a.fired_at, a.alert_id))
+        routed = {a.alert_id: self._route_channels(a) for a in members}
+        shared = sorted({c for channels in routed.values() for c in channels} - PER_ALERT_CHANNELS)
+        leader = members[0]
+        group = {
+            "labels": dict(zip(self.routing.group_by, self._group_key(leader), strict=True)),
+            "size": len(members),
+            "alerts": [
+                {
+                    "alert_id": a.alert_id,
+                    "title": a.title,
+                    "severity": a.severity,
+                    "service": a.service,
+                    "rule": a.rule,
+                    "summary": a.summary[:GROUP_SUMMARY_MAX],
+                    "channels": [c for c in routed[a.alert_id] if c in shared],
+                }
+                for a in members
+            ],
+        }
+        leader_id = f"{leader.alert_id}|{leader.seq + 1}|firing"  # see `_transition`
+        for alert in members:
+            channels = routed[alert.alert_id]
+            own = [c for c in channels if c not in shared]
+            if alert is leader:
+                extra = {"group": group}
+                self._notify(
+                    partition, alert, "firing", now_ms, result, own + shared, channels, extra
+                )
+            else:
+                extra = {"grouped_in": leader_id}
+                self._notify(partition, alert, "firing", now_ms, result, own, channels, extra)
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -293,20 +353,39 @@ class EscalationStage:
 
     # --- transitions --------------------------------------------------------------------------
 
-    def _notify(
-        self, partition: int, alert: Alert, transition: str, now_ms: int, result: StageResult
-    ) -> None:
+    def _route_channels(self, alert: Alert) -> list[str]:
+        """The channels the alert's route (or its `route` override) gives at its level."""
         route = self.routing.route_for(alert.labels)
-        channels = list(alert.override or route.channels_at(alert.level, alert.severity))
+        return list(alert.override or route.channels_at(alert.level, alert.severity))
+
+    def _notify(
+        self,
+        partition: int,
+        alert: Alert,
+        transition: str,
+        now_ms: int,
+        result: StageResult,
+        channels: list[str] | None = None,
+        notified: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a transition that notifies: by default on the route's channels, which
+        then count as notified (a group flush passes the channels of the record, the ones
+        that reach the alert, and the group's fields in `extra`)."""
+        route = self.routing.route_for(alert.labels)
+        if channels is None:
+            channels = self._route_channels(alert)
         alert.pending_until = None
         if transition in ("firing", "escalated", "updated", "rerouted", "repeated"):
             at_top = alert.level >= route.max_level(alert.severity)
             delay_s = self.routing.repeat_interval_s if at_top else route.escalate_after_s
             alert.next_at = now_ms + int(delay_s * 1000) if alert.status == "firing" else None
-        alert.notified = sorted(set(alert.notified) | set(channels))
+        alert.notified = sorted(
+            set(alert.notified) | set(channels if notified is None else notified)
+        )
         if alert.notified_at is None:
             alert.notified_at = now_ms
-        self._transition(partition, alert, transition, channels, now_ms, result)
+        self._transition(partition, alert, transition, channels, now_ms, result, extra)
 
     def _resolve(
         self,
@@ -333,6 +412,7 @@ class EscalationStage:
         channels: list[str],
         now_ms: int,
         result: StageResult,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         alert.seq += 1
         record = {
@@ -359,6 +439,8 @@ class EscalationStage:
             "author": alert.ack_by,
             "evidence": alert.evidence,
         }
+        if extra:
+            record.update(extra)
         result.emits.append(Emit(ALERTS_TOPIC, alert.alert_id, record))
         self.stats["transitions"] += 1
         self._save(partition, alert, result)
@@ -368,20 +450,20 @@ class EscalationStage:
 
     # --- timers -------------------------------------------------------------------------------
 
-    def _timers(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> None:
+    def _timers(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> bool:
+        """Fire what fell due for `alert`; True when its group wait ended (see `tick`)."""
         if alert.status == "resolved":
             if now_ms - (alert.resolved_at or now_ms) > RESOLVED_RETENTION_MS:
                 del self.alerts[partition][alert.alert_id]
                 result.state[(partition, f"alert|{alert.alert_id}")] = None
-            return
+            return False
         if alert.muted:
             if alert.status == "firing" and not self._mute_reason(partition, alert, now_ms):
                 alert.muted = None  # the silence ended or the inhibiting alert cleared
                 self._notify(partition, alert, "firing", now_ms, result)
-            return
+            return False
         if alert.pending_until is not None and now_ms >= alert.pending_until:
-            self._notify(partition, alert, "firing", now_ms, result)
-            return
+            return True  # its group's wait ended: the caller flushes the group together
         if alert.status == "firing" and alert.next_at is not None and now_ms >= alert.next_at:
             route = self.routing.route_for(alert.labels)
             if alert.level < route.max_level(alert.severity) and not alert.override:
@@ -389,6 +471,7 @@ class EscalationStage:
                 self._notify(partition, alert, "escalated", now_ms, result)
             else:
                 self._notify(partition, alert, "repeated", now_ms, result)
+        return False
 
     def _mute_reason(self, partition: int, alert: Alert, now_ms: int) -> str | None:
         silences = list(self.routing.silences) + list(self.silences.get(partition, {}).values())

@@ -260,3 +260,47 @@ def test_nested_routes_form_a_tree_with_inherited_settings():
         RoutingConfig.from_mapping(
             {"routes": [{"channels": ["slack"], "routes": [{"colour": "x"}]}]}
         )
+
+
+def test_a_group_flush_is_one_message_per_channel_listing_the_group():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("slow", "checkout|/pay", "high"))
+    run.send("signals", signal("down", "checkout|/cart", "critical"), now=NOW + 5)
+    run.send("signals", signal("noisy", "checkout|/x", "low"), now=NOW + 10)
+    flushed = run.tick(NOW + 30)
+    leader, *others = flushed
+    # The most severe leads; its record reaches every shared channel of the group.
+    assert leader["rule"] == "down"
+    assert sorted(leader["channels"]) == ["email", "pagerduty", "slack", "sms"]
+    members = {m["rule"]: m for m in leader["group"]["alerts"]}
+    assert leader["group"]["size"] == 3 and leader["group"]["labels"] == {"service": "checkout"}
+    assert members["down"]["channels"] == ["sms"]  # PagerDuty is never shared
+    assert sorted(members["slow"]["channels"]) == ["email", "slack"]
+    assert members["noisy"]["channels"] == ["email"]
+    # The others keep their own transition, with no message of their own...
+    assert sorted(t["rule"] for t in others) == ["noisy", "slow"]
+    assert all(t["channels"] == [] and t["grouped_in"] == leader["id"] for t in others)
+    # ...and count as notified where the group message reached them, so their
+    # resolution notice goes there.
+    (resolved,) = run.send("signals", signal("slow", "checkout|/pay", "high", "resolved"))
+    assert sorted(resolved["channels"]) == ["email", "slack"]
+
+
+def test_pagerduty_keeps_one_incident_per_alert_in_a_group():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("a", "checkout|/pay", "critical"))
+    run.send("signals", signal("b", "checkout|/cart", "critical"), now=NOW + 1)
+    leader, other = run.tick(NOW + 30)
+    assert sorted(leader["channels"]) == ["pagerduty", "sms"]
+    assert other["channels"] == ["pagerduty"]  # its own page, its own dedup key
+    assert [m["channels"] for m in leader["group"]["alerts"]] == [["sms"], ["sms"]]
+
+
+def test_a_group_of_one_is_an_ordinary_notification():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("a", "checkout|/pay", "high"))
+    run.send("signals", signal("b", "search|/q", "high"))  # another group
+    flushed = run.tick(NOW + 30)
+    assert len(flushed) == 2
+    assert all("group" not in t and "grouped_in" not in t for t in flushed)
+    assert all(sorted(t["channels"]) == ["email", "slack"] for t in flushed)

@@ -4,6 +4,9 @@ provider check."""
 
 from __future__ import annotations
 
+import dataclasses
+import email
+import email.policy
 import time
 
 import pytest
@@ -122,3 +125,41 @@ async def test_routing_retries_give_up_and_resolution_notices(bootstrap, topics,
     async with running_pipeline(config, ["escalation", "notify"]):
         await wait_for(deliveries, lambda got: False, timeout_s=5)
     assert len(fakes["pagerduty"].received) + len(fakes["slack"].received) == sent_before
+
+
+async def test_a_service_s_alerts_in_one_group_wait_reach_each_channel_as_one_message(
+    bootstrap, topics, fakes
+):
+    """Alertmanager's grouping: alerts of one group that arrive during the group wait go
+    out as one message per channel listing the ones routed there (PagerDuty: one
+    incident per alert)."""
+    config = load_config(
+        env={},
+        overrides={
+            "kafka.bootstrap": bootstrap,
+            "kafka.prefix": topics,
+            "runtime.tick_interval_s": 0.2,
+            "notify.max_attempts": 1,
+        },
+    )
+    config.escalation = dataclasses.replace(config.escalation, group_wait_s=2.0)
+    deliveries = topic_probe(config, DELIVERIES)
+    async with running_pipeline(config, ["escalation", "notify"]):
+        for rule, severity in (("pay-5xx", "high"), ("cart-slow", "high"), ("db-down", "critical")):
+            await send_json(config.kafka, topics + SIGNALS, "shop", signal(rule, "shop", severity))
+        # db-down's page, the group's SMS (given up: refused), one Slack message, one mail.
+        got = await wait_for(deliveries, lambda got: len(finals(got)) >= 4, timeout_s=60)
+        await wait_for(deliveries, lambda got: False, timeout_s=2)  # nothing more comes
+    channels = sorted(channel for _, channel in finals(got))
+    assert channels == ["email", "pagerduty", "slack", "sms"]
+    (message,) = fakes["slack"].received
+    text = message.body.decode()
+    assert "pay-5xx" in text and "cart-slow" in text and "<!channel>" not in text
+    assert "db-down" not in text  # critical routes to PagerDuty + SMS, not Slack
+    (mail,) = fakes["smtp"].mails
+    message = email.message_from_bytes(mail.content, policy=email.policy.default)
+    assert "2 alerts" in str(message["Subject"])
+    body = message.get_body(("plain",)).get_content()
+    assert "pay-5xx" in body and "cart-slow" in body
+    (page,) = fakes["pagerduty"].received  # its own incident: PagerDuty is never grouped
+    assert "db-down" in page.json["payload"]["summary"]
