@@ -301,6 +301,23 @@ def _payload(indices: list[int], counts: list[int]) -> bytes:
     return bytes(out)
 
 
+def _merged_words(mine: array, theirs: array, count_bits: int, count_mask: int) -> array:
+    """The sparse words of two sparse histograms added together. Each holds an index at
+    most once, so after sorting the words a shared index is two neighbours: the second's
+    count goes to the first, and the second is dropped (counts cannot overflow: checked
+    by the caller)."""
+    merged = sorted(mine + theirs)
+    indices = [w >> count_bits for w in merged]
+    shared = list(compress(range(1, len(indices)), map(operator.eq, indices[1:], indices)))
+    if shared:
+        keep = [True] * len(merged)
+        for k in shared:
+            merged[k - 1] += merged[k] & count_mask
+            keep[k] = False
+        merged = list(compress(merged, keep))
+    return array("Q", merged)
+
+
 _UNZIGZAG = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))  # single-byte varints
 
 
@@ -438,6 +455,15 @@ class SparseHistogram:
             self.total = other.total
             self.__class__ = type(other)
             return
+        if same and type(self) is SparseHistogram and type(other) is SparseHistogram:
+            lay = self.layout
+            words, theirs = self._counts, other._counts
+            fits = len(words) + len(theirs) <= lay.promote_at
+            if fits and self.total + other.total <= lay._cmask:
+                # Both sparse and no bucket can overflow: merge the sorted words in C.
+                self._counts = _merged_words(words, theirs, lay._count_bits, lay._cmask)
+                self.total += other.total
+                return
         indices, counts = other._columns()
         if same:
             self._add_tally(dict(zip(indices, counts, strict=True)))

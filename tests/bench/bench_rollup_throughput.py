@@ -146,7 +146,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
         prefixes = {}
-        for mode in ("fused", "split"):
+        for mode in args.modes:
             prefixes[mode] = f"bench{uuid.uuid4().hex[:6]}."
             await create_topics(admin, prefix=prefixes[mode], partitions=args.partitions)
         await admin.close()
@@ -154,7 +154,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             results["messages"] = await produce(
                 broker.bootstrap, prefix + "events.raw", events, args.batch
             )
-        raw_topic = prefixes["fused"] + "events.raw"
+        raw_topic = prefixes[args.modes[0]] + "events.raw"
         results["raw_consume_decode_events_per_s"] = await raw_consume_rate(
             broker.bootstrap, raw_topic, args.events
         )
@@ -181,6 +181,12 @@ def main() -> None:
     )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-records", type=int, default=5000, help="runtime.max_batch_records")
+    parser.add_argument(
+        "--modes",
+        type=lambda text: text.split(","),
+        default=["fused", "split"],
+        help="which pipelines to measure: fused, split or both (comma-separated)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
@@ -190,7 +196,7 @@ def main() -> None:
         f"per-message={results['batch']} fleet-rate={results['fleet_rate']}/s"
     )
     print(f"raw aiokafka consume+decode : {raw:>10,.0f} events/s (ceiling)")
-    for mode in ("fused", "split"):
+    for mode in args.modes:
         r = results[mode]
         print(
             f"pipeline {mode:5} ingest+windows: {r['events_per_s']:>10,.0f} events/s"
