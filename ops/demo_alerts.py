@@ -66,7 +66,8 @@ def demo_routing() -> RoutingConfig:
         ESCALATE_AFTER_S,
         levels=(("webhook",), ("webhook", "log")),
     )
-    return RoutingConfig(routes=(page, Route({}, ("log",), 3600.0)))
+    # A service's new alerts within 2 s of each other go out as one message per channel.
+    return RoutingConfig(routes=(page, Route({}, ("log",), 3600.0)), group_wait_s=2.0)
 
 
 def use_receiver(receiver: Receiver) -> None:

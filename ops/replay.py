@@ -189,6 +189,10 @@ async def timeline(config: Config, from_ms: int) -> list[Entry]:
         ts = int((a.get("evidence") or {}).get("ts") or a.get("last_seen") or 0)
         what = f"{a['transition']} {a['alert_id']}"
         detail = f"[{a['severity']}] -> {', '.join(a['channels']) or 'nobody'}"
+        if isinstance(a.get("group"), dict):
+            detail += f" (one message for a group of {a['group'].get('size')})"
+        if a.get("grouped_in"):
+            detail += f" (in the group message of {str(a['grouped_in']).split('|')[0]})"
         if a.get("muted"):
             detail += f" (muted: {a['muted']})"
         entries.append(Entry(ts, "alert", what, detail))

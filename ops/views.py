@@ -125,9 +125,11 @@ def format_alerts(alerts: list[dict[str, Any]]) -> str:
     lines = [f"{'ALERT':<48} {'STATUS':<13} {'SEVERITY':<9} {'LVL':>3} {'COUNT':>5} CHANNELS"]
     for a in alerts:
         muted = f" (muted: {a['muted']})" if a.get("muted") else ""
+        grouped = " (in a group message)" if a.get("grouped_in") else ""
+        channels = [*(a.get("channels") or []), *(a.get("group_channels") or [])]
         lines.append(
             f"{str(a['alert_id'])[:48]:<48} {a.get('status', ''):<13} "
             f"{a.get('severity', ''):<9} {a.get('level', 0):>3} {a.get('count', 0):>5} "
-            f"{','.join(a.get('channels') or []) or '-'}{muted}"
+            f"{','.join(channels) or '-'}{grouped}{muted}"
         )
     return "\n".join(lines)

@@ -256,9 +256,10 @@ class EscalationStage:
         `notified` channels are its own). The first by severity, then age, leads: its
         record carries `group` (the members and each one's channels) and every shared
         channel, so each channel receives one message listing the members routed to it.
-        The others' records name the leader's transition in `grouped_in` and keep only
-        the channels that are never shared (`PER_ALERT_CHANNELS`: a PagerDuty incident
-        is acknowledged and resolved per alert, by its own dedup key).
+        The others' records name the leader's transition in `grouped_in` and the channels
+        it reached them on in `group_channels`, and keep only the channels never shared
+        (`PER_ALERT_CHANNELS`: a PagerDuty incident is acknowledged and resolved per
+        alert, by its own dedup key).
         """
         if len(members) == 1:
             self._notify(partition, members[0], "firing", now_ms, result)
@@ -293,7 +294,10 @@ class EscalationStage:
                     partition, alert, "firing", now_ms, result, own + shared, channels, extra
                 )
             else:
-                extra = {"grouped_in": leader_id}
+                extra = {
+                    "grouped_in": leader_id,
+                    "group_channels": [c for c in channels if c in shared],
+                }
                 self._notify(partition, alert, "firing", now_ms, result, own, channels, extra)
 
     # --- commands -----------------------------------------------------------------------------

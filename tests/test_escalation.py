@@ -280,6 +280,10 @@ def test_a_group_flush_is_one_message_per_channel_listing_the_group():
     # The others keep their own transition, with no message of their own...
     assert sorted(t["rule"] for t in others) == ["noisy", "slow"]
     assert all(t["channels"] == [] and t["grouped_in"] == leader["id"] for t in others)
+    assert {t["rule"]: sorted(t["group_channels"]) for t in others} == {
+        "slow": ["email", "slack"],
+        "noisy": ["email"],
+    }
     # ...and count as notified where the group message reached them, so their
     # resolution notice goes there.
     (resolved,) = run.send("signals", signal("slow", "checkout|/pay", "high", "resolved"))
@@ -304,3 +308,15 @@ def test_a_group_of_one_is_an_ordinary_notification():
     assert len(flushed) == 2
     assert all("group" not in t and "grouped_in" not in t for t in flushed)
     assert all(sorted(t["channels"]) == ["email", "slack"] for t in flushed)
+
+
+def test_the_alerts_view_shows_where_a_group_message_reached_an_alert():
+    from ops.views import format_alerts, latest_alerts
+
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("down", "checkout|/cart", "critical"))
+    run.send("signals", signal("slow", "checkout|/pay", "high"), now=NOW + 1)
+    run.tick(NOW + 30)
+    table = format_alerts(latest_alerts(run.alerts)).splitlines()
+    (slow,) = [line for line in table if "slow" in line]
+    assert slow.endswith("email,slack (in a group message)")

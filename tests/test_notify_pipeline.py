@@ -8,10 +8,11 @@ import dataclasses
 import email
 import email.policy
 import time
+from typing import Any
 
 import pytest
 
-from pipeline.config import load_config
+from pipeline.config import Config, load_config
 from pipeline.topic_reader import send_json
 from pipeline.topics import DELIVERIES, SIGNALS
 from tests.pipeline_helpers import running_pipeline, topic_probe, wait_for
@@ -69,21 +70,28 @@ async def fakes(monkeypatch):
     smtp.controller.stop()
 
 
+def notify_config(bootstrap: str, prefix: str, overrides: dict[str, Any]) -> Config:
+    """Escalation + notifier on the test broker, ticking fast."""
+    return load_config(
+        env={},
+        overrides={
+            "kafka.bootstrap": bootstrap,
+            "kafka.prefix": prefix,
+            "runtime.tick_interval_s": 0.2,
+            **overrides,
+        },
+    )
+
+
 def finals(deliveries: list[dict]) -> dict[tuple[str, str], str]:
     return {(d["transition_id"], d["channel"]): d["status"] for d in deliveries if d["final"]}
 
 
 async def test_routing_retries_give_up_and_resolution_notices(bootstrap, topics, fakes):
-    config = load_config(
-        env={},
-        overrides={
-            "kafka.bootstrap": bootstrap,
-            "kafka.prefix": topics,
-            "runtime.tick_interval_s": 0.2,
-            "notify.max_attempts": 3,
-            "notify.backoff_base_s": 0.05,
-            "notify.attempt_timeout_s": 2.0,
-        },
+    config = notify_config(
+        bootstrap,
+        topics,
+        {"notify.max_attempts": 3, "notify.backoff_base_s": 0.05, "notify.attempt_timeout_s": 2.0},
     )
     fakes["pagerduty"].throttle("1", times=1)  # 429 + Retry-After, then fine
     fakes["slack"].fail(500, times=2)  # two 5xx, then fine
@@ -133,15 +141,7 @@ async def test_a_service_s_alerts_in_one_group_wait_reach_each_channel_as_one_me
     """Alertmanager's grouping: alerts of one group that arrive during the group wait go
     out as one message per channel listing the ones routed there (PagerDuty: one
     incident per alert)."""
-    config = load_config(
-        env={},
-        overrides={
-            "kafka.bootstrap": bootstrap,
-            "kafka.prefix": topics,
-            "runtime.tick_interval_s": 0.2,
-            "notify.max_attempts": 1,
-        },
-    )
+    config = notify_config(bootstrap, topics, {"notify.max_attempts": 1})
     config.escalation = dataclasses.replace(config.escalation, group_wait_s=2.0)
     deliveries = topic_probe(config, DELIVERIES)
     async with running_pipeline(config, ["escalation", "notify"]):

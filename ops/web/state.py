@@ -291,7 +291,13 @@ class DashboardState:
                     "seq": seq,
                     "transition": _str(value.get("transition"), 32),
                     "ts": _int(value.get("ts")),
-                    "channels": [_str(c, 32) for c in (value.get("channels") or [])[:10]],
+                    "channels": [
+                        _str(c, 32)
+                        for c in [
+                            *(value.get("channels") or [])[:10],
+                            *(value.get("group_channels") or [])[:10],
+                        ]
+                    ],
                     "author": _str(value.get("author"), 128) or None,
                     "notes": _str(value.get("notes"), 500) or None,
                 }
