@@ -50,9 +50,11 @@ class Receiver:
     async def _hook(self, request: web.Request) -> web.Response:
         alert = orjson.loads(await request.read())
         self.received.append(alert)
+        members = (alert.get("group") or {}).get("alerts") or []
+        listed = f" in one message with {len(members) - 1} more" if len(members) > 1 else ""
         print(
             f"  >> receiver got [{alert['transition']}] level {alert['level']} "
-            f"{alert['alert_id']} ({alert['severity']})",
+            f"{alert['alert_id']} ({alert['severity']}){listed}",
             flush=True,
         )
         return web.json_response({"ok": True})
