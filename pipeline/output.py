@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from pipeline.topics import BATCHED_TOPICS, TopicNames, state_topic
-from stages.base import Emit
+from stages.base import Emit, EncodedJSON
 
 MAX_PACKED_BYTES = 512 * 1024
 _PARTITION_CACHE_LIMIT = 200_000
@@ -47,9 +47,12 @@ class Partitioner:
         return cached
 
 
-def _encode(value: object) -> bytes | None:
+def encode_value(value: object) -> bytes | None:
+    """An emit's value as the bytes of its message (None stays a tombstone)."""
     if value is None or isinstance(value, bytes):
         return value
+    if type(value) is EncodedJSON:
+        return value.json
     return orjson.dumps(value)
 
 
@@ -65,10 +68,15 @@ def pack_emits(
     for emit in emits:
         if emit.topic in BATCHED_TOPICS:
             count = partition_counts[emit.topic]
-            packed[(emit.topic, partitioner(emit.key, count))].append(emit.value)
+            value = emit.value
+            if type(value) is EncodedJSON:
+                value = orjson.Fragment(value.json)  # included as it is
+            packed[(emit.topic, partitioner(emit.key, count))].append(value)
         else:
             messages.append(
-                Message(names.physical(emit.topic), None, emit.key.encode(), _encode(emit.value))
+                Message(
+                    names.physical(emit.topic), None, emit.key.encode(), encode_value(emit.value)
+                )
             )
     for (topic, partition), values in packed.items():
         physical = names.physical(topic)
@@ -101,7 +109,7 @@ def changelog_messages(
     """State changes as compacted-changelog records in the input's partition (None = tombstone)."""
     topic = names.physical(state_topic(stage))
     return [
-        Message(topic, partition, key.encode(), _encode(value))
+        Message(topic, partition, key.encode(), encode_value(value))
         for (partition, key), value in state.items()
     ]
 

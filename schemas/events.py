@@ -18,16 +18,19 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "DEFAULT_SEVERITY",
     "ERROR_SCHEMA",
     "LATENCY_SCHEMA",
     "SEVERITIES",
     "TRUNCATION_MARKER",
     "InvalidEvent",
     "Limits",
+    "check_context",
     "decode_batch",
     "decode_message",
     "latency_fields",
     "normalized_latency",
+    "normalized_tags",
     "plain_latency",
     "validate_event",
 ]
@@ -319,7 +322,8 @@ def _fingerprint(value: Any, limits: Limits) -> list[str] | None:
     return list(value)
 
 
-def _context(value: Any, limits: Limits) -> dict[str, Any] | None:
+def check_context(value: Any, limits: Limits) -> dict[str, Any] | None:
+    """`context` as it is, once its depth and encoded size are within the limits."""
     if value is None:
         return None
     if type(value) is not dict:
@@ -347,7 +351,7 @@ def _context(value: Any, limits: Limits) -> dict[str, Any] | None:
     return value
 
 
-def _tags(value: Any, limits: Limits) -> dict[str, str] | None:
+def normalized_tags(value: Any, limits: Limits) -> dict[str, str] | None:
     """Tags as str -> str; numbers and booleans are stringified, long values truncated."""
     if value is None:
         return None
@@ -364,7 +368,6 @@ def _tags(value: Any, limits: Limits) -> dict[str, str] | None:
                 "tags",
                 f"tags keys must be non-empty strings of at most {limits.max_id_len} characters",
             )
-        path = f"tags.{key}"
         t = type(v)
         if t is str:
             s = v
@@ -372,15 +375,17 @@ def _tags(value: Any, limits: Limits) -> dict[str, str] | None:
             s = "true" if v else "false"
         elif t is int:
             s = str(v)
-        elif t is float:
-            if not math.isfinite(v):
-                raise InvalidEvent(path, f"{path} must be a finite number")
+        elif t is float and math.isfinite(v):
             s = repr(v)
         else:
+            path = f"tags.{key}"
             raise InvalidEvent(
-                path, f"{path} must be a string, number or boolean, got {_json_type(v)}"
+                path,
+                f"{path} must be a finite number"
+                if t is float
+                else f"{path} must be a string, number or boolean, got {_json_type(v)}",
             )
-        out[key] = _text(s, limits.max_id_len)
+        out[key] = s if len(s) <= limits.max_id_len else _text(s, limits.max_id_len)
     return out
 
 
@@ -435,8 +440,8 @@ def _error_event(obj: dict[str, Any], now_ms: int, limits: Limits) -> dict[str, 
         "stacktrace": frames,
         "frames_omitted": omitted,
         "fingerprint": _fingerprint(get("fingerprint"), limits),
-        "context": _context(get("context"), limits),
-        "tags": _tags(get("tags"), limits),
+        "context": check_context(get("context"), limits),
+        "tags": normalized_tags(get("tags"), limits),
     }
 
 

@@ -8,9 +8,11 @@ clocks or files; everything it needs arrives as arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 
 @dataclass(slots=True)
@@ -25,12 +27,44 @@ class Record:
     timestamp: int = 0  # broker/producer timestamp, epoch ms
 
 
+class EncodedJSON(Mapping[str, Any]):
+    """An emit value that a stage has already encoded as a JSON object.
+
+    The runtime sends `json` as it is (inside the packed array of a repartition topic);
+    read as a mapping, it is the object it encodes (decoded on first access: for tests and
+    tools, never on the hot path).
+    """
+
+    __slots__ = ("_object", "json")
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+        self._object: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._object is None:
+            self._object = orjson.loads(self.json)
+        return self._object
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"EncodedJSON({self.json!r})"
+
+
 @dataclass(slots=True)
 class Emit:
     """A record a stage wants produced.
 
     `topic` is the logical name (the runtime adds the prefix). `value` is any
-    JSON-serialisable object, or bytes to send as they are. Records for the
+    JSON-serialisable object, an `EncodedJSON`, or bytes to send as they are. Records for the
     internal repartition topics (events.errors, events.latency) are packed by
     the runtime into one JSON-array message per destination partition.
     """

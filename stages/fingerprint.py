@@ -13,14 +13,17 @@ active); a "resolve" command emits "resolved"; an event at or after the resolve 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from typing import Any
 
+import msgspec
 import orjson
 
 from schemas.issues import issue_record
 from stages.base import Emit, Record, StageResult
+from stages.grouping import parameterise_message
 
 __all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
 
@@ -115,6 +118,76 @@ def _emit(emits: list[Emit], kind: str, state: IssueState, now: float) -> None:
 def _title(exc_type: str, template: str) -> str:
     title = f"{exc_type}: {template}" if template else exc_type
     return title if len(title) <= MAX_TITLE_CHARS else title[: MAX_TITLE_CHARS - 1] + "…"
+
+
+class ErrorRef(msgspec.Struct, gc=False):
+    """The fields of an `events.errors` event that counting it needs."""
+
+    fingerprint_id: Any = None
+    src: Any = msgspec.field(default=None, name="_src")
+    ts: Any = None
+    service: Any = None
+    release: Any = None
+    severity: Any = None
+
+
+_REFS = msgspec.json.Decoder(list[ErrorRef])
+_REF_FIELDS = ("fingerprint_id", "_src", "ts", "service", "release", "severity")
+
+
+class _ErrorBatch:
+    """One `events.errors` message: every event's `ErrorRef`, and whole events on demand.
+
+    Most events only add to an issue's count, so msgspec decodes just the fields counting
+    needs and skips the rest (stack, context); the whole message is decoded by orjson
+    only for an event that opens or regresses an issue (its sample).
+    """
+
+    __slots__ = ("_events", "_value", "refs")
+
+    def __init__(self, value: bytes, refs: list[ErrorRef | None], events: list | None) -> None:
+        self._value = value
+        self.refs = refs
+        self._events = events
+
+    @classmethod
+    def decode(cls, value: bytes | None) -> _ErrorBatch | None:
+        """The batch, or None when the message is not an event or an array of them."""
+        if value is None:
+            return None
+        try:
+            return cls(value, _REFS.decode(value), None)
+        except Exception:  # an odd element or not JSON: decode it the general way
+            pass
+        try:
+            events = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(events, dict):
+            events = [events]
+        if not isinstance(events, list):
+            return None
+        return cls(value, [_ref(e) for e in events], events)
+
+    def event(self, index: int) -> dict[str, Any]:
+        """The whole event at `index`."""
+        if self._events is None:
+            self._events = orjson.loads(self._value)
+        return self._events[index]
+
+
+def _ref(event: Any) -> ErrorRef | None:
+    if not isinstance(event, dict):
+        return None
+    get = event.get
+    return ErrorRef(
+        get("fingerprint_id"),
+        get("_src"),
+        get("ts"),
+        get("service"),
+        get("release"),
+        get("severity"),
+    )
 
 
 class FingerprintStage:
@@ -222,13 +295,8 @@ class FingerprintStage:
     def _errors(
         self, record: Record, now: float, emits: list[Emit], changed: dict[int, set[str]]
     ) -> None:
-        try:
-            events = orjson.loads(record.value) if record.value is not None else None
-        except orjson.JSONDecodeError:
-            events = None
-        if isinstance(events, dict):
-            events = [events]
-        if not isinstance(events, list):
+        batch = _ErrorBatch.decode(record.value)
+        if batch is None:
             self.stats["bad_records"] += 1
             return
         partition = record.partition
@@ -239,23 +307,23 @@ class FingerprintStage:
         pending = self._pending[partition]
         touched = changed.setdefault(partition, set())
         sources = self._sources.setdefault(partition, {})
-        for event in events:
-            issue_id = event.get("fingerprint_id") if isinstance(event, dict) else None
+        for i, ref in enumerate(batch.refs):
+            issue_id = ref.fingerprint_id if ref is not None else None
             if not isinstance(issue_id, str) or not issue_id:
                 self.stats["bad_events"] += 1
                 continue
-            if self._already_counted(sources, event.get("_src")):
+            if self._already_counted(sources, ref.src):
                 self.stats["duplicates"] += 1
                 continue
-            ts = event.get("ts")
+            ts = ref.ts
             if type(ts) is not int:
                 ts = record.timestamp or int(now * 1000)
             state = issues.get(issue_id)
             try:
                 if state is None:
-                    issues[issue_id] = self._new_issue(issue_id, event, ts, now, emits)
+                    issues[issue_id] = self._new_issue(issue_id, batch.event(i), ts, now, emits)
                 else:
-                    self._count_event(state, event, ts, now, emits)
+                    self._count_event(state, ref, ts, now, emits, partial(batch.event, i))
                     if state.count != state.last_emitted_count:
                         pending.add(issue_id)
             except Exception:  # defensive: one odd event must not lose the batch's state
@@ -284,9 +352,10 @@ class FingerprintStage:
         exc = event.get("exception")
         exc = exc if isinstance(exc, dict) else {}
         exc_type = str(exc.get("type") or "Error")
-        template = event.get("message_template")
+        template = event.get("message_template")  # from ingests before templates were lazy
         if not isinstance(template, str):
-            template = str(exc.get("message") or "")
+            message = exc.get("message")
+            template = parameterise_message(message if isinstance(message, str) else "")
         release = event.get("release") if isinstance(event.get("release"), str) else None
         service = event.get("service")
         severity = event.get("severity")
@@ -312,33 +381,40 @@ class FingerprintStage:
         return state
 
     def _count_event(
-        self, state: IssueState, event: dict[str, Any], ts: int, now: float, emits: list[Emit]
+        self,
+        state: IssueState,
+        ref: ErrorRef,
+        ts: int,
+        now: float,
+        emits: list[Emit],
+        event: Callable[[], dict[str, Any]],
     ) -> None:
+        """Count one more event of an issue; `event()` decodes the whole event when needed."""
         state.count += 1
         if ts > state.last_seen:
             state.last_seen = ts
         elif ts < state.first_seen:
             state.first_seen = ts
-        service = event.get("service")
+        service = ref.service
         if (
             isinstance(service, str)
             and service not in state.services
             and len(state.services) < MAX_SERVICES
         ):
             state.services.append(service)
-        release = event.get("release")
+        release = ref.release
         if (
             isinstance(release, str)
             and release not in state.releases
             and len(state.releases) < MAX_RELEASES
         ):
             state.releases.append(release)
-        severity = event.get("severity")
+        severity = ref.severity
         if _SEVERITY_RANK.get(severity, -1) > _SEVERITY_RANK.get(state.severity, -1):
             state.severity = severity
         if state.status == "resolved" and state.resolved_at is not None and ts >= state.resolved_at:
             state.status = "regressed"
-            state.sample = _bounded_sample(event, self.config.sample_max_bytes)
+            state.sample = _bounded_sample(event(), self.config.sample_max_bytes)
             state.last_emitted_count = state.count
             state.last_emitted_at = now
             _emit(emits, "regressed", state, now)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Grouping",
@@ -39,16 +38,24 @@ _VARIABLES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Grouping:
+class Grouping(NamedTuple):
     """The outcome of grouping one error event."""
 
     id: str  # 32 hex chars
     method: str  # "explicit" | "frames" | "message"
     exception_type: str
     frames: tuple[str, ...]  # "module.function" of the frames used
-    template: str  # the parameterised message
-    title: str  # "{type}: {template}", bounded
+    message: str  # the exception message
+
+    @property
+    def template(self) -> str:
+        """The parameterised message (computed on demand: frame grouping never needs it)."""
+        return parameterise_message(self.message)
+
+    @property
+    def title(self) -> str:
+        """ "{type}: {template}", bounded."""
+        return _title(self.exception_type, self.template)
 
 
 # --------------------------------------------------------------------------
@@ -433,7 +440,8 @@ def fingerprint_frames(stacktrace: Any) -> tuple[str, ...]:
 # --------------------------------------------------------------------------
 
 
-def _digest(parts: list[str]) -> str:
+@lru_cache(maxsize=16384)
+def _digest(parts: tuple[str, ...]) -> str:
     return hashlib.blake2b(_SEP.join(parts).encode("utf-8", "replace"), digest_size=16).hexdigest()
 
 
@@ -461,16 +469,20 @@ def _explicit_parts(fingerprint: Any) -> list[str] | None:
 def _group(event: dict[str, Any]) -> Grouping:
     exc = event.get("exception")
     exc = exc if isinstance(exc, dict) else {}
-    exc_type = str(exc.get("type") or "Error").strip()[:200] or "Error"
     message = exc.get("message")
-    template = parameterise_message(message if isinstance(message, str) else "")
+    message = message if isinstance(message, str) else ""
     frames = fingerprint_frames(event.get("stacktrace"))
-    if frames:
-        method, default = "frames", ["frames", exc_type, *frames]
-    else:
-        method, default = "message", ["message", exc_type, template]
+    return _grouping(str(exc.get("type") or "Error"), message, frames, event.get("fingerprint"))
 
-    explicit = _explicit_parts(event.get("fingerprint"))
+
+def _grouping(exc_type: str, message: str, frames: tuple[str, ...], fingerprint: Any) -> Grouping:
+    exc_type = exc_type.strip()[:200] or "Error"
+    if frames:
+        method, default = "frames", ("frames", exc_type, *frames)
+    else:
+        method, default = "message", ("message", exc_type, parameterise_message(message))
+
+    explicit = _explicit_parts(fingerprint)
     if explicit is not None:
         markers = [_marker(p) for p in explicit]
         if any(m != "default" for m in markers):
@@ -481,16 +493,42 @@ def _group(event: dict[str, Any]) -> Grouping:
                 elif m == "type":
                     parts.append(exc_type)
                 elif m == "message":
-                    parts.append(template)
+                    parts.append(parameterise_message(message))
                 else:
                     parts.append(p)
             used = frames if "default" in markers else ()
-            return Grouping(
-                _digest(parts), "explicit", exc_type, used, template, _title(exc_type, template)
-            )
-    return Grouping(
-        _digest(default), method, exc_type, frames, template, _title(exc_type, template)
+            return Grouping(_digest(tuple(parts)), "explicit", exc_type, used, message)
+    return Grouping(_digest(default), method, exc_type, frames, message)
+
+
+PlainFrame = tuple[Any, Any, Any, Any]  # (module, function, filename, in_app) of a valid frame
+
+
+def fingerprint_plain(
+    exc_type: str, message: str, frames: tuple[PlainFrame, ...] | None, fingerprint: Any
+) -> Grouping:
+    """`fingerprint_error` of a validated event given by its parts (ingest's fast path).
+
+    A fleet's stack traces repeat, so the grouping keys of each distinct stack are
+    computed once and cached. Never raises.
+    """
+    try:
+        return _grouping(exc_type, message, _frame_keys(frames) if frames else (), fingerprint)
+    except Exception:  # defensive, as fingerprint_error
+        return _fallback(exc_type)
+
+
+@lru_cache(maxsize=8192)
+def _frame_keys(frames: tuple[PlainFrame, ...]) -> tuple[str, ...]:
+    return fingerprint_frames(
+        [{"module": m, "function": f, "filename": n, "in_app": a} for m, f, n, a in frames]
     )
+
+
+def _fallback(exc_type: Any) -> Grouping:
+    """The group of an event that grouping failed on (by its exception type alone)."""
+    exc_type = str(exc_type)[:200]
+    return Grouping(_digest(("fallback", exc_type)), "message", exc_type, (), "")
 
 
 def fingerprint_error(event: dict[str, Any]) -> Grouping:
@@ -499,10 +537,7 @@ def fingerprint_error(event: dict[str, Any]) -> Grouping:
         return _group(event)
     except Exception:  # defensive: grouping must never stop ingest
         exc = event.get("exception") if isinstance(event, dict) else None
-        exc_type = str(exc.get("type") if isinstance(exc, dict) else "Error")[:200]
-        return Grouping(
-            _digest(["fallback", exc_type]), "message", exc_type, (), "", _title(exc_type, "")
-        )
+        return _fallback(exc.get("type") if isinstance(exc, dict) else "Error")
 
 
 def explain(event: dict[str, Any]) -> dict[str, Any]:

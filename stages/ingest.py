@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -26,8 +27,9 @@ from schemas.events import (
     normalized_latency,
     validate_event,
 )
-from stages.base import Emit, Record, StageResult
-from stages.grouping import fingerprint_error
+from schemas.plain_error import PlainErrorReader, encode_error
+from stages.base import Emit, EncodedJSON, Record, StageResult
+from stages.grouping import fingerprint_error, fingerprint_plain
 
 __all__ = ["IngestConfig", "IngestStage", "LatencySink"]
 
@@ -37,6 +39,7 @@ BatchLoop = Callable[[list[Record], float, list[Emit], list[int]], None]
 ERRORS_TOPIC = "events.errors"
 LATENCY_TOPIC = "events.latency"
 DLQ_TOPIC = "events.dlq"
+_FRAME_PARTS = attrgetter("module", "function", "filename", "in_app")
 
 
 @dataclass
@@ -57,6 +60,7 @@ class IngestStage:
 
     def __init__(self, config: IngestConfig | None = None) -> None:
         self.config = config or IngestConfig()
+        self._plain_errors = PlainErrorReader(self.config.limits)
         # event_id -> `now` when it was accepted, oldest first (dicts keep insertion order).
         self._seen: dict[str, float] = {}
         self.stats: dict[str, int] = {"errors": 0, "latency": 0, "dead_letters": 0, "duplicates": 0}
@@ -154,13 +158,20 @@ class IngestStage:
             self._dead(emits, record, "tombstone: message has no value", "$", None, b"", now)
             return
         limits = self.config.limits
+        now_ms = int(now * 1000)
+        if b"error/1" in value:
+            plain = self._plain_errors.read(value, now_ms)
+            if plain is not None:
+                events, is_array = plain
+                for i, event in enumerate(events):
+                    self._accept_plain_error(event, record, i, is_array, now, emits, counts)
+                return
         try:
             elements, is_array = decode_batch(value, limits)
         except InvalidEvent as exc:
             self._dead(emits, record, exc.reason, exc.field, None, value, now)
             return
 
-        now_ms = int(now * 1000)
         on_latency = self.on_latency
         partition, offset = record.partition, record.offset
         for i, element in enumerate(elements):
@@ -184,36 +195,87 @@ class IngestStage:
                 event_id = f"{record.topic}:{partition}:{offset}:{i}"
                 if event is not None:
                     event["event_id"] = event_id
+            if event is not None:
+                self._accept_error(event, record, i, is_array, element, now, emits, counts)
+                continue
             if self._duplicate(event_id, now):
                 counts[2] += 1
                 continue
-
-            if event is None:
-                if on_latency is None:
-                    # Partitioned by service: a service's endpoint series and its
-                    # whole-service series are windowed together (docs/contracts.md).
-                    event = normalized_latency((event_id, *fields[1:]))
-                    emits.append(Emit(LATENCY_TOPIC, fields[2], event))
-                else:
-                    _, ts, service, endpoint, _, status, duration, _, _ = fields
-                    on_latency(partition, offset, service, endpoint, ts, duration, status or 0, now)
-                counts[1] += 1
+            if on_latency is None:
+                # Partitioned by service: a service's endpoint series and its
+                # whole-service series are windowed together (docs/contracts.md).
+                event = normalized_latency((event_id, *fields[1:]))
+                emits.append(Emit(LATENCY_TOPIC, fields[2], event))
             else:
-                try:
-                    group = fingerprint_error(event)
-                    group_id = str(group.id)
-                    event["fingerprint_id"] = group_id
-                    event["message_template"] = str(group.template)
-                    # Its raw position: the fingerprint stage skips re-ingested events.
-                    event["_src"] = [partition, offset, i]
-                except Exception as exc:
-                    reason = f"fingerprinting failed: {exc!r}"
-                    self._dead_element(emits, record, reason, "$", i, is_array, element, now)
-                    continue
-                emits.append(Emit(ERRORS_TOPIC, group_id, event))
-                counts[0] += 1
-
+                _, ts, service, endpoint, _, status, duration, _, _ = fields
+                on_latency(partition, offset, service, endpoint, ts, duration, status or 0, now)
+            counts[1] += 1
             self._remember(event_id, now)
+
+    def _accept_error(
+        self,
+        event: dict[str, Any],
+        record: Record,
+        index: int,
+        is_array: bool,
+        element: Any,
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """Dedupe, fingerprint and route one validated error event (with its `event_id`)."""
+        event_id = event["event_id"]
+        if self._duplicate(event_id, now):
+            counts[2] += 1
+            return
+        try:
+            group_id = fingerprint_error(event).id
+            event["fingerprint_id"] = group_id
+            # Its raw position: the fingerprint stage skips re-ingested events.
+            event["_src"] = [record.partition, record.offset, index]
+        except Exception as exc:
+            reason = f"fingerprinting failed: {exc!r}"
+            self._dead_element(emits, record, reason, "$", index, is_array, element, now)
+            return
+        emits.append(Emit(ERRORS_TOPIC, group_id, event))
+        counts[0] += 1
+        self._remember(event_id, now)
+
+    def _accept_plain_error(
+        self,
+        event: Any,
+        record: Record,
+        index: int,
+        is_array: bool,
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """`_accept_error` for an event of `PlainErrorReader` (a struct that encodes itself)."""
+        event_id = event.event_id
+        if self._duplicate(event_id, now):
+            counts[2] += 1
+            return
+        try:
+            exc = event.exception
+            frames = event.stacktrace
+            group = fingerprint_plain(
+                exc.type,
+                exc.message,
+                tuple(map(_FRAME_PARTS, frames)) if frames else None,
+                event.fingerprint,
+            )
+            event.fingerprint_id = group_id = group.id
+            event.src = [record.partition, record.offset, index]
+            value = EncodedJSON(encode_error(event))
+        except Exception as exc:
+            reason = f"fingerprinting failed: {exc!r}"
+            # (an array element is named by its index; the raw message holds it)
+            self._dead_element(emits, record, reason, "$", index, is_array, None, now)
+            return
+        emits.append(Emit(ERRORS_TOPIC, group_id, value))
+        counts[0] += 1
+        self._remember(event_id, now)
 
     def _dead_element(
         self,

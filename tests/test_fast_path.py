@@ -269,9 +269,11 @@ def split_emits(emits: list[Emit]) -> tuple[list[Any], list[Any]]:
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equal as JSON, to the byte (so -0.0 differs from 0.0, and 1 from 1.0)."""
-    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
-        b, option=orjson.OPT_SORT_KEYS
+    """Equal as JSON, to the byte (so -0.0 differs from 0.0, and 1 from 1.0); values a
+    stage encoded itself (EncodedJSON) as the objects they encode."""
+    option = orjson.OPT_SORT_KEYS
+    return orjson.dumps(a, option=option, default=dict) == orjson.dumps(
+        b, option=option, default=dict
     )
 
 

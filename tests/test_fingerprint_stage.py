@@ -35,7 +35,6 @@ def event(fp: str = "a" * 32, ts: int = TS0, **kw) -> dict:
         "context": kw.get("context"),
         "tags": None,
         "fingerprint_id": fp,
-        "message_template": "pay-api timed out after <num>",
         **({"_src": kw["_src"]} if "_src" in kw else {}),
     }
 
@@ -70,6 +69,16 @@ def test_stage_declares_its_topics():
     assert s.name == "fingerprint"
     assert s.inputs == ("events.errors", "commands")
     assert s.stateful is True
+
+
+def test_a_new_issue_is_titled_by_its_first_event_s_parameterised_message(stage):
+    [rec] = issues_of(stage.process([errors(event())], T0))
+    assert rec["message_template"] == "pay-api timed out after <num>"
+    assert rec["title"] == "TimeoutError: pay-api timed out after <num>"
+    # Events from an ingest that templated the message itself keep that template.
+    older = {**event(fp="b" * 32), "message_template": "pay-api timed out"}
+    [rec] = issues_of(stage.process([errors(older)], T0))
+    assert rec["title"] == "TimeoutError: pay-api timed out"
 
 
 def test_first_event_emits_new_issue_immediately(stage):

@@ -8,7 +8,7 @@ import orjson
 
 from pipeline.output import MAX_PACKED_BYTES, Partitioner, pack_emits
 from pipeline.topics import TopicNames
-from stages.base import Emit
+from stages.base import Emit, EncodedJSON
 
 
 def _unpacked(messages) -> list:
@@ -35,3 +35,21 @@ def test_a_small_batch_is_one_message_and_a_huge_value_travels_alone():
     messages = pack_emits(mixed, TopicNames("p."), {"events.errors": 4}, Partitioner())
     assert _unpacked(messages) == [*(e.value for e in small), huge]
     assert sum(len(m.value) > MAX_PACKED_BYTES for m in messages) == 1
+
+
+def test_values_a_stage_encoded_itself_are_packed_as_they_are():
+    encoded = [EncodedJSON(b'{"i": %d, "kept":  "as sent"}' % i) for i in range(3)]
+    emits = [
+        Emit("events.errors", "k", {"i": -1}),
+        *(Emit("events.errors", "k", v) for v in encoded),
+    ]
+    (message,) = pack_emits(emits, TopicNames("p."), {"events.errors": 4}, Partitioner())
+    assert (
+        message.value == b'[{"i":-1},{"i": 0, "kept":  "as sent"},{"i": 1, "kept":  "as sent"},'
+        b'{"i": 2, "kept":  "as sent"}]'
+    )
+    assert encoded[1] == {"i": 1, "kept": "as sent"}  # read as the object it encodes
+    (one,) = pack_emits(
+        [Emit("issues", "k", encoded[0])], TopicNames("p."), {"events.errors": 4}, Partitioner()
+    )
+    assert one.value == encoded[0].json
