@@ -337,13 +337,16 @@ class FingerprintStage:
     @staticmethod
     def _already_counted(sources: dict[int, list[int]], src: Any) -> bool:
         """True for an event at or below its raw partition's last counted position."""
-        if not isinstance(src, list) or len(src) != 3 or not all(type(v) is int for v in src):
+        if type(src) is not list or len(src) != 3:
             return False
         raw_partition, offset, index = src
+        if type(raw_partition) is not int or type(offset) is not int or type(index) is not int:
+            return False
+        position = [offset, index]
         last = sources.get(raw_partition)
-        if last is not None and [offset, index] <= last:
+        if last is not None and position <= last:
             return True
-        sources[raw_partition] = [offset, index]
+        sources[raw_partition] = position
         return False
 
     def _new_issue(

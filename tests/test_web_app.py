@@ -342,6 +342,30 @@ async def test_sse_pushes_changes_and_an_ack_is_carried_out_by_escalation(live: 
             assert "<code>rule=sse-ack</code>" in await resp.text()
 
 
+async def test_a_change_made_before_the_stream_opened_is_still_pushed(live: Live):
+    """A page rendered at version V opens /events?since=V: a change published between the
+    render and the stream (a slow browser) is pushed at once; a reconnecting EventSource
+    sends the last update's id (Last-Event-ID) and catches up the same way."""
+    broadcaster = live.dash.broadcaster
+    rendered = broadcaster.version
+    broadcaster.publish({"probe-view"})  # a change no other part of the dashboard makes
+
+    def probe(data: dict) -> bool:
+        return "probe-view" in data["views"]
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{live.base}/events?since={rendered}") as stream:
+            update = await next_event(stream, "update", 5, probe)
+            assert update["version"] > rendered
+        headers = {"Last-Event-ID": str(rendered)}
+        async with http.get(f"{live.base}/events", headers=headers) as stream:
+            assert (await next_event(stream, "update", 5, probe))["version"] > rendered
+        # Without either, the stream starts from the current version: that change is old.
+        async with http.get(f"{live.base}/events") as stream:
+            with pytest.raises(TimeoutError):
+                await next_event(stream, "update", 1.5, probe)
+
+
 async def test_actions_need_the_token_off_loopback(live: Live):
     """The guard of a dashboard bound to a non-loopback address (served here on loopback)."""
     config, dash = live.config, live.dash

@@ -6,7 +6,8 @@ Routes (docs/dashboard.md):
     GET  /issues[?status=S]     issues;  GET /issue?id=ID  one issue, stack trace, hints
     GET  /alerts                alerts, deliveries, silences, and the action forms
     POST /actions               ack / resolve / silence -> the `commands` topic
-    GET  /events                Server-Sent Events: {"version", "views"} when views change
+    GET  /events[?since=V]      Server-Sent Events: {"version", "views"} when views change
+                                (since the page's version V, or Last-Event-ID)
     GET  /login, POST /login, POST /logout   token sessions (when a token is configured)
     GET  /api/state             readiness and counts (JSON)
     GET  /static/app.css, /static/app.js
@@ -203,6 +204,21 @@ async def static(request: web.Request) -> web.Response:
 # --- live updates ------------------------------------------------------------------------------
 
 
+def _seen_version(request: web.Request, current: int) -> int:
+    """The version the browser's page already shows: `Last-Event-ID` when EventSource
+    reconnects, else the page's `since` (the version it was rendered at), else `current`.
+
+    Starting from it, a change made between rendering the page and opening the stream (or
+    while the stream was down) is still pushed. A version from before a restart of the
+    dashboard (above `current`) counts as 0: everything may have changed.
+    """
+    for raw in (request.headers.get("Last-Event-ID"), request.query.get("since")):
+        if raw and raw.isascii() and raw.isdigit() and len(raw) <= 18:
+            version = int(raw)
+            return version if version <= current else 0
+    return current
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: `update` with {"version", "views"} when views change."""
     dash = request.app[DASHBOARD]
@@ -221,7 +237,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     dash.clients += 1
     broadcaster = dash.broadcaster
-    seen = broadcaster.version
+    seen = _seen_version(request, broadcaster.version)
     try:
         hello = orjson.dumps({"version": seen, "ready": dash.ready}).decode()
         await response.write(f"retry: 3000\nevent: hello\ndata: {hello}\n\n".encode())
@@ -230,7 +246,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 views = sorted(broadcaster.changed_since(seen))
                 seen = broadcaster.version
                 data = orjson.dumps({"version": seen, "views": views}).decode()
-                await response.write(f"event: update\ndata: {data}\n\n".encode())
+                await response.write(f"id: {seen}\nevent: update\ndata: {data}\n\n".encode())
                 await asyncio.sleep(settings.min_push_interval_s)
             elif not broadcaster.closed:
                 await response.write(b": keep-alive\n\n")

@@ -90,7 +90,9 @@ JS = """
       .catch(function () {})
       .then(function () { busy = false; if (again) { later(500); } });
   }
-  var source = new EventSource("/events");
+  // From the version the page was rendered at: a change in between is not missed.
+  var since = main.getAttribute("data-version") || "";
+  var source = new EventSource("/events" + (/^[0-9]+$/.test(since) ? "?since=" + since : ""));
   source.addEventListener("open", function () { setBadge("live", "on"); });
   source.addEventListener("error", function () { setBadge("reconnecting", "off"); });
   source.addEventListener("update", function (event) {
