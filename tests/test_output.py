@@ -6,7 +6,10 @@ import random
 
 import orjson
 
-from pipeline.output import MAX_PACKED_BYTES, Partitioner, pack_emits
+from pipeline.app import make_producer
+from pipeline.config import load_config
+from pipeline.output import MAX_PACKED_BYTES, Message, Partitioner, pack_emits, produce_all
+from pipeline.topic_reader import read_topic
 from pipeline.topics import TopicNames
 from stages.base import Emit, EncodedJSON
 
@@ -53,3 +56,36 @@ def test_values_a_stage_encoded_itself_are_packed_as_they_are():
         [Emit("issues", "k", encoded[0])], TopicNames("p."), {"events.errors": 4}, Partitioner()
     )
     assert one.value == encoded[0].json
+
+
+async def test_produce_all_places_and_orders_messages_as_kafka_s_own_partitioner_does(
+    bootstrap: str, topics: str
+):
+    """Batched sends land keyed messages where `producer.send` would (murmur2), keep each
+    partition's order, and still send a message too big for one batch and a tombstone."""
+    config = load_config(env={}, overrides={"kafka.bootstrap": bootstrap, "kafka.prefix": topics})
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        rollups, alerts = f"{topics}rollups", f"{topics}alerts"
+        keys = [f"svc-{i % 7}|/api/{i % 3}".encode() for i in range(300)]
+        big = b'"' + b"x" * (1024 * 1024 + 10) + b'"'  # over the producer's max_batch_size
+        messages = [Message(rollups, None, k, b'{"n": %d}' % i) for i, k in enumerate(keys)]
+        messages += [Message(rollups, None, keys[0], big), Message(rollups, None, keys[1], None)]
+        messages += [Message(rollups, None, keys[0], b'{"n": "last"}')]
+        await produce_all(producer, messages)
+        for key in sorted(set(keys)):  # the reference: the producer's own partitioner
+            await producer.send_and_wait(alerts, b"ref", key=key)
+    finally:
+        await producer.stop()
+    got = await read_topic(config.kafka, rollups)
+    reference = {r.key: r.partition for r in await read_topic(config.kafka, alerts)}
+    assert len(got) == len(messages)
+    assert all(r.partition == reference[r.key] for r in got)
+    for partition in {r.partition for r in got}:
+        in_partition = sorted((r for r in got if r.partition == partition), key=lambda r: r.offset)
+        sent = [m for m in messages if reference[m.key.decode()] == partition]
+        assert [r.value for r in in_partition] == [
+            orjson.loads(m.value) if m.value is not None else None for m in sent
+        ]
+    assert sum(r.value is None for r in got) == 1  # the tombstone
