@@ -35,6 +35,7 @@ __all__ = ["IngestConfig", "IngestStage", "LatencySink"]
 
 LatencySink = Callable[[int, int, str, str, int, float, int, float], None]
 BatchLoop = Callable[[list[Record], float, list[Emit], list[int]], None]
+Stamp = Callable[[Any, list[int]], tuple[str, Any]]
 
 ERRORS_TOPIC = "events.errors"
 LATENCY_TOPIC = "events.latency"
@@ -162,9 +163,11 @@ class IngestStage:
         if b"error/1" in value:
             plain = self._plain_errors.read(value, now_ms)
             if plain is not None:
+                accept, out = self._accept_error, (now, emits, counts)
                 events, is_array = plain
                 for i, event in enumerate(events):
-                    self._accept_plain_error(event, record, i, is_array, now, emits, counts)
+                    # (a failing array element is named by its index in the raw message)
+                    accept(event, event.event_id, _stamp_plain, record, i, is_array, None, *out)
                 return
         try:
             elements, is_array = decode_batch(value, limits)
@@ -196,7 +199,9 @@ class IngestStage:
                 if event is not None:
                     event["event_id"] = event_id
             if event is not None:
-                self._accept_error(event, record, i, is_array, element, now, emits, counts)
+                self._accept_error(
+                    event, event_id, _stamp_dict, record, i, is_array, element, now, emits, counts
+                )
                 continue
             if self._duplicate(event_id, now):
                 counts[2] += 1
@@ -214,7 +219,9 @@ class IngestStage:
 
     def _accept_error(
         self,
-        event: dict[str, Any],
+        event: Any,
+        event_id: str,
+        stamp: Stamp,
         record: Record,
         index: int,
         is_array: bool,
@@ -223,55 +230,16 @@ class IngestStage:
         emits: list[Emit],
         counts: list[int],
     ) -> None:
-        """Dedupe, fingerprint and route one validated error event (with its `event_id`)."""
-        event_id = event["event_id"]
+        """Dedupe one validated error event, then fingerprint and route it: `stamp` adds
+        its fingerprint id and raw position and gives (fingerprint id, value to emit)."""
         if self._duplicate(event_id, now):
             counts[2] += 1
             return
         try:
-            group_id = fingerprint_error(event).id
-            event["fingerprint_id"] = group_id
-            # Its raw position: the fingerprint stage skips re-ingested events.
-            event["_src"] = [record.partition, record.offset, index]
+            group_id, value = stamp(event, [record.partition, record.offset, index])
         except Exception as exc:
             reason = f"fingerprinting failed: {exc!r}"
             self._dead_element(emits, record, reason, "$", index, is_array, element, now)
-            return
-        emits.append(Emit(ERRORS_TOPIC, group_id, event))
-        counts[0] += 1
-        self._remember(event_id, now)
-
-    def _accept_plain_error(
-        self,
-        event: Any,
-        record: Record,
-        index: int,
-        is_array: bool,
-        now: float,
-        emits: list[Emit],
-        counts: list[int],
-    ) -> None:
-        """`_accept_error` for an event of `PlainErrorReader` (a struct that encodes itself)."""
-        event_id = event.event_id
-        if self._duplicate(event_id, now):
-            counts[2] += 1
-            return
-        try:
-            exc = event.exception
-            frames = event.stacktrace
-            group = fingerprint_plain(
-                exc.type,
-                exc.message,
-                tuple(map(_FRAME_PARTS, frames)) if frames else None,
-                event.fingerprint,
-            )
-            event.fingerprint_id = group_id = group.id
-            event.src = [record.partition, record.offset, index]
-            value = EncodedJSON(encode_error(event))
-        except Exception as exc:
-            reason = f"fingerprinting failed: {exc!r}"
-            # (an array element is named by its index; the raw message holds it)
-            self._dead_element(emits, record, reason, "$", index, is_array, None, now)
             return
         emits.append(Emit(ERRORS_TOPIC, group_id, value))
         counts[0] += 1
@@ -340,6 +308,26 @@ class IngestStage:
         seen = self._seen
         for event_id in list(islice(seen, count)):
             del seen[event_id]
+
+
+def _stamp_dict(event: dict[str, Any], position: list[int]) -> tuple[str, Any]:
+    """A validated event's fingerprint id, added to it with its raw position (`_src`: the
+    fingerprint stage skips re-ingested events)."""
+    group_id = fingerprint_error(event).id
+    event["fingerprint_id"] = group_id
+    event["_src"] = position
+    return group_id, event
+
+
+def _stamp_plain(event: Any, position: list[int]) -> tuple[str, Any]:
+    """`_stamp_dict` for a struct of `PlainErrorReader`, emitted as its encoded JSON."""
+    exc = event.exception
+    frames = event.stacktrace
+    frame_parts = tuple(map(_FRAME_PARTS, frames)) if frames else None
+    group_id = fingerprint_plain(exc.type, exc.message, frame_parts, event.fingerprint).id
+    event.fingerprint_id = group_id
+    event.src = position
+    return group_id, EncodedJSON(encode_error(event))
 
 
 def _key_text(key: Any) -> str:
