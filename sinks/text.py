@@ -107,8 +107,8 @@ def severity_of(alert: Alert) -> str:
 
 def for_channel(alert: Alert, channel: str) -> Alert:
     """The record as `channel` is to receive it: a group's leader record (see
-    `EscalationStage._flush_group`) lists only the members routed to that channel, and no
-    group at all when the leader is the only one."""
+    `EscalationStage._flush_group` and `_flush_resolved`) lists only the members routed
+    to that channel, and no group at all when the leader is the only one."""
     group = alert.get("group")
     if not isinstance(group, dict):
         return alert
@@ -163,10 +163,12 @@ def _top_severity(members: list[dict[str, Any]]) -> str:
 
 def alert_line(alert: Alert, limit: int) -> str:
     """`[CRITICAL] FIRING checkout: title — summary`, one line, bounded (SMS, fallbacks);
-    for a group, `[CRITICAL] FIRING 3 alerts: service=checkout — [HIGH] ...; [LOW] ...`."""
+    for a group, `[CRITICAL] FIRING 3 alerts: service=checkout — [HIGH] ...; [LOW] ...`
+    (`RESOLVED 3 alerts: ...` for a group's resolution notice)."""
     members = group_members(alert)
     if members:
-        head = f"[{_top_severity(members).upper()}] FIRING {_group_head(alert, members)}"
+        label = _label(alert)
+        head = f"[{_top_severity(members).upper()}] {label} {_group_head(alert, members)}"
         return truncate(f"{head} — " + "; ".join(member_line(m, 400) for m in members), limit)
     transition = one_line(alert.get("transition") or "", 20).upper()
     service = one_line(alert.get("service") or "", 60)
@@ -201,6 +203,12 @@ TRANSITION_LABELS = {
 }
 
 
+def _label(alert: Alert) -> str:
+    """`FIRING`, `RESOLVED`, ...: what the transition says to a person."""
+    transition = str(alert.get("transition") or "")
+    return TRANSITION_LABELS.get(transition, one_line(transition, 20).upper() or "ALERT")
+
+
 def color_for(alert: Alert) -> str:
     """Hex colour of the alert: by severity (a group's highest), green once resolved."""
     if alert.get("transition") == "resolved":
@@ -214,12 +222,12 @@ def color_for(alert: Alert) -> str:
 def heading(alert: Alert, limit: int = 1000) -> str:
     """`FIRING [CRITICAL] title` (`ESCALATED (level 2) ...`), one line, bounded."""
     members = group_members(alert)
+    label = _label(alert)
     if members:
         return truncate(
-            f"FIRING [{_top_severity(members).upper()}] {_group_head(alert, members)}", limit
+            f"{label} [{_top_severity(members).upper()}] {_group_head(alert, members)}", limit
         )
     transition = str(alert.get("transition") or "")
-    label = TRANSITION_LABELS.get(transition, one_line(transition, 20).upper() or "ALERT")
     if transition == "escalated" and alert.get("level"):
         label += f" (level {one_line(alert.get('level'), 10)})"
     title = one_line(alert.get("title") or alert.get("alert_id"), limit)

@@ -127,12 +127,17 @@ class EscalationStage:
         result = StageResult()
         now_ms = int(now * 1000)
         for partition, alerts in self.alerts.items():
-            due: dict[tuple, list[Alert]] = {}  # group -> alerts whose group wait ended
+            # (group, resolved?) -> alerts whose group wait ended
+            due: dict[tuple[tuple, bool], list[Alert]] = {}
             for alert in list(alerts.values()):
                 if self._timers(partition, alert, now_ms, result):
-                    due.setdefault(self._group_key(alert), []).append(alert)
-            for members in due.values():
-                self._flush_group(partition, members, now_ms, result)
+                    resolved = alert.status == "resolved"
+                    due.setdefault((self._group_key(alert), resolved), []).append(alert)
+            for (_, resolved), members in due.items():
+                if resolved:
+                    self._flush_resolved(partition, members, now_ms, result)
+                else:
+                    self._flush_group(partition, members, now_ms, result)
         return result
 
     def restore(self, partition: int, key: str, value: Any) -> None:
@@ -170,6 +175,8 @@ class EscalationStage:
                 self._resolve(partition, alert, now_ms, "condition cleared", None, result)
             return
         if alert is None or alert.status == "resolved":
+            if alert is not None and alert.pending_until is not None:
+                self._announce_resolved(partition, alert, now_ms, result)  # not left behind
             alert = self._new_alert(aid, signal, now_ms, previous=alert)
             alerts[aid] = alert
             self._start(partition, alert, now_ms, result)
@@ -264,9 +271,32 @@ class EscalationStage:
         if len(members) == 1:
             self._notify(partition, members[0], "firing", now_ms, result)
             return
-        members.sort(key=lambda a: (-severity_rank(a.severity), a.fired_at, a.alert_id))
         routed = {a.alert_id: self._route_channels(a) for a in members}
-        shared = sorted({c for channels in routed.values() for c in channels} - PER_ALERT_CHANNELS)
+        for alert, channels, extra in self._grouped(members, routed, "firing"):
+            notified = routed[alert.alert_id]
+            self._notify(partition, alert, "firing", now_ms, result, channels, notified, extra)
+
+    def _flush_resolved(
+        self, partition: int, members: list[Alert], now_ms: int, result: StageResult
+    ) -> None:
+        """Announce the alerts of one group that resolved within one group wait together,
+        one message per channel, as `_flush_group` does for new alerts: each gets its own
+        `resolved` transition, the leader's lists the group."""
+        if len(members) == 1:
+            self._announce_resolved(partition, members[0], now_ms, result)
+            return
+        told = {a.alert_id: list(a.notified) for a in members}
+        for alert, channels, extra in self._grouped(members, told, "resolved"):
+            alert.pending_until = None
+            self._transition(partition, alert, "resolved", channels, now_ms, result, extra)
+
+    def _grouped(
+        self, members: list[Alert], channels_of: dict[str, list[str]], transition: str
+    ) -> list[tuple[Alert, list[str], dict[str, Any]]]:
+        """Each member's channels and extra fields for one group message per channel (see
+        `_flush_group`), leader first."""
+        members.sort(key=lambda a: (-severity_rank(a.severity), a.fired_at, a.alert_id))
+        shared = sorted({c for cs in channels_of.values() for c in cs} - PER_ALERT_CHANNELS)
         leader = members[0]
         group = {
             "labels": dict(zip(self.routing.group_by, self._group_key(leader), strict=True)),
@@ -279,26 +309,25 @@ class EscalationStage:
                     "service": a.service,
                     "rule": a.rule,
                     "summary": a.summary[:GROUP_SUMMARY_MAX],
-                    "channels": [c for c in routed[a.alert_id] if c in shared],
+                    "channels": [c for c in channels_of[a.alert_id] if c in shared],
                 }
                 for a in members
             ],
         }
-        leader_id = f"{leader.alert_id}|{leader.seq + 1}|firing"  # see `_transition`
+        leader_id = f"{leader.alert_id}|{leader.seq + 1}|{transition}"  # see `_transition`
+        out = []
         for alert in members:
-            channels = routed[alert.alert_id]
+            channels = channels_of[alert.alert_id]
             own = [c for c in channels if c not in shared]
             if alert is leader:
-                extra = {"group": group}
-                self._notify(
-                    partition, alert, "firing", now_ms, result, own + shared, channels, extra
-                )
+                out.append((alert, own + shared, {"group": group}))
             else:
                 extra = {
                     "grouped_in": leader_id,
                     "group_channels": [c for c in channels if c in shared],
                 }
-                self._notify(partition, alert, "firing", now_ms, result, own, channels, extra)
+                out.append((alert, own, extra))
+        return out
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -405,6 +434,31 @@ class EscalationStage:
         alert.next_at = alert.pending_until = None
         alert.notes = notes
         alert.ack_by = author or alert.ack_by
+        if alert.notified and self.routing.group_wait_s > 0:
+            # Resolutions of a group within one group wait are announced together.
+            alert.pending_until = self._resolved_flush_time(partition, alert, now_ms)
+            self._save(partition, alert, result)
+            return
+        self._announce_resolved(partition, alert, now_ms, result)
+
+    def _resolved_flush_time(self, partition: int, alert: Alert, now_ms: int) -> int:
+        """Join the group's pending resolution notice, or wait `group_wait_s` for others."""
+        group = self._group_key(alert)
+        for other in self.alerts.get(partition, {}).values():
+            if (
+                other is not alert
+                and other.status == "resolved"
+                and other.pending_until is not None
+                and self._group_key(other) == group
+            ):
+                return other.pending_until
+        return now_ms + int(self.routing.group_wait_s * 1000)
+
+    def _announce_resolved(
+        self, partition: int, alert: Alert, now_ms: int, result: StageResult
+    ) -> None:
+        """The `resolved` transition, to every channel that was told about the alert."""
+        alert.pending_until = None
         channels = [] if alert.muted and not alert.notified else alert.notified
         self._transition(partition, alert, "resolved", channels, now_ms, result)
 
@@ -457,6 +511,8 @@ class EscalationStage:
     def _timers(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> bool:
         """Fire what fell due for `alert`; True when its group wait ended (see `tick`)."""
         if alert.status == "resolved":
+            if alert.pending_until is not None:
+                return now_ms >= alert.pending_until  # its resolution notice is due
             if now_ms - (alert.resolved_at or now_ms) > RESOLVED_RETENTION_MS:
                 del self.alerts[partition][alert.alert_id]
                 result.state[(partition, f"alert|{alert.alert_id}")] = None

@@ -285,9 +285,47 @@ def test_a_group_flush_is_one_message_per_channel_listing_the_group():
         "noisy": ["email"],
     }
     # ...and count as notified where the group message reached them, so their
-    # resolution notice goes there.
-    (resolved,) = run.send("signals", signal("slow", "checkout|/pay", "high", "resolved"))
-    assert sorted(resolved["channels"]) == ["email", "slack"]
+    # resolution notice goes there (after the group wait, for resolutions to join it).
+    assert run.send("signals", signal("slow", "checkout|/pay", "high", "resolved")) == []
+    (resolved,) = run.tick(NOW + 40 + 30)
+    assert resolved["rule"] == "slow" and sorted(resolved["channels"]) == ["email", "slack"]
+
+
+def test_alerts_of_a_group_that_resolve_within_one_group_wait_are_announced_together():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("down", "checkout|/cart", "critical"))
+    run.send("signals", signal("slow", "checkout|/pay", "high"))
+    run.send("signals", signal("other", "search|/q", "high"))
+    assert len(run.tick(NOW + 30)) == 3
+    at = NOW + 100
+    assert run.send("signals", signal("slow", "checkout|/pay", "high", "resolved"), at) == []
+    run.send("signals", signal("down", "checkout|/cart", "critical", "resolved"), at + 10)
+    run.send("signals", signal("other", "search|/q", "high", "resolved"), at + 12)
+    assert run.tick(at + 29) == []  # the first resolution's group wait is not over
+    leader, member = run.tick(at + 30)  # checkout's two, in one notice
+    assert leader["transition"] == member["transition"] == "resolved"
+    assert leader["rule"] == "down" and leader["status"] == "resolved"
+    assert sorted(leader["channels"]) == ["email", "pagerduty", "slack", "sms"]
+    assert [m["rule"] for m in leader["group"]["alerts"]] == ["down", "slow"]
+    assert member["channels"] == [] and member["grouped_in"] == leader["id"]
+    assert sorted(member["group_channels"]) == ["email", "slack"]
+    (alone,) = run.tick(at + 42)  # search's waited for its own group wait
+    assert alone["rule"] == "other" and "group" not in alone
+    assert run.tick(at + 100) == []  # announced once
+
+
+def test_an_alert_that_fires_again_first_announces_its_pending_resolution():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("slow", "checkout|/pay", "high"))
+    run.tick(NOW + 30)
+    assert run.send("signals", signal("slow", "checkout|/pay", "high", "resolved"), NOW + 40) == []
+    resolved, *_ = run.send("signals", signal("slow", "checkout|/pay", "high"), NOW + 45)
+    assert resolved["transition"] == "resolved" and sorted(resolved["channels"]) == [
+        "email",
+        "slack",
+    ]
+    (firing,) = run.tick(NOW + 75)  # the new alert's own group wait
+    assert firing["transition"] == "firing" and firing["seq"] > resolved["seq"]
 
 
 def test_pagerduty_keeps_one_incident_per_alert_in_a_group():

@@ -140,26 +140,39 @@ async def test_a_service_s_alerts_in_one_group_wait_reach_each_channel_as_one_me
 ):
     """Alertmanager's grouping: alerts of one group that arrive during the group wait go
     out as one message per channel listing the ones routed there (PagerDuty: one
-    incident per alert)."""
+    incident per alert), and so do their resolutions within one group wait."""
     config = notify_config(bootstrap, topics, {"notify.max_attempts": 1})
     config.escalation = dataclasses.replace(config.escalation, group_wait_s=2.0)
     deliveries = topic_probe(config, DELIVERIES)
+    alerts = (("pay-5xx", "high"), ("cart-slow", "high"), ("db-down", "critical"))
     async with running_pipeline(config, ["escalation", "notify"]):
-        for rule, severity in (("pay-5xx", "high"), ("cart-slow", "high"), ("db-down", "critical")):
+        for rule, severity in alerts:
             await send_json(config.kafka, topics + SIGNALS, "shop", signal(rule, "shop", severity))
         # db-down's page, the group's SMS (given up: refused), one Slack message, one mail.
         got = await wait_for(deliveries, lambda got: len(finals(got)) >= 4, timeout_s=60)
         await wait_for(deliveries, lambda got: False, timeout_s=2)  # nothing more comes
-    channels = sorted(channel for _, channel in finals(got))
-    assert channels == ["email", "pagerduty", "slack", "sms"]
-    (message,) = fakes["slack"].received
-    text = message.body.decode()
-    assert "pay-5xx" in text and "cart-slow" in text and "<!channel>" not in text
-    assert "db-down" not in text  # critical routes to PagerDuty + SMS, not Slack
-    (mail,) = fakes["smtp"].mails
-    message = email.message_from_bytes(mail.content, policy=email.policy.default)
-    assert "2 alerts" in str(message["Subject"])
-    body = message.get_body(("plain",)).get_content()
+        fired = finals(got)
+        # The two Slack alerts clear together: one resolution notice lists both.
+        for rule, severity in alerts[:2]:
+            resolved = signal(rule, "shop", severity, "resolved")
+            await send_json(config.kafka, topics + SIGNALS, "shop", resolved)
+        later = await wait_for(deliveries, lambda got: len(finals(got)) >= 6, timeout_s=60)
+        await wait_for(deliveries, lambda got: False, timeout_s=2)
+    assert sorted(c for t, c in finals(later) if (t, c) not in fired) == ["email", "slack"]
+    assert sorted(channel for _, channel in fired) == ["email", "pagerduty", "slack", "sms"]
+    first, resolution = (m.body.decode() for m in fakes["slack"].received)
+    assert "pay-5xx" in first and "cart-slow" in first and "<!channel>" not in first
+    assert "db-down" not in first  # critical routes to PagerDuty + SMS, not Slack
+    assert "RESOLVED" in resolution and "2 alerts" in resolution
+    assert "pay-5xx" in resolution and "cart-slow" in resolution
+    first_mail, resolution_mail = (
+        email.message_from_bytes(m.content, policy=email.policy.default)
+        for m in fakes["smtp"].mails
+    )
+    assert "2 alerts" in str(first_mail["Subject"])
+    body = first_mail.get_body(("plain",)).get_content()
     assert "pay-5xx" in body and "cart-slow" in body
+    assert "RESOLVED" in str(resolution_mail["Subject"])
+    assert "2 alerts" in str(resolution_mail["Subject"])
     (page,) = fakes["pagerduty"].received  # its own incident: PagerDuty is never grouped
     assert "db-down" in page.json["payload"]["summary"]

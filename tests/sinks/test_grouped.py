@@ -7,7 +7,7 @@ import aiohttp
 
 from sinks.slack import SlackSink
 from sinks.sms import sms_body
-from sinks.text import for_channel, group_members
+from sinks.text import RESOLVED_COLOR, for_channel, group_members
 from tests.sinks.conftest import make_alert
 from tests.sinks.fakes import FakeSlack
 
@@ -70,3 +70,15 @@ async def test_slack_gets_one_message_listing_the_group_neutralised(
     assert "checkout:cart is failing" in text
     assert "<!channel>" not in text and "<http://evil" not in text
     assert "checkout:down" not in text  # the leader is not routed to Slack
+
+
+def test_a_group_s_resolution_notice_says_resolved_and_lists_the_group():
+    record = {**leader_record(), "transition": "resolved", "status": "resolved"}
+    sms = sms_body(for_channel(record, "sms"))
+    assert sms.startswith("[CRITICAL] RESOLVED 2 alerts: service=checkout")
+    body = SlackSink(None, "https://hooks.slack.com/services/T0/B0/x").render(
+        for_channel(record, "slack")
+    )
+    header = body["blocks"][0]["text"]["text"]
+    assert header.startswith("RESOLVED [HIGH] 2 alerts: service=checkout")
+    assert body["attachments"][0]["color"] == RESOLVED_COLOR
