@@ -50,6 +50,7 @@ class Partitioner:
 
 
 _KEY_PARTITIONER = Partitioner()
+_RECORD_OVERHEAD = 128  # at least what a record and its batch add to key + value
 
 
 def encode_value(value: object) -> bytes | None:
@@ -128,19 +129,28 @@ async def produce_all(producer: AIOKafkaProducer, messages: list[Message]) -> No
     """
     if not messages:
         return
+    # `send` refuses a message over the producer's max_request_size before it goes out
+    # (MessageSizeTooLargeError, as a broker refuses one over its max.message.bytes): such a
+    # message still goes through `send`, so it fails the same way.
+    limit = getattr(producer, "_max_request_size", 1024 * 1024) - _RECORD_OVERHEAD
     counts: dict[str, int] = {}
     batches: dict[tuple[str, int], Any] = {}
     futures = []
     for m in messages:
         topic, partition, key, value = m.topic, m.partition, m.key, m.value
-        if partition is None:
-            if key is None:  # no key: the producer picks the partition
-                futures.append(await producer.send(topic, value))
-                continue
+        if partition is None and key is not None:
             count = counts.get(topic)
             if count is None:
                 count = counts[topic] = len(await producer.partitions_for(topic))
             partition = _KEY_PARTITIONER(key, count)
+        if partition is None or len(key or b"") + len(value or b"") > limit:
+            # No key nor partition: the producer picks one. Too big: see above.
+            if partition is not None:
+                held = batches.pop((topic, partition), None)
+                if held is not None:  # what came before it goes first
+                    futures.append(await producer.send_batch(held, topic, partition=partition))
+            futures.append(await producer.send(topic, value, key=key, partition=partition))
+            continue
         batch = batches.get((topic, partition))
         if batch is None:
             batch = batches[(topic, partition)] = producer.create_batch()
