@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
-
-import orjson
-from aiokafka import AIOKafkaConsumer
 
 from loadtest.harness import (
     _detect_all,
@@ -26,6 +22,8 @@ from loadtest.simulator import (
     incident_schedule,
     run_fleet,
 )
+from pipeline.config import KafkaConfig
+from pipeline.topic_reader import read_topic
 
 DAY0 = 1_795_305_600_000  # a UTC midnight
 HOUR = 3_600_000
@@ -116,21 +114,11 @@ async def test_fleet_processes_share_the_rate_and_key_batches_by_service(bootstr
     # speed figure, reported by the load test and never asserted here.
     assert 0 < result["events"] <= 3000 * 3.0
     assert [p["seed"] for p in result["processes"]] == [5000, 5001]
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    seen, keyed_right = 0, True
-    try:
-        deadline = time.monotonic() + 20
-        while seen < result["events"] and time.monotonic() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for m in messages:
-                    batch = orjson.loads(m.value)
-                    seen += len(batch)
-                    keyed_right &= all(e["service"].encode() == m.key for e in batch)
-    finally:
-        await consumer.stop()
+    # Read with the project's reader: assigned partitions, explicit seeks to the beginning
+    # offsets (a subscribing consumer's own offset reset can race with its first fetch).
+    records = await read_topic(KafkaConfig(bootstrap=bootstrap), topic, timeout_s=20)
+    seen = sum(len(r.value) for r in records)
+    keyed_right = all(e["service"] == r.key for r in records for e in r.value)
     assert seen == result["events"] and keyed_right
 
 
