@@ -3,13 +3,14 @@
 A plain message is one error/1 event, or a non-empty array of them within the
 events-per-message limit, whose values need no rule beyond a type or a bound: an
 integer `ts`, a non-empty `event_id`, strings within their limits (nothing to truncate),
-no more frames than the limit. msgspec decodes such a message into structs and checks
-those bounds while it decodes (in C); `PlainErrorReader.read` then applies the few rules msgspec
-cannot (the future bound of `ts`, and the `context` and `tags` rules, which run on
-exactly what orjson decodes). Each struct encodes straight to the normalized event's
-JSON, so the event is never built as a dict nor encoded by the runtime. Decoded, that
-JSON equals what `schemas.events.validate_event` returns for the same event:
-tests/test_plain_error.py holds the two to that.
+no more frames than the limit, tags whose values are such strings. msgspec decodes such
+a message into structs and checks those bounds while it decodes (in C);
+`PlainErrorReader.read` then applies the few rules msgspec cannot (the future bound of
+`ts`, and the `context` rules, which run on exactly what orjson decodes). Each struct
+encodes straight to the normalized event's JSON, so the event is never built as a dict
+nor encoded by the runtime. Decoded, that JSON equals what
+`schemas.events.validate_event` returns for the same event: tests/test_plain_error.py
+holds the two to that.
 
 Anything else (another schema, a mixed array, a value a rule would normalize or reject)
 returns None, and the caller takes the general path, which handles it or says precisely
@@ -32,7 +33,6 @@ from schemas.events import (
     ERROR_SCHEMA,
     Limits,
     check_context,
-    normalized_tags,
 )
 
 __all__ = ["PlainErrorReader", "encode_error"]
@@ -90,10 +90,12 @@ def plain_error_decoder(limits: Limits) -> PlainErrorDecoder:
             ("stacktrace", Annotated[list[frame], Meta(max_length=limits.max_frames)] | None, None),
             ("frames_omitted", Any, 0),
             ("fingerprint", Annotated[list[part], Meta(min_length=1)] | None, None),
-            # As raw JSON, decoded by orjson: their rules then see exactly what the general
+            # As raw JSON, decoded by orjson: its rules then see exactly what the general
             # path sees.
             ("context", msgspec.Raw, None),
-            ("tags", msgspec.Raw, None),
+            # String values within the limit are what the tags rule keeps as they are
+            # (numbers and booleans it turns into strings: the general path's case).
+            ("tags", Annotated[dict[ident, part], Meta(max_length=limits.max_tags)] | None, None),
             ("fingerprint_id", Any, None),
             ("src", Any, None),
         ],
@@ -152,8 +154,6 @@ def _normalize(e: Any, max_ts: float, limits: Limits) -> None:
     e.frames_omitted = 0
     if e.context is not None:
         check_context(orjson.loads(memoryview(e.context)), limits)
-    if e.tags is not None:
-        e.tags = normalized_tags(orjson.loads(memoryview(e.tags)), limits)
     e.fingerprint_id = None
     e.src = None
 

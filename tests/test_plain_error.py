@@ -98,7 +98,9 @@ def error_events(draw: st.DrawFn) -> dict[str, Any]:
         "stacktrace": st.none() | st.lists(plain_frames, max_size=3),
         "fingerprint": st.none() | st.lists(fit_text, min_size=1, max_size=3),
         "context": st.none() | st.dictionaries(st.text(max_size=3), scalars, max_size=2),
-        "tags": st.none() | st.dictionaries(st.sampled_from(["a", "é" * 12]), scalars, max_size=2),
+        "tags": st.none()
+        | st.dictionaries(st.sampled_from(["a", "é" * 12]), scalars, max_size=2)
+        | st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), fit_text, max_size=4),
         "extra": json_values,  # unknown: dropped
     }
     odd: dict[str, st.SearchStrategy[Any]] = {
