@@ -7,9 +7,10 @@ record on `alerts` (id `<alert id>|<seq>|<transition>`, so a re-emitted transiti
 same record and sinks never notify twice) carrying the channels it must reach:
 
 - a new alert notifies its route's channels (stages/routing.py); with grouping on, after
-  `group_wait_s` (alerts of one group that arrive meanwhile go out together), and a new
-  alert of a group that notified less than `group_interval_s` ago waits for the end of
-  that interval;
+  `group_wait_s` (alerts of one group that arrive meanwhile go out together, as one
+  message per channel), and a new alert of a group that notified less than
+  `group_interval_s` ago waits for the end of that interval; a group's resolutions within
+  one wait, and its escalations and repeats due at one tick, go out together too;
 - later signals for a firing alert update it (count, last seen) without a notification,
   unless its severity rises (then an `updated` transition reaches the new route);
 - unacknowledged, it escalates a level each time its route's time is up, and repeats at
@@ -127,17 +128,17 @@ class EscalationStage:
         result = StageResult()
         now_ms = int(now * 1000)
         for partition, alerts in self.alerts.items():
-            # (group, resolved?) -> alerts whose group wait ended
-            due: dict[tuple[tuple, bool], list[Alert]] = {}
+            # (group, notice) -> the alerts of the group that notice is due for now
+            due: dict[tuple[tuple, str], list[Alert]] = {}
             for alert in list(alerts.values()):
-                if self._timers(partition, alert, now_ms, result):
-                    resolved = alert.status == "resolved"
-                    due.setdefault((self._group_key(alert), resolved), []).append(alert)
-            for (_, resolved), members in due.items():
-                if resolved:
+                notice = self._timers(partition, alert, now_ms, result)
+                if notice is not None:
+                    due.setdefault((self._group_key(alert), notice), []).append(alert)
+            for (_, notice), members in due.items():
+                if notice == "resolved":
                     self._flush_resolved(partition, members, now_ms, result)
                 else:
-                    self._flush_group(partition, members, now_ms, result)
+                    self._flush_group(partition, members, now_ms, result, notice)
         return result
 
     def restore(self, partition: int, key: str, value: Any) -> None:
@@ -255,9 +256,15 @@ class EscalationStage:
         return tuple(alert.labels.get(k) for k in self.routing.group_by)
 
     def _flush_group(
-        self, partition: int, members: list[Alert], now_ms: int, result: StageResult
+        self,
+        partition: int,
+        members: list[Alert],
+        now_ms: int,
+        result: StageResult,
+        transition: str = "firing",
     ) -> None:
-        """Notify the alerts of one group whose wait ended together: one message per channel.
+        """Notify the alerts of one group whose wait ended together: one message per channel
+        (likewise for alerts of a group that escalate or repeat at the same tick).
 
         Each alert still gets its own `firing` transition (its state, escalation timer and
         `notified` channels are its own). The first by severity, then age, leads: its
@@ -269,12 +276,12 @@ class EscalationStage:
         alert, by its own dedup key).
         """
         if len(members) == 1:
-            self._notify(partition, members[0], "firing", now_ms, result)
+            self._notify(partition, members[0], transition, now_ms, result)
             return
         routed = {a.alert_id: self._route_channels(a) for a in members}
-        for alert, channels, extra in self._grouped(members, routed, "firing"):
+        for alert, channels, extra in self._grouped(members, routed, transition):
             notified = routed[alert.alert_id]
-            self._notify(partition, alert, "firing", now_ms, result, channels, notified, extra)
+            self._notify(partition, alert, transition, now_ms, result, channels, notified, extra)
 
     def _flush_resolved(
         self, partition: int, members: list[Alert], now_ms: int, result: StageResult
@@ -508,30 +515,35 @@ class EscalationStage:
 
     # --- timers -------------------------------------------------------------------------------
 
-    def _timers(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> bool:
-        """Fire what fell due for `alert`; True when its group wait ended (see `tick`)."""
+    def _timers(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> str | None:
+        """Fire what fell due for `alert` alone; or name the notice that is due, for `tick`
+        to send with the rest of its group: "firing" (its group wait ended), "resolved"
+        (its resolution waited for the group), "escalated" or "repeated"."""
         if alert.status == "resolved":
             if alert.pending_until is not None:
-                return now_ms >= alert.pending_until  # its resolution notice is due
+                return "resolved" if now_ms >= alert.pending_until else None
             if now_ms - (alert.resolved_at or now_ms) > RESOLVED_RETENTION_MS:
                 del self.alerts[partition][alert.alert_id]
                 result.state[(partition, f"alert|{alert.alert_id}")] = None
-            return False
+            return None
         if alert.muted:
             if alert.status == "firing" and not self._mute_reason(partition, alert, now_ms):
                 alert.muted = None  # the silence ended or the inhibiting alert cleared
                 self._notify(partition, alert, "firing", now_ms, result)
-            return False
+            return None
         if alert.pending_until is not None and now_ms >= alert.pending_until:
-            return True  # its group's wait ended: the caller flushes the group together
+            return "firing"
         if alert.status == "firing" and alert.next_at is not None and now_ms >= alert.next_at:
             route = self.routing.route_for(alert.labels)
             if alert.level < route.max_level(alert.severity) and not alert.override:
                 alert.level += 1
-                self._notify(partition, alert, "escalated", now_ms, result)
+                due = "escalated"
             else:
-                self._notify(partition, alert, "repeated", now_ms, result)
-        return False
+                due = "repeated"
+            if self.routing.group_wait_s > 0:
+                return due  # alerts of a group escalate together when their timers agree
+            self._notify(partition, alert, due, now_ms, result)
+        return None
 
     def _mute_reason(self, partition: int, alert: Alert, now_ms: int) -> str | None:
         silences = list(self.routing.silences) + list(self.silences.get(partition, {}).values())

@@ -314,6 +314,25 @@ def test_alerts_of_a_group_that_resolve_within_one_group_wait_are_announced_toge
     assert run.tick(at + 100) == []  # announced once
 
 
+def test_alerts_of_a_group_that_escalate_at_the_same_tick_go_out_as_one_message():
+    run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
+    run.send("signals", signal("slow", "checkout|/pay", "high"))
+    run.send("signals", signal("slower", "checkout|/cart", "high"), now=NOW + 3)
+    run.send("signals", signal("alone", "search|/q", "high"), now=NOW + 3)
+    first = run.tick(NOW + 33)  # checkout's two in one message, search's alone
+    assert sum("group" in t for t in first) == 1 and len(first) == 3
+    # Nobody acknowledges: seed 000 escalates high after 15 min, the group together.
+    assert run.tick(NOW + 33 + 15 * 60 - 1) == []
+    escalated = run.tick(NOW + 33 + 15 * 60)
+    leader = next(t for t in escalated if "group" in t)
+    assert leader["transition"] == "escalated" and leader["level"] == 1
+    assert sorted(m["rule"] for m in leader["group"]["alerts"]) == ["slow", "slower"]
+    (member,) = [t for t in escalated if t.get("grouped_in")]
+    assert member["grouped_in"] == leader["id"] and member["transition"] == "escalated"
+    (alone,) = [t for t in escalated if t["rule"] == "alone"]
+    assert "group" not in alone and "grouped_in" not in alone and alone["level"] == 1
+
+
 def test_an_alert_that_fires_again_first_announces_its_pending_resolution():
     run = Run(EscalationStage(RoutingConfig(group_wait_s=30)))
     run.send("signals", signal("slow", "checkout|/pay", "high"))
