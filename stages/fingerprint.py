@@ -13,9 +13,8 @@ active); a "resolve" command emits "resolved"; an event at or after the resolve 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -307,32 +306,39 @@ class FingerprintStage:
         pending = self._pending[partition]
         touched = changed.setdefault(partition, set())
         sources = self._sources.setdefault(partition, {})
-        for i, ref in enumerate(batch.refs):
-            issue_id = ref.fingerprint_id if ref is not None else None
-            if not isinstance(issue_id, str) or not issue_id:
-                self.stats["bad_events"] += 1
-                continue
-            if self._already_counted(sources, ref.src):
-                self.stats["duplicates"] += 1
-                continue
-            ts = ref.ts
-            if type(ts) is not int:
-                ts = record.timestamp or int(now * 1000)
-            state = issues.get(issue_id)
-            try:
-                if state is None:
-                    issues[issue_id] = self._new_issue(issue_id, batch.event(i), ts, now, emits)
-                else:
-                    self._count_event(state, ref, ts, now, emits, partial(batch.event, i))
-                    if state.count != state.last_emitted_count:
-                        pending.add(issue_id)
-            except Exception:  # defensive: one odd event must not lose the batch's state
-                self.stats["bad_events"] += 1
-                continue
-            finally:
-                if issue_id in issues:
-                    touched.add(issue_id)
-            self.stats["events"] += 1
+        stats = self.stats
+        counted = 0
+        already_counted = self._already_counted
+        try:
+            for i, ref in enumerate(batch.refs):
+                issue_id = ref.fingerprint_id if ref is not None else None
+                if not isinstance(issue_id, str) or not issue_id:
+                    stats["bad_events"] += 1
+                    continue
+                if already_counted(sources, ref.src):
+                    stats["duplicates"] += 1
+                    continue
+                ts = ref.ts
+                if type(ts) is not int:
+                    ts = record.timestamp or int(now * 1000)
+                state = issues.get(issue_id)
+                try:
+                    if state is None:
+                        state = self._new_issue(issue_id, batch.event(i), ts, now, emits)
+                        issues[issue_id] = state
+                    else:
+                        self._count_event(state, ref, ts, now, emits, batch, i)
+                        if state.count != state.last_emitted_count:
+                            pending.add(issue_id)
+                except Exception:  # defensive: one odd event must not lose the batch's state
+                    stats["bad_events"] += 1
+                    if issue_id in issues:
+                        touched.add(issue_id)
+                    continue
+                touched.add(issue_id)
+                counted += 1
+        finally:
+            stats["events"] += counted
 
     @staticmethod
     def _already_counted(sources: dict[int, list[int]], src: Any) -> bool:
@@ -390,9 +396,11 @@ class FingerprintStage:
         ts: int,
         now: float,
         emits: list[Emit],
-        event: Callable[[], dict[str, Any]],
+        batch: _ErrorBatch,
+        index: int,
     ) -> None:
-        """Count one more event of an issue; `event()` decodes the whole event when needed."""
+        """Count one more event of an issue (`batch.event(index)` decodes the whole event,
+        only when needed)."""
         state.count += 1
         if ts > state.last_seen:
             state.last_seen = ts
@@ -417,7 +425,7 @@ class FingerprintStage:
             state.severity = severity
         if state.status == "resolved" and state.resolved_at is not None and ts >= state.resolved_at:
             state.status = "regressed"
-            state.sample = _bounded_sample(event(), self.config.sample_max_bytes)
+            state.sample = _bounded_sample(batch.event(index), self.config.sample_max_bytes)
             state.last_emitted_count = state.count
             state.last_emitted_at = now
             _emit(emits, "regressed", state, now)
