@@ -42,7 +42,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "ingest": ("events.raw",),
     "fingerprint": ("events.errors", "commands"),
     "windows": ("events.latency",),
-    "baseline": ("rollups", "issues"),
+    "baseline": ("rollups", "rollups.early", "issues"),
     "escalation": ("signals", "commands"),
     "notify": ("alerts",),
 }

@@ -225,7 +225,8 @@ async def replay(
 
 
 def _isolated(config: Config, source: Config, prefix: str) -> Config:
-    """`config` pointed at the replay's prefix, with dry-run notifications."""
+    """`config` pointed at the replay's prefix, with dry-run notifications and no early
+    evaluation (findings come from closed windows only)."""
     overrides = {
         "kafka.bootstrap": source.kafka.bootstrap,
         "kafka.prefix": prefix,
@@ -237,7 +238,9 @@ def _isolated(config: Config, source: Config, prefix: str) -> Config:
         values = getattr(config, section)
         setattr(isolated, section, values)
     isolated.sla, isolated.rules, isolated.escalation = config.sla, config.rules, config.escalation
-    isolated.windows = replace(config.windows, idle_flush_s=REPLAY_IDLE_FLUSH_S)
+    # Early evaluation runs on a wall-time cadence, so what a replay would see early depends
+    # on how fast it reads: off, so that a stretch replays to the same timeline every time.
+    isolated.windows = replace(config.windows, idle_flush_s=REPLAY_IDLE_FLUSH_S, early_eval_s=0)
     isolated.notify.dry_run = True
     return isolated
 

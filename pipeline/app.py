@@ -53,6 +53,10 @@ def windows_config(config: Config) -> WindowsConfig:
         idle_flush_s=w.idle_flush_s,
         hdr_digits=w.hdr_digits,
         hdr_highest_us=w.hdr_highest_us,
+        early_rules=config.rules,
+        early_resolution=config.baseline.resolution,
+        early_eval_s=w.early_eval_s,
+        early_min_events=w.early_min_events,
     )
 
 

@@ -112,6 +112,11 @@ class WindowsSection:
     idle_flush_s: float = 30.0
     hdr_digits: int = 2
     hdr_highest_us: int = 3_600_000_000
+    # Early evaluation of threshold rules on open windows (stages/early.py): how often per
+    # partition (wall time; 0 turns it off) and how many events a rate, mean or percentile
+    # needs first.
+    early_eval_s: float = 1.0
+    early_min_events: int = 50
     # Window latency events inside the ingest stage (no events.latency hop). Only correct
     # when events.raw is keyed by service, so it is opt-in.
     fused: bool = False
@@ -398,6 +403,10 @@ def _validate_windows(w: WindowsSection) -> None:
         raise ConfigError("windows.allowed_lateness_s: must be >= 0")
     if w.idle_flush_s <= 0:
         raise ConfigError("windows.idle_flush_s: must be greater than 0")
+    if w.early_eval_s < 0:
+        raise ConfigError(f"windows.early_eval_s: must be >= 0 (0: off), got {w.early_eval_s}")
+    if w.early_min_events < 1:
+        raise ConfigError(f"windows.early_min_events: must be >= 1, got {w.early_min_events}")
     if not 1 <= w.hdr_digits <= 5:
         raise ConfigError(f"windows.hdr_digits: must be 1 to 5, got {w.hdr_digits}")
     if w.hdr_highest_us < 2:

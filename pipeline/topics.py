@@ -16,6 +16,7 @@ EVENTS_LATENCY = "events.latency"
 EVENTS_DLQ = "events.dlq"
 ISSUES = "issues"
 ROLLUPS = "rollups"
+ROLLUPS_EARLY = "rollups.early"  # provisional rule observations of open windows (internal)
 SIGNALS = "signals"
 ALERTS = "alerts"
 DELIVERIES = "deliveries"
@@ -28,6 +29,7 @@ DATA_TOPICS = (
     EVENTS_DLQ,
     ISSUES,
     ROLLUPS,
+    ROLLUPS_EARLY,
     SIGNALS,
     ALERTS,
     DELIVERIES,

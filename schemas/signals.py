@@ -13,6 +13,8 @@ Fields:
     baseline    for anomalies: {"centre", "spread", "z", "score", "kind"}
     window      {"start", "end"} of the observation (epoch ms, event time)
     ts          event time of the finding (epoch ms)
+    provisional true when a threshold finding was made on a window still open (early
+                evaluation, stages/early.py); its window's end is then still ahead
     channels    channels the rule asks for (empty: routing decides)
     tags        the rule's tags
     summary     one human-readable line

@@ -27,6 +27,7 @@ from schemas.rollups import SERVICE_WIDE, is_rollup
 from schemas.signals import signal_id
 from stages.base import Emit, Record, StageResult
 from stages.detector import Detector, DetectorConfig, Update
+from stages.early import EARLY_OPS, EARLY_TOPIC, provisional_summary
 from stages.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
 from stages.sla import SLAConfig, burn_rates, evaluate, summarize_windows
 
@@ -69,7 +70,7 @@ class BaselineStage:
     """Consumes `rollups` and `issues`; emits `signals`."""
 
     name = "baseline"
-    inputs: tuple[str, ...] = ("rollups", "issues")
+    inputs: tuple[str, ...] = ("rollups", "rollups.early", "issues")
     stateful = True
 
     def __init__(
@@ -104,6 +105,8 @@ class BaselineStage:
                 continue
             if record.topic == "rollups" and is_rollup(value):
                 self._on_rollup(record.partition, value, result)
+            elif record.topic == EARLY_TOPIC and isinstance(value, dict) and "metrics" in value:
+                self._on_early(record.partition, value, result)
             elif record.topic == "issues" and isinstance(value, dict) and "issue_id" in value:
                 self._on_issue(record.partition, value, result)
             else:
@@ -188,6 +191,27 @@ class BaselineStage:
                 self._gate(partition, rule, series, value, ts, labels, window, result)
         if rollup["endpoint"] == SERVICE_WIDE:
             self._service_checks(partition, rollup, labels, window, result)
+
+    def _on_early(self, partition: int, early: dict[str, Any], result: StageResult) -> None:
+        """A provisional observation of an open window (stages/early.py): it counts as that
+        window's violation for the rules it names; nothing is learned from it."""
+        series = early.get("series")
+        if early.get("resolution") != self.config.resolution or not isinstance(series, str):
+            return
+        if early["start"] <= self.last_window.get(partition, {}).get(series, -(2**62)):
+            self.stats["ignored"] += 1  # the window closed and was observed already
+            return
+        labels = {"service": early["service"], "endpoint": early["endpoint"], "series": series}
+        window = {"start": early["start"], "end": early["end"]}
+        metrics = early["metrics"]
+        for rule in self._rollup_rules:
+            if rule.op in EARLY_OPS and rule.metric in metrics and rule.matches(labels):
+                value = float(metrics[rule.metric])
+                if rule.violated(value):
+                    ts = early["end"]  # the window's, as the closed window's rollup will say
+                    self._gate(
+                        partition, rule, series, value, ts, labels, window, result, early=early
+                    )
 
     def _learn(
         self,
@@ -288,7 +312,10 @@ class BaselineStage:
         window: dict[str, int],
         result: StageResult,
         severity: str | None = None,
+        early: dict[str, Any] | None = None,
     ) -> None:
+        """Feed one observation to the rule's gate; a finding becomes a signal. `early` is
+        the provisional observation of an open window it came from, if it did."""
         gates = self.gates.setdefault(partition, {})
         name = f"{rule.name}|{key}"
         gate = gates.get(name)
@@ -301,6 +328,8 @@ class BaselineStage:
         if state is None:
             return
         verb = f"{rule.op} {rule.threshold:g}" if state == "firing" else "cleared"
+        if early is not None:
+            verb += f"; {provisional_summary(early)}"
         result.emits.append(
             Emit(
                 SIGNALS_TOPIC,
@@ -322,6 +351,7 @@ class BaselineStage:
                     "baseline": None,
                     "window": window,
                     "ts": ts,
+                    "provisional": early is not None,
                     "channels": list(rule.channels),
                     "tags": dict(rule.tags),
                     "summary": f"{rule.name}: {key} {rule.metric} {value:.4g} ({verb})",

@@ -242,6 +242,8 @@ class RuleGate:
         horizon = ts_ms - rule.window_s * 1000
         self.violations = [t for t in self.violations if t > horizon]
         if violated:
+            if ts_ms == self.last_fired or ts_ms in self.violations:
+                return None  # this window was counted already (observed early, then closed)
             self.violations.append(ts_ms)
             self.last_violation = ts_ms
             if len(self.violations) >= rule.min_occurrences and self._cooled(rule, ts_ms):

@@ -33,7 +33,9 @@ import orjson
 from schemas.dlq import dead_letter
 from schemas.rollups import PERCENTILES, SERVICE_WIDE, resolution_name, rollup_id
 from stages.base import Emit, Record, StageResult
+from stages.early import EarlyEvaluator
 from stages.hdr import HdrLayout, SparseHistogram, layout
+from stages.rules import Rule
 
 __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
 
@@ -54,6 +56,13 @@ class WindowsConfig:
     hdr_lowest_us: int = 1
     hdr_highest_us: int = 3_600_000_000
     hdr_digits: int = 2
+    # Early evaluation (stages/early.py): the rollup rules, the resolution they observe
+    # (None: off), how often (wall time) a partition's open windows are checked, and how
+    # many events a rate, mean or percentile needs before it counts.
+    early_rules: tuple[Rule, ...] = ()
+    early_resolution: str | None = None
+    early_eval_s: float = 1.0
+    early_min_events: int = 50
 
     def sizes_ms(self) -> list[int]:
         """Base window size first, then each coarser resolution; each divides the next."""
@@ -133,6 +142,8 @@ class PartitionWindows:
         "closed",
         "coarse",
         "dirty",
+        "early_at",
+        "early_sent",
         "first_offset",
         "last_active",
         "late",
@@ -153,6 +164,8 @@ class PartitionWindows:
         self.replay_until = -1  # offsets below this were processed before a restart
         self.last_active = now  # None until the partition is first seen after a restore
         self.dirty: set[str] = set()  # changelog keys to write at the next checkpoint
+        self.early_at = -(2.0**62)  # wall time of the last early evaluation
+        self.early_sent: set[tuple[str, str, int]] = set()  # (rule, series, start) observed
 
 
 class WindowsCore:
@@ -170,6 +183,14 @@ class WindowsCore:
         self.hdr = layout(config.hdr_lowest_us, config.hdr_highest_us, config.hdr_digits)
         self.partitions: dict[int, PartitionWindows] = {}
         self.stats = {"events": 0, "late": 0, "replayed": 0, "rollups": 0}
+        self.early: EarlyEvaluator | None = None
+        if config.early_resolution in self.resolutions and config.early_eval_s > 0:
+            self.early = EarlyEvaluator(
+                config.early_rules,
+                self.resolutions.index(config.early_resolution),
+                config.early_eval_s,
+                config.early_min_events,
+            )
 
     def _partition(self, partition: int, now: float | None) -> PartitionWindows:
         ps = self.partitions.get(partition)
@@ -275,6 +296,8 @@ class WindowsCore:
                 continue
             ps.last_active = now
             self._close(partition, ps, ps.max_ts - self.lateness_ms, result)
+            if self.early is not None and self.early.due(ps, now):
+                self.early.run(self, ps, now, result)
             ps.dirty.add(META_KEY)
             self._flush_state(partition, ps, result)
         return result

@@ -110,3 +110,50 @@ async def test_a_burst_of_a_new_exception_raises_a_new_issue_signal(bootstrap, t
     assert rules["new-issue"]["severity"] == "critical"  # the issue's own severity
     assert rules["db-connection-failure"]["severity"] == "critical"
     assert rules["new-issue"]["fingerprint"] == rules["db-connection-failure"]["key"]
+
+
+async def test_an_error_burst_is_alerted_before_its_window_closes(bootstrap, topics):
+    """Early evaluation on the real broker: 5xx in a window that never closes (no later
+    event moves the watermark, idle flush is far off) still raises the rule's signal."""
+    config = make_config(
+        bootstrap,
+        topics,
+        **{
+            "baseline.resolution": "10s",
+            "windows.window_s": 10.0,
+            "windows.allowed_lateness_s": 5.0,
+            "windows.idle_flush_s": 600,
+            "windows.early_eval_s": 0.2,
+        },
+    )
+    now = int(time.time() * 1000)
+    start = now - now % 10_000
+    burst = [
+        {
+            "schema": "latency/1",
+            "event_id": f"burst-{n}",
+            "ts": start + n * 10,
+            "service": "checkout",
+            "endpoint": "/pay",
+            "status": 503 if n % 4 == 0 else 200,
+            "duration_ms": 20.0,
+        }
+        for n in range(120)
+    ]
+    async with running_pipeline(config, [*STAGES, "escalation"]):
+        await send_raw(config, as_batches(burst))
+
+        def fired(got: list) -> bool:
+            return any(s.get("rule") == "very-high-5xx-rate" for s in got)
+
+        signals = await wait_for(probe(config, SIGNALS), fired, timeout_s=45)
+        rollups = await probe(config, "rollups")()
+        alerts = await wait_for(probe(config, "alerts"), bool, timeout_s=30)
+    found = {s["key"]: s for s in signals if s["rule"] == "very-high-5xx-rate"}
+    assert set(found) == {"checkout|/pay", "checkout|*"}  # the endpoint and its service
+    for signal in found.values():
+        assert signal["provisional"] is True
+        assert signal["window"] == {"start": start, "end": start + 10_000}
+        assert signal["value"] == 25.0
+    assert rollups == []  # no window closed: the finding came from the open window
+    assert any(a.get("rule") == "very-high-5xx-rate" for a in alerts)

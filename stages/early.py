@@ -1,0 +1,231 @@
+"""Early evaluation: threshold rules checked on windows that are still open.
+
+A rollup rule normally sees a window when it closes, and a window closes when the
+watermark (max event time - allowed lateness) passes its end. An incident that starts
+early in a window is therefore seen up to a window plus the lateness later. Early
+evaluation removes that wait where the evidence is already conclusive: every
+`early_eval_s` (wall time) per input partition, the windows stage looks at the open
+windows of the rules' resolution (`baseline.resolution`), including the closed smaller
+windows already merged into them, and when a rule's condition holds it sends one
+*provisional* observation to `rollups.early`. The baseline stage counts it as that
+window's occurrence for the rule's gate (stages/rules.py `RuleGate`), so a rule that
+needs one window fires within about a second of the evidence, and the closed window's
+rollup later is not counted a second time.
+
+Only conditions that part of a window can settle are evaluated early:
+- comparisons `>` and `>=` (a `<` rule on half a window would fire on every window);
+- `count`, `throughput_rps` (per the whole window's length) and `max_ms` only grow as a
+  window fills, so a violation seen early is final;
+- rates, the mean and percentiles can still fall, so they need `early_min_events` events
+  in the window so far. A window that ends up under the threshold after all has still
+  counted as a violation for its rule; the finding resolves as usual after a clear
+  `window_s`.
+
+Pure: the caller passes the partition's windows and the wall time; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from schemas.rollups import PERCENTILES, SERVICE_WIDE
+from stages.base import Emit, StageResult
+from stages.hdr import SparseHistogram
+
+if TYPE_CHECKING:
+    from stages.rules import Rule
+    from stages.windows import PartitionWindows, Window, WindowsCore
+
+__all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]
+
+EARLY_TOPIC = "rollups.early"
+EARLY_OPS = (">", ">=")
+# Metrics whose value can only grow while a window fills.
+GROWING = frozenset({"count", "throughput_rps", "max_ms"})
+PERCENTILE_OF = dict(PERCENTILES)
+EARLY_METRICS = (
+    GROWING | {"error_rate_pct", "client_error_rate_pct", "mean_ms"} | set(PERCENTILE_OF)
+)
+
+
+def early_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    """The rules that can be evaluated on an open window (see the module docstring)."""
+    return tuple(r for r in rules if r.op in EARLY_OPS and r.metric in EARLY_METRICS)
+
+
+class _Evidence:
+    """What one series' open window (at the rules' resolution) holds so far."""
+
+    __slots__ = ("client_errors", "count", "errors", "max_us", "parts", "sum_us")
+
+    def __init__(self) -> None:
+        self.parts: list[Window] = []
+        self.count = self.errors = self.client_errors = self.sum_us = self.max_us = 0
+
+    def add(self, window: Window) -> None:
+        self.parts.append(window)
+        values = window.values
+        self.count += window.hist.total + len(values)
+        self.errors += window.errors
+        self.client_errors += window.client_errors
+        self.sum_us += window.sum_us
+        if window.max_us > self.max_us:
+            self.max_us = window.max_us
+        if values:
+            self.sum_us += sum(values)
+            top = max(values)
+            if top > self.max_us:
+                self.max_us = top
+
+    def percentile_us(self, core: WindowsCore, percentile: float) -> int:
+        """The percentile over every part, as the closed window's rollup will compute it."""
+        merged = SparseHistogram(core.hdr)
+        for window in self.parts:
+            window.flush()  # what closing does anyway; the answers stay the same
+            if window.hist.total:
+                merged.merge(window.hist)
+        return merged.value_at_percentile(percentile)
+
+
+class EarlyEvaluator:
+    """Finds provisional rule violations in one partition's open windows."""
+
+    def __init__(
+        self, rules: tuple[Rule, ...], level: int, every_s: float, min_events: int
+    ) -> None:
+        self.rules = early_rules(rules)
+        self.level = level  # index into WindowsCore.sizes of the rules' resolution
+        self.every_s = every_s
+        self.min_events = min_events
+        self._matching: dict[str, tuple[Rule, ...]] = {}
+        self.stats = {"passes": 0, "observations": 0}
+
+    def due(self, ps: PartitionWindows, now: float) -> bool:
+        return bool(self.rules) and ps.open and now - ps.early_at >= self.every_s
+
+    def run(self, core: WindowsCore, ps: PartitionWindows, now: float, result: StageResult):
+        """Append a provisional observation for every open window that violates a rule."""
+        ps.early_at = now
+        self.stats["passes"] += 1
+        size = core.sizes[self.level]
+        if ps.early_sent:
+            ps.early_sent = {sent for sent in ps.early_sent if sent[2] + size > ps.closed}
+        for (series, start), evidence in self._evidence(core, ps, size).items():
+            self._judge(core, ps, series, start, size, evidence, result)
+
+    def _evidence(
+        self, core: WindowsCore, ps: PartitionWindows, size: int
+    ) -> dict[tuple[str, int], _Evidence]:
+        """Per (series, start of its window at the rules' resolution): the open base windows
+        in it, each service's as a whole, and the closed smaller windows merged so far."""
+        found: dict[tuple[str, int], _Evidence] = {}
+        for base_start, bucket in ps.open.items():
+            start = base_start - base_start % size
+            for series, window in bucket.items():
+                whole = series[: series.rindex("|") + 1] + SERVICE_WIDE
+                for key in ((series, start), (whole, start)):
+                    evidence = found.get(key)
+                    if evidence is None:
+                        evidence = found[key] = _Evidence()
+                    evidence.add(window)
+        for level in range(1, self.level + 1):
+            coarse = ps.coarse[level - 1]
+            for (series, start), evidence in found.items():
+                window = coarse.get(series)
+                if window is not None and window.start - window.start % size == start:
+                    evidence.add(window)
+        return found
+
+    def _judge(
+        self,
+        core: WindowsCore,
+        ps: PartitionWindows,
+        series: str,
+        start: int,
+        size: int,
+        evidence: _Evidence,
+        result: StageResult,
+    ) -> None:
+        rules = self._matching.get(series)
+        if rules is None:
+            service, _, endpoint = series.rpartition("|")
+            labels = {"service": service, "endpoint": endpoint, "series": series}
+            rules = self._matching[series] = tuple(r for r in self.rules if r.matches(labels))
+        metrics: dict[str, float] = {}
+        names: list[str] = []
+        for rule in rules:
+            if (rule.name, series, start) in ps.early_sent:
+                continue
+            if rule.metric in PERCENTILE_OF and rule.metric not in metrics:
+                # No percentile exceeds the top of the largest value's bucket: skip the merge.
+                hdr = core.hdr
+                ceiling = hdr.highest_equivalent(min(evidence.max_us, hdr.highest)) / 1000.0
+                if not rule.violated(ceiling):
+                    continue
+            value = self._value(core, rule.metric, evidence, size, metrics)
+            if value is not None and rule.violated(value):
+                ps.early_sent.add((rule.name, series, start))
+                names.append(rule.name)
+        if not names:
+            return
+        self.stats["observations"] += 1
+        service, _, endpoint = series.rpartition("|")
+        result.emits.append(
+            Emit(
+                EARLY_TOPIC,
+                series,
+                {
+                    "series": series,
+                    "service": service,
+                    "endpoint": endpoint,
+                    "resolution": core.resolutions[self.level],
+                    "start": start,
+                    "end": start + size,
+                    "provisional": True,
+                    "as_of": ps.max_ts,
+                    "count": evidence.count,
+                    "errors": evidence.errors,
+                    "client_errors": evidence.client_errors,
+                    "rules": names,
+                    "metrics": metrics,
+                },
+            )
+        )
+
+    def _value(
+        self,
+        core: WindowsCore,
+        metric: str,
+        evidence: _Evidence,
+        size: int,
+        metrics: dict[str, float],
+    ) -> float | None:
+        """The metric over the window so far, or None while it needs more events."""
+        if metric in metrics:
+            return metrics[metric]
+        count = evidence.count
+        value: float | None
+        if metric == "count":
+            value = float(count)
+        elif metric == "throughput_rps":
+            value = count / (size / 1000.0)
+        elif metric == "max_ms":
+            value = evidence.max_us / 1000.0
+        elif count < self.min_events:
+            return None
+        elif metric == "error_rate_pct":
+            value = 100.0 * evidence.errors / count
+        elif metric == "client_error_rate_pct":
+            value = 100.0 * evidence.client_errors / count
+        elif metric == "mean_ms":
+            value = evidence.sum_us / count / 1000.0
+        else:
+            value = evidence.percentile_us(core, PERCENTILE_OF[metric]) / 1000.0
+        metrics[metric] = value
+        return value
+
+
+def provisional_summary(record: dict[str, Any]) -> str:
+    """How a signal from an early observation describes its evidence."""
+    return f"early: {record.get('count', 0)} events of a window still open"
