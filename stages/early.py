@@ -55,28 +55,26 @@ def early_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
 
 
 class _Evidence:
-    """What one series' open window (at the rules' resolution) holds so far."""
+    """What one series' open window (at the rules' resolution) holds so far: the windows
+    it is made of, and their counts; the rest is computed only when a rule asks."""
 
-    __slots__ = ("client_errors", "count", "errors", "max_us", "parts", "sum_us")
+    __slots__ = ("client_errors", "count", "errors", "parts")
 
     def __init__(self) -> None:
         self.parts: list[Window] = []
-        self.count = self.errors = self.client_errors = self.sum_us = self.max_us = 0
+        self.count = self.errors = self.client_errors = 0
 
     def add(self, window: Window) -> None:
         self.parts.append(window)
-        values = window.values
-        self.count += window.hist.total + len(values)
+        self.count += window.hist.total + len(window.values)
         self.errors += window.errors
         self.client_errors += window.client_errors
-        self.sum_us += window.sum_us
-        if window.max_us > self.max_us:
-            self.max_us = window.max_us
-        if values:
-            self.sum_us += sum(values)
-            top = max(values)
-            if top > self.max_us:
-                self.max_us = top
+
+    def max_us(self) -> int:
+        return max(max(w.max_us, max(w.values, default=0)) for w in self.parts)
+
+    def sum_us(self) -> int:
+        return sum(w.sum_us + sum(w.values) for w in self.parts)
 
     def percentile_us(self, core: WindowsCore, percentile: float) -> int:
         """The percentile over every part, as the closed window's rollup will compute it."""
@@ -98,7 +96,9 @@ class EarlyEvaluator:
         self.level = level  # index into WindowsCore.sizes of the rules' resolution
         self.every_s = every_s
         self.min_events = min_events
+        self.growing = any(r.metric in GROWING for r in self.rules)
         self._matching: dict[str, tuple[Rule, ...]] = {}
+        self._whole: dict[str, str] = {}  # series -> its service's `service|*`
         self.stats = {"passes": 0, "observations": 0}
 
     def due(self, ps: PartitionWindows, now: float) -> bool:
@@ -117,24 +117,52 @@ class EarlyEvaluator:
     def _evidence(
         self, core: WindowsCore, ps: PartitionWindows, size: int
     ) -> dict[tuple[str, int], _Evidence]:
-        """Per (series, start of its window at the rules' resolution): the open base windows
-        in it, each service's as a whole, and the closed smaller windows merged so far."""
-        found: dict[tuple[str, int], _Evidence] = {}
+        """Per (series, start of its window at the rules' resolution) with enough events to
+        judge: the open base windows in it, each service's as a whole, and the closed
+        smaller windows merged so far.
+
+        Counting comes first and builds nothing per series: most series of a large fleet
+        hold too few events to judge a rate, and this runs over all of them.
+        """
+        least = 1 if self.growing else self.min_events
+        whole_of = self._whole
+        coarse_levels = ps.coarse[: self.level]
+        counts: dict[int, dict[str, int]] = {}
         for base_start, bucket in ps.open.items():
             start = base_start - base_start % size
+            tally = counts.get(start)
+            if tally is None:
+                tally = counts[start] = {}
+            get = tally.get
             for series, window in bucket.items():
-                whole = series[: series.rindex("|") + 1] + SERVICE_WIDE
-                for key in ((series, start), (whole, start)):
-                    evidence = found.get(key)
-                    if evidence is None:
-                        evidence = found[key] = _Evidence()
-                    evidence.add(window)
-        for level in range(1, self.level + 1):
-            coarse = ps.coarse[level - 1]
-            for (series, start), evidence in found.items():
-                window = coarse.get(series)
-                if window is not None and window.start - window.start % size == start:
-                    evidence.add(window)
+                n = window.hist.total + len(window.values)
+                tally[series] = get(series, 0) + n
+                whole = whole_of.get(series)
+                if whole is None:
+                    whole = whole_of[series] = series[: series.rindex("|") + 1] + SERVICE_WIDE
+                tally[whole] = get(whole, 0) + n
+        found: dict[tuple[str, int], _Evidence] = {}
+        for start, tally in counts.items():
+            coarse_parts: dict[str, list[Window]] = {}
+            for coarse in coarse_levels:
+                for series in tally:
+                    window = coarse.get(series)
+                    if window is not None and window.start - window.start % size == start:
+                        tally[series] += window.hist.total + len(window.values)
+                        coarse_parts.setdefault(series, []).append(window)
+            for series, n in tally.items():
+                if n >= least:
+                    evidence = found[(series, start)] = _Evidence()
+                    for window in coarse_parts.get(series, ()):
+                        evidence.add(window)
+        if found:
+            for base_start, bucket in ps.open.items():
+                start = base_start - base_start % size
+                for series, window in bucket.items():
+                    for key in ((series, start), (whole_of[series], start)):
+                        evidence = found.get(key)
+                        if evidence is not None:
+                            evidence.add(window)
         return found
 
     def _judge(
@@ -160,7 +188,7 @@ class EarlyEvaluator:
             if rule.metric in PERCENTILE_OF and rule.metric not in metrics:
                 # No percentile exceeds the top of the largest value's bucket: skip the merge.
                 hdr = core.hdr
-                ceiling = hdr.highest_equivalent(min(evidence.max_us, hdr.highest)) / 1000.0
+                ceiling = hdr.highest_equivalent(min(evidence.max_us(), hdr.highest)) / 1000.0
                 if not rule.violated(ceiling):
                     continue
             value = self._value(core, rule.metric, evidence, size, metrics)
@@ -211,7 +239,7 @@ class EarlyEvaluator:
         elif metric == "throughput_rps":
             value = count / (size / 1000.0)
         elif metric == "max_ms":
-            value = evidence.max_us / 1000.0
+            value = evidence.max_us() / 1000.0
         elif count < self.min_events:
             return None
         elif metric == "error_rate_pct":
@@ -219,7 +247,7 @@ class EarlyEvaluator:
         elif metric == "client_error_rate_pct":
             value = 100.0 * evidence.client_errors / count
         elif metric == "mean_ms":
-            value = evidence.sum_us / count / 1000.0
+            value = evidence.sum_us() / count / 1000.0
         else:
             value = evidence.percentile_us(core, PERCENTILE_OF[metric]) / 1000.0
         metrics[metric] = value
