@@ -153,6 +153,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_occurrences=3,
         tags={"category": "performance"},
     ),
+    # Half the requests slower than the p99 objective (seed 000: 1000 ms) is a severe
+    # slowdown, not noise: one window is enough (with early evaluation, about a second).
+    Rule(
+        "p50-over-1s",
+        "p50_ms",
+        1000.0,
+        severity="high",
+        window_s=300,
+        min_occurrences=1,
+        tags={"category": "performance"},
+    ),
     Rule(
         "auth-failures",
         "issue_rate_per_min",
