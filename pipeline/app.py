@@ -188,6 +188,7 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 await producer.stop()
             return
+        await self._ensure_internal_topics()
         self.runners = [
             StageRunner(STAGE_FACTORIES[name](self.config), self.config, producer)
             for name in self.stage_names
@@ -205,6 +206,25 @@ class Pipeline:
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 log.info("pipeline_stopped")
+
+    async def _ensure_internal_topics(self) -> None:
+        """Internal topics newer than the deployment's topics (pipeline/topics.py); a
+        failure is logged, and the stage that needs the topic retries as for any outage."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from pipeline.topics import ensure_internal_topics
+
+        admin = AIOKafkaAdminClient(**self.config.kafka.client_kwargs())
+        try:
+            await admin.start()
+            await ensure_internal_topics(
+                admin, self.config.kafka.prefix, self.config.runtime.partitions
+            )
+        except Exception as exc:  # the broker may be down: stages retry on their own
+            log.warning("internal_topics_not_ensured", error=repr(exc))
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
     async def _notifier(self, producer, resources: contextlib.AsyncExitStack):
         import aiohttp

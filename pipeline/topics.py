@@ -93,3 +93,27 @@ async def create_topics(
                 raise RuntimeError(f"creating topic {topic.name} failed with error code {code}")
             outcome[topic.name] = "created" if code == 0 else "exists"
     return outcome
+
+
+async def ensure_internal_topics(admin: AIOKafkaAdminClient, prefix: str, partitions: int) -> None:
+    """Create internal topics that a release added and an existing deployment lacks.
+
+    `rollups.early` came after `prodmon topics create` was first run on some clusters: it
+    gets the partition count of `rollups` there (co-partitioned), `partitions` otherwise.
+    """
+    names = TopicNames(prefix)
+    existing = set(await admin.list_topics())
+    wanted = names.physical(ROLLUPS_EARLY)
+    if wanted in existing:
+        return
+    rollups = names.physical(ROLLUPS)
+    if rollups in existing:
+        (described,) = await admin.describe_topics([rollups])
+        partitions = len(described["partitions"]) or partitions
+    try:
+        response = await admin.create_topics([NewTopic(wanted, partitions, 1)])
+    except TopicAlreadyExistsError:
+        return  # another process created it meanwhile
+    for name, code, *_ in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise RuntimeError(f"creating topic {name} failed with error code {code}")

@@ -193,25 +193,33 @@ class BaselineStage:
             self._service_checks(partition, rollup, labels, window, result)
 
     def _on_early(self, partition: int, early: dict[str, Any], result: StageResult) -> None:
-        """A provisional observation of an open window (stages/early.py): it counts as that
-        window's violation for the rules it names; nothing is learned from it."""
-        series = early.get("series")
-        if early.get("resolution") != self.config.resolution or not isinstance(series, str):
+        """A provisional observation of an open window (stages/early.py): for each of this
+        stage's rules that it breaks, it counts as that window's violation; nothing is
+        learned from it. A malformed one is counted as ignored."""
+        series, metrics = early.get("series"), early.get("metrics")
+        texts = (series, early.get("service"), early.get("endpoint"))
+        bounds = (early.get("start"), early.get("end"))
+        if not (
+            isinstance(metrics, dict)
+            and all(isinstance(t, str) for t in texts)
+            and all(type(b) is int for b in bounds)
+        ):
+            self.stats["ignored"] += 1
+            return
+        if early.get("resolution") != self.config.resolution:
             return
         if early["start"] <= self.last_window.get(partition, {}).get(series, -(2**62)):
             self.stats["ignored"] += 1  # the window closed and was observed already
             return
         labels = {"service": early["service"], "endpoint": early["endpoint"], "series": series}
         window = {"start": early["start"], "end": early["end"]}
-        metrics = early["metrics"]
+        ts = early["end"]  # the window's, as the closed window's rollup will say
         for rule in self._rollup_rules:
-            if rule.op in EARLY_OPS and rule.metric in metrics and rule.matches(labels):
-                value = float(metrics[rule.metric])
-                if rule.violated(value):
-                    ts = early["end"]  # the window's, as the closed window's rollup will say
-                    self._gate(
-                        partition, rule, series, value, ts, labels, window, result, early=early
-                    )
+            value = metrics.get(rule.metric)
+            if not isinstance(value, int | float) or rule.op not in EARLY_OPS:
+                continue
+            if rule.violated(value) and rule.matches(labels):
+                self._gate(partition, rule, series, value, ts, labels, window, result, early=early)
 
     def _learn(
         self,

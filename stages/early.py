@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]
 
 EARLY_TOPIC = "rollups.early"
+CACHE_LIMIT = 400_000  # series remembered (matching rules, service series) before a reset
 EARLY_OPS = (">", ">=")
 # Metrics whose value can only grow while a window fills.
 GROWING = frozenset({"count", "throughput_rps", "max_ms"})
@@ -108,6 +109,9 @@ class EarlyEvaluator:
         """Append a provisional observation for every open window that violates a rule."""
         ps.early_at = now
         self.stats["passes"] += 1
+        if len(self._matching) + len(self._whole) > CACHE_LIMIT:
+            self._matching.clear()  # series come and go: rebuilt for those still open
+            self._whole.clear()
         size = core.sizes[self.level]
         if ps.early_sent:
             ps.early_sent = {sent for sent in ps.early_sent if sent[2] + size > ps.closed}

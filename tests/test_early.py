@@ -239,3 +239,30 @@ def test_a_closed_window_fires_as_before_without_early_observations():
         fired += firing(stage.process([record("rollups", value, n)], now=1.0), "high-5xx-rate")
     (signal,) = fired
     assert signal["provisional"] is False and signal["ts"] == T0 + 30_000
+
+
+def test_a_slowdown_to_a_one_second_median_pages_within_its_first_window():
+    windows = core()  # the built-in rules
+    rng = random.Random(9)
+    for n in range(100):  # 1 s of a slowed endpoint: median about 1 s
+        duration = 1000.0 * rng.lognormvariate(0, 0.5)
+        windows.add_fields(0, n, "checkout", "/pay", T0 + n * 10, duration, 200, 0.0)
+    records = {r["series"]: r for r in early_records(windows.finish([0], now=1.0))}
+    # p90-over-1s fires on this one window; for p99-over-1s it is the first of three.
+    assert set(records["checkout|/pay"]["rules"]) == {"p90-over-1s", "p99-over-1s"}
+    assert records["checkout|/pay"]["metrics"]["p90_ms"] > 1000
+
+
+def test_a_malformed_early_observation_is_ignored_not_fatal():
+    stage = BaselineStage(BaselineConfig(resolution="10s"), rules=DEFAULT_RULES)
+    broken = [
+        {"series": "a|/x", "metrics": {"error_rate_pct": 50.0}},  # no window
+        {**early_record(T0, 50), "metrics": "not a mapping"},
+        {**early_record(T0, 50), "start": "yesterday"},
+        {**early_record(T0, 50), "metrics": {"error_rate_pct": "high"}},
+    ]
+    records = [
+        Record(EARLY_TOPIC, 0, n, b"k", orjson.dumps(value)) for n, value in enumerate(broken)
+    ]
+    assert stage.process(records, now=1.0).emits == []
+    assert stage.stats["ignored"] == 3  # the last is well formed; its value is no number
