@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]
 
 EARLY_TOPIC = "rollups.early"
+REJUDGE_GROWTH = 1.25  # a window is judged again once it holds this many times the events
 CACHE_LIMIT = 400_000  # series remembered (matching rules, service series) before a reset
 EARLY_OPS = (">", ">=")
 # Metrics whose value can only grow while a window fills.
@@ -55,15 +56,21 @@ def early_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(r for r in rules if r.op in EARLY_OPS and r.metric in EARLY_METRICS)
 
 
+# id(window) -> (the window, pending values looked at, their largest); holding the window
+# keeps its id from being reused while the entry lives.
+_Looked = dict[int, tuple["Window", int, int]]
+
+
 class _Evidence:
     """What one series' open window (at the rules' resolution) holds so far: the windows
     it is made of, and their counts; the rest is computed only when a rule asks."""
 
-    __slots__ = ("client_errors", "count", "errors", "parts")
+    __slots__ = ("_max_us", "client_errors", "count", "errors", "parts")
 
     def __init__(self) -> None:
         self.parts: list[Window] = []
         self.count = self.errors = self.client_errors = 0
+        self._max_us: int | None = None
 
     def add(self, window: Window) -> None:
         self.parts.append(window)
@@ -71,8 +78,26 @@ class _Evidence:
         self.errors += window.errors
         self.client_errors += window.client_errors
 
-    def max_us(self) -> int:
-        return max(max(w.max_us, max(w.values, default=0)) for w in self.parts)
+    def max_us(self, looked_before: _Looked, looked_now: _Looked) -> int:
+        """The largest value so far, looking at each pending value once rather than at every
+        pass: `looked_before` holds, per window (by identity), how many of its pending
+        values the last pass looked at and their largest; `looked_now` gets the same for
+        this pass. Pending values only grow until a flush empties them, and a flush keeps
+        their largest in `max_us`."""
+        if self._max_us is None:
+            top = 0
+            for window in self.parts:
+                values = window.values
+                entry = looked_now.get(id(window)) or looked_before.get(id(window))
+                looked = largest = 0
+                if entry is not None and entry[0] is window and len(values) >= entry[1]:
+                    looked, largest = entry[1], entry[2]
+                if len(values) > looked:
+                    largest = max(largest, max(values[looked:]))
+                looked_now[id(window)] = (window, len(values), largest)
+                top = max(top, window.max_us, largest)
+            self._max_us = top
+        return self._max_us
 
     def sum_us(self) -> int:
         return sum(w.sum_us + sum(w.values) for w in self.parts)
@@ -100,6 +125,8 @@ class EarlyEvaluator:
         self.growing = any(r.metric in GROWING for r in self.rules)
         self._matching: dict[str, tuple[Rule, ...]] = {}
         self._whole: dict[str, str] = {}  # series -> its service's `service|*`
+        self._looked_before: _Looked = {}  # see `_Evidence.max_us`; set during `run`
+        self._looked_now: _Looked = {}
         self.stats = {"passes": 0, "observations": 0}
 
     def due(self, ps: PartitionWindows, now: float) -> bool:
@@ -115,8 +142,12 @@ class EarlyEvaluator:
         size = core.sizes[self.level]
         if ps.early_sent:
             ps.early_sent = {sent for sent in ps.early_sent if sent[2] + size > ps.closed}
+        for start in [s for s in ps.early_judged if s + size <= ps.closed]:
+            del ps.early_judged[start]
+        self._looked_before, self._looked_now = ps.early_looked, {}
         for (series, start), evidence in self._evidence(core, ps, size).items():
             self._judge(core, ps, series, start, size, evidence, result)
+        ps.early_looked, self._looked_before, self._looked_now = self._looked_now, {}, {}
 
     def _evidence(
         self, core: WindowsCore, ps: PartitionWindows, size: int
@@ -147,6 +178,9 @@ class EarlyEvaluator:
                 tally[whole] = get(whole, 0) + n
         found: dict[tuple[str, int], _Evidence] = {}
         for start, tally in counts.items():
+            judged = ps.early_judged.get(start)
+            if judged is None:
+                judged = ps.early_judged[start] = {}
             coarse_parts: dict[str, list[Window]] = {}
             for coarse in coarse_levels:
                 for series in tally:
@@ -155,7 +189,10 @@ class EarlyEvaluator:
                         tally[series] += window.hist.total + len(window.values)
                         coarse_parts.setdefault(series, []).append(window)
             for series, n in tally.items():
-                if n >= least:
+                # Judged again only once the window grew by a quarter: the cost follows the
+                # data, not the number of series times the passes.
+                if n >= least and n >= judged.get(series, 0) * REJUDGE_GROWTH:
+                    judged[series] = n
                     evidence = found[(series, start)] = _Evidence()
                     for window in coarse_parts.get(series, ()):
                         evidence.add(window)
@@ -192,7 +229,8 @@ class EarlyEvaluator:
             if rule.metric in PERCENTILE_OF and rule.metric not in metrics:
                 # No percentile exceeds the top of the largest value's bucket: skip the merge.
                 hdr = core.hdr
-                ceiling = hdr.highest_equivalent(min(evidence.max_us(), hdr.highest)) / 1000.0
+                largest = evidence.max_us(self._looked_before, self._looked_now)
+                ceiling = hdr.highest_equivalent(min(largest, hdr.highest)) / 1000.0
                 if not rule.violated(ceiling):
                     continue
             value = self._value(core, rule.metric, evidence, size, metrics)
@@ -243,7 +281,7 @@ class EarlyEvaluator:
         elif metric == "throughput_rps":
             value = count / (size / 1000.0)
         elif metric == "max_ms":
-            value = evidence.max_us() / 1000.0
+            value = evidence.max_us(self._looked_before, self._looked_now) / 1000.0
         elif count < self.min_events:
             return None
         elif metric == "error_rate_pct":

@@ -143,6 +143,8 @@ class PartitionWindows:
         "coarse",
         "dirty",
         "early_at",
+        "early_judged",
+        "early_looked",
         "early_sent",
         "first_offset",
         "last_active",
@@ -166,6 +168,8 @@ class PartitionWindows:
         self.dirty: set[str] = set()  # changelog keys to write at the next checkpoint
         self.early_at = -(2.0**62)  # wall time of the last early evaluation
         self.early_sent: set[tuple[str, str, int]] = set()  # (rule, series, start) observed
+        self.early_judged: dict[int, dict[str, int]] = {}  # start -> series -> events judged
+        self.early_looked: dict[int, Any] = {}  # what the last early pass scanned (early.py)
 
 
 class WindowsCore:

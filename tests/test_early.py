@@ -266,3 +266,17 @@ def test_a_malformed_early_observation_is_ignored_not_fatal():
     ]
     assert stage.process(records, now=1.0).emits == []
     assert stage.stats["ignored"] == 3  # the last is well formed; its value is no number
+
+
+def test_a_window_is_judged_again_once_it_has_grown_by_a_quarter():
+    windows = core()
+    feed(windows, T0, 200)  # healthy: judged at 200 events
+    assert early_records(windows.finish([0], now=1.0)) == []
+    for n in range(40):  # 240 events, 40 of them 5xx (16.7 %): not judged yet
+        windows.add_fields(0, 200 + n, "checkout", "/pay", T0 + 2000 + n, 20.0, 500, 0.0)
+    assert early_records(windows.finish([0], now=2.0)) == []
+    for n in range(10):  # 250 events: a quarter more than judged, so judged again
+        windows.add_fields(0, 240 + n, "checkout", "/pay", T0 + 2100 + n, 20.0, 500, 0.0)
+    (whole, pay) = sorted(early_records(windows.finish([0], now=3.0)), key=lambda r: r["series"])
+    assert (pay["count"], pay["errors"]) == (250, 50)
+    assert (whole["series"], whole["count"]) == ("checkout|*", 250)

@@ -11,7 +11,7 @@ the pipeline figures are reported as a ratio of the ceiling (machines here are n
 only same-run ratios mean anything).
 
 Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
-     [--batch 1] [--series 10000] [--fleet-rate 50000] [--json out.json]
+     [--batch 1] [--series 10000] [--fleet-rate 50000] [--early-eval-s 1] [--json out.json]
 `--batch` is how many events the fleet packs per message (1 = one event per message).
 """
 
@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import gc
 import random
+import sys
 import time
 import uuid
 
@@ -92,7 +93,12 @@ async def raw_consume_rate(bootstrap: str, topic: str, total_events: int) -> flo
 
 
 async def pipeline_rate(
-    bootstrap: str, prefix: str, total: int, fused: bool, batch_records: int = 5000
+    bootstrap: str,
+    prefix: str,
+    total: int,
+    fused: bool,
+    batch_records: int = 5000,
+    early_eval_s: float = 1.0,
 ) -> dict:
     config = load_config(
         env={},
@@ -102,6 +108,7 @@ async def pipeline_rate(
             "windows.fused": fused,
             "runtime.max_batch_records": batch_records,
             "ingest.future_tolerance_s": 10**9,
+            "windows.early_eval_s": early_eval_s,
         },
     )
     stages = ["ingest"] if fused else ["ingest", "windows"]
@@ -159,8 +166,13 @@ async def main_async(args: argparse.Namespace) -> dict:
             broker.bootstrap, raw_topic, args.events
         )
         for mode, prefix in prefixes.items():
+            print(f"measuring the {mode} pipeline", file=sys.stderr, flush=True)  # for profilers
             results[mode] = await pipeline_rate(
-                broker.bootstrap, prefix, args.events, mode == "fused"
+                broker.bootstrap,
+                prefix,
+                args.events,
+                mode == "fused",
+                early_eval_s=args.early_eval_s,
             )
             results[mode]["ratio_to_raw"] = (
                 results[mode]["events_per_s"] / results["raw_consume_decode_events_per_s"]
@@ -186,6 +198,12 @@ def main() -> None:
         type=lambda text: text.split(","),
         default=["fused", "split"],
         help="which pipelines to measure: fused, split or both (comma-separated)",
+    )
+    parser.add_argument(
+        "--early-eval-s",
+        type=float,
+        default=1.0,
+        help="windows.early_eval_s of the pipeline (0: no early evaluation)",
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
