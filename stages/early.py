@@ -56,9 +56,10 @@ def early_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(r for r in rules if r.op in EARLY_OPS and r.metric in EARLY_METRICS)
 
 
-# id(window) -> (the window, pending values looked at, their largest); holding the window
-# keeps its id from being reused while the entry lives.
-_Looked = dict[int, tuple["Window", int, int]]
+# id(window) -> (the window, its pending-values list, how many of them were looked at, their
+# largest). Holding the window keeps its id from being reused while the entry lives; a
+# flush gives the window a new list, so an entry for the old list no longer applies.
+_Looked = dict[int, tuple["Window", list[int], int, int]]
 
 
 class _Evidence:
@@ -80,21 +81,21 @@ class _Evidence:
 
     def max_us(self, looked_before: _Looked, looked_now: _Looked) -> int:
         """The largest value so far, looking at each pending value once rather than at every
-        pass: `looked_before` holds, per window (by identity), how many of its pending
-        values the last pass looked at and their largest; `looked_now` gets the same for
-        this pass. Pending values only grow until a flush empties them, and a flush keeps
-        their largest in `max_us`."""
+        pass: `looked_before` holds, per window, how many of its pending values the last
+        pass looked at and their largest; `looked_now` gets the same for this pass. A
+        window's pending list only grows until a flush replaces it with a new one, and the
+        flush keeps the largest value in `max_us`."""
         if self._max_us is None:
             top = 0
             for window in self.parts:
                 values = window.values
                 entry = looked_now.get(id(window)) or looked_before.get(id(window))
                 looked = largest = 0
-                if entry is not None and entry[0] is window and len(values) >= entry[1]:
-                    looked, largest = entry[1], entry[2]
+                if entry is not None and entry[0] is window and entry[1] is values:
+                    looked, largest = entry[2], entry[3]
                 if len(values) > looked:
                     largest = max(largest, max(values[looked:]))
-                looked_now[id(window)] = (window, len(values), largest)
+                looked_now[id(window)] = (window, values, len(values), largest)
                 top = max(top, window.max_us, largest)
             self._max_us = top
         return self._max_us

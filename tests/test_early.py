@@ -280,3 +280,20 @@ def test_a_window_is_judged_again_once_it_has_grown_by_a_quarter():
     (whole, pay) = sorted(early_records(windows.finish([0], now=3.0)), key=lambda r: r["series"])
     assert (pay["count"], pay["errors"]) == (250, 50)
     assert (whole["series"], whole["count"]) == ("checkout|*", 250)
+
+
+def test_values_that_arrive_after_a_flush_are_all_looked_at():
+    """A hot window's pending values move into its histogram every 128 values; the slow
+    values that follow, in the window's new list, must still reach the percentile check."""
+    p90 = Rule("p90-over-1s", "p90_ms", 1000.0, severity="high", window_s=300)
+    windows = core(rules=(p90,))
+    durations = [20.0] * 60
+    for n, duration in enumerate(durations):
+        windows.add_fields(0, n, "checkout", "/pay", T0 + n, duration, 200, 0.0)
+    assert early_records(windows.finish([0], now=1.0)) == []  # judged: 60 fast values
+    later = [20.0] * 68 + [2500.0] * 60 + [20.0] * 40  # a flush after the 68th
+    for n, duration in enumerate(later):
+        windows.add_fields(0, 60 + n, "checkout", "/pay", T0 + 100 + n, duration, 200, 0.0)
+    records = {r["series"]: r for r in early_records(windows.finish([0], now=2.0))}
+    assert records["checkout|/pay"]["rules"] == ["p90-over-1s"]
+    assert records["checkout|/pay"]["metrics"]["p90_ms"] > 2000
