@@ -51,7 +51,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.config import Config
 from pipeline.runner import connect_with_backoff, start_group_consumer
-from pipeline.topic_reader import read_to_end
+from pipeline.topic_reader import history_consumer, read_to_end
 from pipeline.topics import ALERTS, DELIVERIES, TopicNames
 from sinks.base import DeliveryOutcome, Sink
 from sinks.delivery import Deliverer, DeliveryPolicy
@@ -417,9 +417,7 @@ class Notifier(ConsumerRebalanceListener):
             partitions = sorted(tp.partition for tp in assigned)
             topic = self.names.physical(DELIVERIES)
             tps = [TopicPartition(topic, p) for p in partitions]
-            reader = AIOKafkaConsumer(
-                **self.config.kafka.client_kwargs(), enable_auto_commit=False, group_id=None
-            )
+            reader = history_consumer(self.config.kafka)
 
             def remember(message: Any) -> None:
                 try:

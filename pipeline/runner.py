@@ -37,7 +37,7 @@ from pipeline.output import (
     pack_emits,
     produce_all,
 )
-from pipeline.topic_reader import read_to_end
+from pipeline.topic_reader import history_consumer, read_to_end
 from pipeline.topics import BATCHED_TOPICS, EVENTS_DLQ, TopicNames, state_topic
 from schemas.dlq import dead_letter
 from stages.base import Emit, Record, Stage, StageResult
@@ -425,9 +425,7 @@ class StageRunner(ConsumerRebalanceListener):
     async def _restore(self, partitions: set[int]) -> int:
         topic = self.names.physical(state_topic(self.state_name))
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader = AIOKafkaConsumer(
-            **self.config.kafka.client_kwargs(), enable_auto_commit=False, group_id=None
-        )
+        reader = history_consumer(self.config.kafka)
         await reader.start()
         counter = [0]
 

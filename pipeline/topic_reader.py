@@ -22,11 +22,23 @@ class TopicRecord:
     value: Any  # decoded JSON, or None for a tombstone / undecodable value
 
 
+def history_consumer(kafka: KafkaConfig, **options: Any) -> AIOKafkaConsumer:
+    """A consumer for `read_to_end`: no group, no commits, and an offset out of range (a
+    log whose start retention has moved) resets to the earliest offset, never the end."""
+    return AIOKafkaConsumer(
+        **kafka.client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **options,
+    )
+
+
 async def read_topic(
     kafka: KafkaConfig, physical_topic: str, timeout_s: float = 10.0
 ) -> list[TopicRecord]:
     """Every record of `physical_topic` from offset 0 to the end offsets seen at the start."""
-    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+    consumer = history_consumer(kafka)
     await consumer.start()
     records: list[TopicRecord] = []
     try:
@@ -63,14 +75,17 @@ async def read_to_end(
     """
     end = await consumer.end_offsets(tps)
     if start is None:
-        # An explicit seek, not seek_to_beginning(): a lazy reset can lose the race with
-        # the reset aiokafka starts on assign (auto_offset_reset), and a reader that
-        # starts at the end silently skips the whole history.
-        begin = await consumer.beginning_offsets(tps)
+        # An explicit seek to offset 0, neither seek_to_beginning() nor the listed
+        # beginning offsets: a lazy reset can lose the race with the reset aiokafka starts
+        # on assign (a reader starting at the end silently skips the whole history), and
+        # the local tansu broker now and then lists a partition's beginning as 2 when it
+        # is 0 (a changelog restore would lose its first records). Where retention has
+        # deleted offset 0, the consumer's reset policy (`history_consumer`: earliest)
+        # moves the read to the log's real start.
         pending = set()
         for tp in tps:
-            consumer.seek(tp, begin[tp])
-            if end[tp] > begin[tp]:
+            consumer.seek(tp, 0)
+            if end[tp] > 0:
                 pending.add(tp)
     else:  # offsets_for_times results: an OffsetAndTimestamp, or None (nothing that late)
         pending = set()
