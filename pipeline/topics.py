@@ -81,17 +81,26 @@ async def create_topics(
         if names.physical(t) not in existing
     ]
     outcome = {names.physical(t): "exists" for t, _ in topic_specs(partitions)}
-    if wanted:
-        try:
-            response = await admin.create_topics(wanted)
-            errors = {name: code for name, code, *_ in response.topic_errors}
-        except TopicAlreadyExistsError:
-            errors = {}
-        for topic in wanted:
-            code = errors.get(topic.name, 0)
-            if code not in (0, TopicAlreadyExistsError.errno):
-                raise RuntimeError(f"creating topic {topic.name} failed with error code {code}")
-            outcome[topic.name] = "created" if code == 0 else "exists"
+    outcome.update(await _create(admin, wanted))
+    return outcome
+
+
+async def _create(admin: AIOKafkaAdminClient, wanted: list[NewTopic]) -> dict[str, str]:
+    """Create `wanted`: {topic: "created" | "exists"} (another process may have been
+    first); any other error raises."""
+    if not wanted:
+        return {}
+    try:
+        response = await admin.create_topics(wanted)
+        errors = {name: code for name, code, *_ in response.topic_errors}
+    except TopicAlreadyExistsError:
+        errors = {}
+    outcome = {}
+    for topic in wanted:
+        code = errors.get(topic.name, 0)
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise RuntimeError(f"creating topic {topic.name} failed with error code {code}")
+        outcome[topic.name] = "created" if code == 0 else "exists"
     return outcome
 
 
@@ -110,10 +119,4 @@ async def ensure_internal_topics(admin: AIOKafkaAdminClient, prefix: str, partit
     if rollups in existing:
         (described,) = await admin.describe_topics([rollups])
         partitions = len(described["partitions"]) or partitions
-    try:
-        response = await admin.create_topics([NewTopic(wanted, partitions, 1)])
-    except TopicAlreadyExistsError:
-        return  # another process created it meanwhile
-    for name, code, *_ in response.topic_errors:
-        if code not in (0, TopicAlreadyExistsError.errno):
-            raise RuntimeError(f"creating topic {name} failed with error code {code}")
+    await _create(admin, [NewTopic(wanted, partitions, 1)])

@@ -29,6 +29,11 @@ def split_series(series: str) -> tuple[str, str]:
     return (service, endpoint) if service else (series, SERVICE_WIDE)
 
 
+def service_wide_series(series: str) -> str:
+    """`service|endpoint` -> `service|*`: the series of its service as a whole."""
+    return series[: series.rindex("|") + 1] + SERVICE_WIDE
+
+
 def resolution_name(size_ms: int) -> str:
     """`10s`, `1m`, `1h`, `1d`: the largest unit that divides the size exactly."""
     for unit, unit_ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from schemas.rollups import PERCENTILES, SERVICE_WIDE
+from schemas.rollups import PERCENTILES, service_wide_series
 from stages.base import Emit, StageResult
 from stages.hdr import SparseHistogram
 
@@ -64,14 +64,19 @@ _Looked = dict[int, tuple["Window", list[int], int, int]]
 
 class _Evidence:
     """What one series' open window (at the rules' resolution) holds so far: the windows
-    it is made of, and their counts; the rest is computed only when a rule asks."""
+    it is made of, and their counts; the rest is computed once, when a rule first asks.
 
-    __slots__ = ("_max_us", "client_errors", "count", "errors", "parts")
+    `looked` is the pass's (`before`, `now`) record of pending values already scanned,
+    per window (see `max_us`)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_hist", "_looked", "_max_us", "client_errors", "count", "errors", "parts")
+
+    def __init__(self, looked: tuple[_Looked, _Looked]) -> None:
         self.parts: list[Window] = []
         self.count = self.errors = self.client_errors = 0
+        self._looked = looked
         self._max_us: int | None = None
+        self._hist: SparseHistogram | None = None
 
     def add(self, window: Window) -> None:
         self.parts.append(window)
@@ -79,13 +84,14 @@ class _Evidence:
         self.errors += window.errors
         self.client_errors += window.client_errors
 
-    def max_us(self, looked_before: _Looked, looked_now: _Looked) -> int:
+    def max_us(self) -> int:
         """The largest value so far, looking at each pending value once rather than at every
-        pass: `looked_before` holds, per window, how many of its pending values the last
-        pass looked at and their largest; `looked_now` gets the same for this pass. A
+        pass: the pass's `before` holds, per window, how many of its pending values the
+        last pass looked at and their largest; `now` gets the same for this pass. A
         window's pending list only grows until a flush replaces it with a new one, and the
         flush keeps the largest value in `max_us`."""
         if self._max_us is None:
+            looked_before, looked_now = self._looked
             top = 0
             for window in self.parts:
                 values = window.values
@@ -105,12 +111,13 @@ class _Evidence:
 
     def percentile_us(self, core: WindowsCore, percentile: float) -> int:
         """The percentile over every part, as the closed window's rollup will compute it."""
-        merged = SparseHistogram(core.hdr)
-        for window in self.parts:
-            window.flush()  # what closing does anyway; the answers stay the same
-            if window.hist.total:
-                merged.merge(window.hist)
-        return merged.value_at_percentile(percentile)
+        if self._hist is None:
+            self._hist = SparseHistogram(core.hdr)
+            for window in self.parts:
+                window.flush()  # what closing does anyway; the answers stay the same
+                if window.hist.total:
+                    self._hist.merge(window.hist)
+        return self._hist.value_at_percentile(percentile)
 
 
 class EarlyEvaluator:
@@ -126,8 +133,6 @@ class EarlyEvaluator:
         self.growing = any(r.metric in GROWING for r in self.rules)
         self._matching: dict[str, tuple[Rule, ...]] = {}
         self._whole: dict[str, str] = {}  # series -> its service's `service|*`
-        self._looked_before: _Looked = {}  # see `_Evidence.max_us`; set during `run`
-        self._looked_now: _Looked = {}
         self.stats = {"passes": 0, "observations": 0}
 
     def due(self, ps: PartitionWindows, now: float) -> bool:
@@ -145,13 +150,13 @@ class EarlyEvaluator:
             ps.early_sent = {sent for sent in ps.early_sent if sent[2] + size > ps.closed}
         for start in [s for s in ps.early_judged if s + size <= ps.closed]:
             del ps.early_judged[start]
-        self._looked_before, self._looked_now = ps.early_looked, {}
-        for (series, start), evidence in self._evidence(core, ps, size).items():
+        looked: tuple[_Looked, _Looked] = (ps.early_looked, {})
+        for (series, start), evidence in self._evidence(core, ps, size, looked).items():
             self._judge(core, ps, series, start, size, evidence, result)
-        ps.early_looked, self._looked_before, self._looked_now = self._looked_now, {}, {}
+        ps.early_looked = looked[1]
 
     def _evidence(
-        self, core: WindowsCore, ps: PartitionWindows, size: int
+        self, core: WindowsCore, ps: PartitionWindows, size: int, looked: tuple[_Looked, _Looked]
     ) -> dict[tuple[str, int], _Evidence]:
         """Per (series, start of its window at the rules' resolution) with enough events to
         judge: the open base windows in it, each service's as a whole, and the closed
@@ -175,7 +180,7 @@ class EarlyEvaluator:
                 tally[series] = get(series, 0) + n
                 whole = whole_of.get(series)
                 if whole is None:
-                    whole = whole_of[series] = series[: series.rindex("|") + 1] + SERVICE_WIDE
+                    whole = whole_of[series] = service_wide_series(series)
                 tally[whole] = get(whole, 0) + n
         found: dict[tuple[str, int], _Evidence] = {}
         for start, tally in counts.items():
@@ -194,7 +199,7 @@ class EarlyEvaluator:
                 # data, not the number of series times the passes.
                 if n >= least and n >= judged.get(series, 0) * REJUDGE_GROWTH:
                     judged[series] = n
-                    evidence = found[(series, start)] = _Evidence()
+                    evidence = found[(series, start)] = _Evidence(looked)
                     for window in coarse_parts.get(series, ()):
                         evidence.add(window)
         if found:
@@ -230,8 +235,7 @@ class EarlyEvaluator:
             if rule.metric in PERCENTILE_OF and rule.metric not in metrics:
                 # No percentile exceeds the top of the largest value's bucket: skip the merge.
                 hdr = core.hdr
-                largest = evidence.max_us(self._looked_before, self._looked_now)
-                ceiling = hdr.highest_equivalent(min(largest, hdr.highest)) / 1000.0
+                ceiling = hdr.highest_equivalent(min(evidence.max_us(), hdr.highest)) / 1000.0
                 if not rule.violated(ceiling):
                     continue
             value = self._value(core, rule.metric, evidence, size, metrics)
@@ -282,7 +286,7 @@ class EarlyEvaluator:
         elif metric == "throughput_rps":
             value = count / (size / 1000.0)
         elif metric == "max_ms":
-            value = evidence.max_us(self._looked_before, self._looked_now) / 1000.0
+            value = evidence.max_us() / 1000.0
         elif count < self.min_events:
             return None
         elif metric == "error_rate_pct":

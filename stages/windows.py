@@ -31,7 +31,13 @@ from typing import Any
 import orjson
 
 from schemas.dlq import dead_letter
-from schemas.rollups import PERCENTILES, SERVICE_WIDE, resolution_name, rollup_id
+from schemas.rollups import (
+    PERCENTILES,
+    SERVICE_WIDE,
+    resolution_name,
+    rollup_id,
+    service_wide_series,
+)
 from stages.base import Emit, Record, StageResult
 from stages.early import EarlyEvaluator
 from stages.hdr import HdrLayout, SparseHistogram, layout
@@ -473,7 +479,7 @@ def with_service_wide(bucket: dict[str, Window], hdr: HdrLayout, start: int) -> 
     """The endpoint windows of one window start, plus each service's merged `service|*`."""
     whole: dict[str, Window] = {}
     for series, window in bucket.items():
-        key = series[: series.rindex("|") + 1] + SERVICE_WIDE
+        key = service_wide_series(series)
         total = whole.get(key)
         if total is None:
             total = whole[key] = Window(hdr, start)

@@ -147,15 +147,22 @@ def record(topic: str, value: dict, offset: int) -> Record:
     return Record(topic, 0, offset, value["series"].encode(), orjson.dumps(value))
 
 
-def closed_rollup(start: int, errors: int, count: int = 200) -> dict:
+def pay_window(start: int) -> dict:
+    """checkout|/pay's 10 s window at `start`: what rollups and early observations share."""
     return {
-        "id": f"checkout|/pay|10s|{start}",
         "series": "checkout|/pay",
         "service": "checkout",
         "endpoint": "/pay",
         "resolution": "10s",
         "start": start,
         "end": start + 10_000,
+    }
+
+
+def closed_rollup(start: int, errors: int, count: int = 200) -> dict:
+    return {
+        "id": f"checkout|/pay|10s|{start}",
+        **pay_window(start),
         "count": count,
         "errors": errors,
         "client_errors": 0,
@@ -173,12 +180,7 @@ def closed_rollup(start: int, errors: int, count: int = 200) -> dict:
 
 def early_record(start: int, errors: int, count: int = 100) -> dict:
     return {
-        "series": "checkout|/pay",
-        "service": "checkout",
-        "endpoint": "/pay",
-        "resolution": "10s",
-        "start": start,
-        "end": start + 10_000,
+        **pay_window(start),
         "provisional": True,
         "as_of": start + 4000,
         "count": count,
