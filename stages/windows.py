@@ -39,6 +39,7 @@ from schemas.rollups import (
     service_wide_series,
 )
 from stages.base import Emit, Record, StageResult
+from stages.bulk_close import flush_all, merge_into, pairs_all, summaries
 from stages.early import EarlyEvaluator
 from stages.hdr import HdrLayout, SparseHistogram, layout
 from stages.rules import Rule
@@ -114,11 +115,12 @@ class Window:
         self.sum_us += other.sum_us
         self.max_us = max(self.max_us, other.max_us)
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, counts: list[int] | None = None) -> dict[str, Any]:
+        """The changelog form; `counts` is `hist.to_pairs()` when the caller has it."""
         self.flush()
         return {
             "start": self.start,
-            "counts": self.hist.to_pairs(),
+            "counts": self.hist.to_pairs() if counts is None else counts,
             "errors": self.errors,
             "client_errors": self.client_errors,
             "late": self.late,
@@ -333,34 +335,72 @@ class WindowsCore:
             return
         before = ps.closed
         for start in ready:
-            bucket = with_service_wide(ps.open.pop(start), self.hdr, start)
+            bucket = ps.open.pop(start)
             del ps.first_offset[start]
-            for series, window in bucket.items():
-                window.late += ps.late.pop(series, 0)
-                if window.late:
-                    ps.dirty.add(LATE_PREFIX + series)
-                result.emits.append(self._rollup(series, 0, window))
-                self._roll_up(ps, 1, series, window, result)
+            self._close_base(ps, start, bucket, result)
             ps.closed = max(ps.closed, start + size)
         self._close_coarse(ps, before, result)
 
-    def _roll_up(
-        self, ps: PartitionWindows, level: int, series: str, window: Window, result: StageResult
+    def _close_base(
+        self, ps: PartitionWindows, start: int, bucket: dict[str, Window], result: StageResult
     ) -> None:
-        """Merge a closed window into the next resolution's open window of the same series."""
+        """Emit one base window start: every series' window and each service's merge."""
+        windows = list(bucket.values())
+        flush_all(self.hdr, windows)
+        whole: dict[str, int] = {}
+        owners = [whole.setdefault(service_wide_series(s), len(whole)) for s in bucket]
+        services = [Window(self.hdr, start) for _ in whole]
+        merge_into(self.hdr, services, windows, owners)
+        series = [*bucket, *whole]
+        windows += services
+        for name, window in zip(series, windows, strict=True):
+            window.late += ps.late.pop(name, 0)
+            if window.late:
+                ps.dirty.add(LATE_PREFIX + name)
+        self._emit(ps, 0, series, windows, result)
+
+    def _emit(
+        self,
+        ps: PartitionWindows,
+        level: int,
+        series: list[str],
+        windows: list[Window],
+        result: StageResult,
+    ) -> None:
+        """Emit the rollups of closed windows of one resolution, then merge each into its
+        series' window of the next resolution."""
+        flush_all(self.hdr, windows)
+        values, encoded = summaries(self.hdr, windows, [p for _, p in PERCENTILES])
+        for name, window, at, hist in zip(series, windows, values, encoded, strict=True):
+            result.emits.append(self._rollup(name, level, window, at, hist))
+        self._roll_up(ps, level + 1, series, windows, result)
+
+    def _roll_up(
+        self,
+        ps: PartitionWindows,
+        level: int,
+        series: list[str],
+        windows: list[Window],
+        result: StageResult,
+    ) -> None:
+        """Merge closed windows into the next resolution's open windows of the same series."""
         if level >= len(self.sizes):
             return
         size = self.sizes[level]
-        start = window.start - window.start % size
         coarse = ps.coarse[level - 1]
-        current = coarse.get(series)
-        if current is not None and current.start != start:
-            self._emit_coarse(ps, level, series, result)
-            current = None
-        if current is None:
-            current = coarse[series] = Window(self.hdr, start)
-        current.merge(window)
-        ps.dirty.add(f"{self.resolutions[level]}|{series}")
+        prefix = self.resolutions[level] + "|"
+        targets = []
+        for name, window in zip(series, windows, strict=True):
+            start = window.start - window.start % size
+            current = coarse.get(name)
+            if current is not None and current.start != start:
+                self._emit(ps, level, [name], [coarse.pop(name)], result)
+                current = None
+            if current is None:
+                current = coarse[name] = Window(self.hdr, start)
+            targets.append(current)
+            ps.dirty.add(prefix + name)
+        merge_into(self.hdr, targets, windows, range(len(windows)))
 
     def _close_coarse(self, ps: PartitionWindows, before: int, result: StageResult) -> None:
         """Emit coarse windows that the base windows' progress has completed."""
@@ -368,23 +408,21 @@ class WindowsCore:
             size = self.sizes[level]
             if before // size == ps.closed // size:
                 break  # no boundary crossed at this level, so none at coarser ones either
-            done = [s for s, w in ps.coarse[level - 1].items() if w.start + size <= ps.closed]
-            for series in done:
-                self._emit_coarse(ps, level, series, result)
+            coarse = ps.coarse[level - 1]
+            done = [s for s, w in coarse.items() if w.start + size <= ps.closed]
+            prefix = self.resolutions[level] + "|"
+            for name in done:
+                ps.dirty.add(prefix + name)
+            self._emit(ps, level, done, [coarse.pop(name) for name in done], result)
 
-    def _emit_coarse(self, ps: PartitionWindows, level: int, series: str, result: StageResult):
-        window = ps.coarse[level - 1].pop(series)
-        result.emits.append(self._rollup(series, level, window))
-        ps.dirty.add(f"{self.resolutions[level]}|{series}")
-        self._roll_up(ps, level + 1, series, window, result)
-
-    def _rollup(self, series: str, level: int, window: Window) -> Emit:
-        window.flush()
-        hist = window.hist
-        count = hist.total
+    def _rollup(
+        self, series: str, level: int, window: Window, values: list[int], hist: str
+    ) -> Emit:
+        """The rollup record of a flushed window, given its percentile values (in
+        `PERCENTILES` order) and its encoded histogram."""
+        count = window.hist.total
         resolution = self.resolutions[level]
         service, _, endpoint = series.rpartition("|")
-        values = hist.values_at_percentiles([p for _, p in PERCENTILES])
         record: dict[str, Any] = {
             "id": rollup_id(series, resolution, window.start),
             "series": series,
@@ -400,27 +438,43 @@ class WindowsCore:
             "mean_ms": window.sum_us / count / 1000.0 if count else 0.0,
             "max_ms": window.max_us / 1000.0,
         }
-        for name, percentile in PERCENTILES:
-            record[name] = values[percentile] / 1000.0
-        record["hist"] = hist.encode()
+        for (name, _), value in zip(PERCENTILES, values, strict=True):
+            record[name] = value / 1000.0
+        record["hist"] = hist
         self.stats["rollups"] += 1
         return Emit(ROLLUPS_TOPIC, series, record)
 
     # --- state ---------------------------------------------------------------------------------
 
     def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
+        coarse: list[tuple[str, Window]] = []
         for key in ps.dirty:
-            result.state[(partition, key)] = self._state_value(ps, key)
+            if key == META_KEY or key.startswith(LATE_PREFIX):
+                result.state[(partition, key)] = self._state_value(ps, key)
+                continue
+            window = self._coarse_window(ps, key)
+            if window is None:
+                result.state[(partition, key)] = None
+            else:
+                coarse.append((key, window))
         ps.dirty.clear()
+        flush_all(self.hdr, [w for _, w in coarse])
+        pairs = pairs_all(self.hdr, [w.hist for _, w in coarse])
+        for (key, window), counts in zip(coarse, pairs, strict=True):
+            result.state[(partition, key)] = window.to_state(counts)
 
     def _state_value(self, ps: PartitionWindows, key: str) -> Any:
         if key == META_KEY:
             return {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
         if key.startswith(LATE_PREFIX):
             return ps.late.get(key[len(LATE_PREFIX) :]) or None
-        resolution, _, series = key.partition("|")
-        window = ps.coarse[self.resolutions.index(resolution) - 1].get(series)
+        window = self._coarse_window(ps, key)
         return window.to_state() if window is not None else None
+
+    def _coarse_window(self, ps: PartitionWindows, key: str) -> Window | None:
+        """The open coarse window of a changelog key ``resolution|series``, if any."""
+        resolution, _, series = key.partition("|")
+        return ps.coarse[self.resolutions.index(resolution) - 1].get(series)
 
     def restore(self, partition: int, key: str, value: Any) -> None:
         ps = self._partition(partition, None)

@@ -32,11 +32,12 @@ def same_encoding(ours: str, theirs: bytes) -> bool:
 
     def inflated(encoded: str | bytes) -> bytes:
         blob = base64.b64decode(encoded)
-        cookie, length = struct.unpack_from(">II", blob)
+        _cookie, length = struct.unpack_from(">II", blob)
         assert length == len(blob) - 8
         return zlib.decompress(blob[8:])
 
     return inflated(ours) == inflated(theirs) and ours.encode("ascii") != b""
+
 
 HIGHEST = 3_600_000_000
 PERCENTILES = (0, 1, 50, 90, 95, 99, 99.9, 100)

@@ -172,6 +172,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                 prefix,
                 args.events,
                 mode == "fused",
+                batch_records=args.batch_records,
                 early_eval_s=args.early_eval_s,
             )
             results[mode]["ratio_to_raw"] = (
