@@ -46,6 +46,8 @@ log = structlog.get_logger("prodmon.runner")
 
 # Emits on these topics are worth a log line each (they are rare and carry ids).
 NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
+# Checkpoints that may queue behind the one in flight before the loop waits for them.
+MAX_QUEUED_CHECKPOINTS = 8
 
 
 @dataclass
@@ -144,6 +146,8 @@ class StageRunner(ConsumerRebalanceListener):
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task | None = None
+        # Checkpoints waiting for the group in flight: (outputs, changelog, offsets, result).
+        self._queued: list[tuple[list[Message], list[Message], dict, StageResult]] = []
         self._abandoned = False  # a checkpoint gave up on stop: no later one may be made durable
         self._consumer: AIOKafkaConsumer | None = None
         self._last_tick = 0.0
@@ -288,9 +292,12 @@ class StageRunner(ConsumerRebalanceListener):
 
         Everything is encoded now (a snapshot of this batch), then steps 1-3 run in the
         background while the next batch is processed: waiting for acks and the commit
-        no longer stalls the loop. Checkpoints stay strictly ordered (each one's
-        changelog and commit wait for the previous checkpoint), and at most one is in
-        flight; `drain` waits for it (before a rebalance and on stop).
+        does not stall the loop. One group of checkpoints is in flight at a time; the
+        batches checkpointed meanwhile queue up and go next as one group (outputs, then
+        changelog, in batch order; the latest offsets committed), so order holds and a
+        slow broker costs round trips per group, not per batch. Past
+        `MAX_QUEUED_CHECKPOINTS` the loop waits. `drain` waits for all of it (before a
+        rebalance and on stop).
         """
         outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
         offsets = self._commit_offsets(offsets)
@@ -300,12 +307,14 @@ class StageRunner(ConsumerRebalanceListener):
             for tp, next_offset in offsets.items():
                 state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
             changelog = changelog_messages(self.state_name, self.names, state)
-        previous = self._in_flight
-        if previous is not None:
-            await asyncio.shield(previous)  # bounded: one checkpoint in flight at a time
-        self._in_flight = asyncio.create_task(
-            self._make_durable(outputs, changelog, offsets, result, stop)
-        )
+        self._queued.append((outputs, changelog, offsets, result))
+        task = self._in_flight
+        if task is None or task.done():
+            if task is not None:
+                task.result()  # a checkpoint that failed outright fails the loop, as it did
+            self._in_flight = asyncio.create_task(self._make_queued_durable(stop))
+        elif len(self._queued) >= MAX_QUEUED_CHECKPOINTS:
+            await asyncio.shield(task)  # bounded: the queue is made durable first
 
     async def drain(self) -> None:
         """Wait until the checkpoint in flight (if any) is durable and committed."""
@@ -313,12 +322,27 @@ class StageRunner(ConsumerRebalanceListener):
         if task is not None:
             await task
 
+    async def _make_queued_durable(self, stop: asyncio.Event) -> None:
+        """Make the queued checkpoints durable, a group at a time, until none is left."""
+        while self._queued:
+            group, self._queued = self._queued, []
+            offsets: dict[TopicPartition, int] = {}
+            for _, _, batch_offsets, _ in group:
+                offsets.update(batch_offsets)
+            await self._make_durable(
+                [m for outputs, _, _, _ in group for m in outputs],
+                [m for _, changelog, _, _ in group for m in changelog],
+                offsets,
+                [result for _, _, _, result in group],
+                stop,
+            )
+
     async def _make_durable(
         self,
         outputs: list[Message],
         changelog: list[Message],
         offsets: dict[TopicPartition, int],
-        result: StageResult,
+        results: list[StageResult],
         stop: asyncio.Event,
     ) -> None:
         if self._abandoned:  # committing (or marking) past the abandoned batch would skip it
@@ -339,9 +363,10 @@ class StageRunner(ConsumerRebalanceListener):
                     return
                 await backoff.wait(stop)
         await self._commit(offsets)
-        self.stats.batches += 1
-        self.stats.emits_out += len(result.emits)
-        self._log_notable(result)
+        for result in results:
+            self.stats.batches += 1
+            self.stats.emits_out += len(result.emits)
+            self._log_notable(result)
 
     def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """The offsets to commit (and to mark in the changelog) after this batch.

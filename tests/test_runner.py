@@ -126,3 +126,29 @@ async def _poll_assignment(consumer: AIOKafkaConsumer) -> set:
 
 async def _skipped(pipeline) -> int:
     return sum(r.stats.skipped_replayed for r in pipeline.runners)
+
+
+async def test_checkpoints_behind_the_one_in_flight_go_next_as_one_group_in_order(
+    bootstrap, topics
+):
+    config = make_config(bootstrap, topics)
+    producer = make_producer(config)
+    await producer.start()
+    runner = StageRunner(EchoUnlessPoison(), config, producer)
+    stop = asyncio.Event()
+    try:
+        for n in range(5):
+            result = StageResult(emits=[Emit("issues", "same-key", {"echo": str(n)})])
+            await runner.checkpoint(result, {}, stop)
+            if n == 0:
+                await asyncio.sleep(0)  # the first group (checkpoint 0) starts
+        # The loop did not wait for acks: the first checkpoint is in flight, the rest queued.
+        assert runner._in_flight is not None and not runner._in_flight.done()
+        assert len(runner._queued) == 4
+        await runner.drain()
+        assert not runner._queued
+        echoed = await wait_for(topic_probe(config, "issues"), lambda got: len(got) >= 5)
+    finally:
+        await producer.stop()
+    assert [e["echo"] for e in echoed] == ["0", "1", "2", "3", "4"]  # one key: in order
+    assert runner.stats.batches == 5 and runner.stats.emits_out == 5
