@@ -119,6 +119,9 @@ async def pipeline_rate(
     try:
         while True:
             await asyncio.sleep(0.01)
+            if task.done():  # the pipeline stopped (failed) before accounting every event
+                task.result()
+                raise RuntimeError("the pipeline stopped before the benchmark finished")
             if not pipeline.runners:
                 continue
             first = pipeline.runners[0]
