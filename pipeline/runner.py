@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -48,6 +48,15 @@ log = structlog.get_logger("prodmon.runner")
 NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
 # Checkpoints that may queue behind the one in flight before the loop waits for them.
 MAX_QUEUED_CHECKPOINTS = 8
+
+
+class _Checkpoint(NamedTuple):
+    """One batch's encoded checkpoint, waiting to be made durable."""
+
+    outputs: list[Message]
+    changelog: list[Message]
+    offsets: dict[TopicPartition, int]
+    result: StageResult
 
 
 @dataclass
@@ -146,8 +155,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task | None = None
-        # Checkpoints waiting for the group in flight: (outputs, changelog, offsets, result).
-        self._queued: list[tuple[list[Message], list[Message], dict, StageResult]] = []
+        self._queued: list[_Checkpoint] = []  # waiting for the group in flight
         self._abandoned = False  # a checkpoint gave up on stop: no later one may be made durable
         self._consumer: AIOKafkaConsumer | None = None
         self._last_tick = 0.0
@@ -307,7 +315,7 @@ class StageRunner(ConsumerRebalanceListener):
             for tp, next_offset in offsets.items():
                 state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
             changelog = changelog_messages(self.state_name, self.names, state)
-        self._queued.append((outputs, changelog, offsets, result))
+        self._queued.append(_Checkpoint(outputs, changelog, offsets, result))
         task = self._in_flight
         if task is None or task.done():
             if task is not None:
@@ -327,13 +335,13 @@ class StageRunner(ConsumerRebalanceListener):
         while self._queued:
             group, self._queued = self._queued, []
             offsets: dict[TopicPartition, int] = {}
-            for _, _, batch_offsets, _ in group:
-                offsets.update(batch_offsets)
+            for checkpoint in group:
+                offsets.update(checkpoint.offsets)  # later batches' offsets win
             await self._make_durable(
-                [m for outputs, _, _, _ in group for m in outputs],
-                [m for _, changelog, _, _ in group for m in changelog],
+                [m for checkpoint in group for m in checkpoint.outputs],
+                [m for checkpoint in group for m in checkpoint.changelog],
                 offsets,
-                [result for _, _, _, result in group],
+                [checkpoint.result for checkpoint in group],
                 stop,
             )
 

@@ -250,16 +250,16 @@ def summaries(
 
 def pairs_all(lay: HdrLayout, hists: Sequence[SparseHistogram]) -> list[list[int]]:
     """`SparseHistogram.to_pairs` of every histogram (the changelog's form)."""
-    sparse = [h for h in hists if type(h) is SparseHistogram and h.total]
-    found: dict[int, list[int]] = {}
-    if sparse:
-        keys, counts = _entries(lay, sparse, range(len(sparse)))
+    pairs = [h.to_pairs() if type(h) is not SparseHistogram or not h.total else None for h in hists]
+    bulk = [i for i, found in enumerate(pairs) if found is None]
+    if bulk:
+        keys, counts = _entries(lay, [hists[i] for i in bulk], range(len(bulk)))
         flat = np.empty(2 * len(keys), dtype=np.int64)
         flat[::2] = keys % _tables(lay).width
         flat[1::2] = counts
-        pairs = flat.tolist()
+        values = flat.tolist()
         end = 0
-        for hist in sparse:
-            start, end = end, end + 2 * len(hist._counts)
-            found[id(hist)] = pairs[start:end]
-    return [found[id(h)] if id(h) in found else h.to_pairs() for h in hists]
+        for i in bulk:
+            start, end = end, end + 2 * len(hists[i]._counts)
+            pairs[i] = values[start:end]
+    return pairs  # type: ignore[return-value]

@@ -3,7 +3,8 @@
 `SparseHistogram` uses the bucket layout of `hdrh.histogram.HdrHistogram`
 (`HdrLayout` reimplements its bucket maths: unit magnitude, sub-buckets, counts
 index) and gives the same percentiles, min, max and mean, and the same V2
-compressed encoding (the same payload, byte for byte), without a dense counts array per window.
+compressed encoding (the same payload, byte for byte), without a dense counts array
+per window.
 
 Representation
 --------------

@@ -115,12 +115,11 @@ class Window:
         self.sum_us += other.sum_us
         self.max_us = max(self.max_us, other.max_us)
 
-    def to_state(self, counts: list[int] | None = None) -> dict[str, Any]:
-        """The changelog form; `counts` is `hist.to_pairs()` when the caller has it."""
-        self.flush()
+    def to_state(self, counts: list[int]) -> dict[str, Any]:
+        """The changelog form of a flushed window; `counts` is its `hist.to_pairs()`."""
         return {
             "start": self.start,
-            "counts": self.hist.to_pairs() if counts is None else counts,
+            "counts": counts,
             "errors": self.errors,
             "client_errors": self.client_errors,
             "late": self.late,
@@ -346,7 +345,6 @@ class WindowsCore:
     ) -> None:
         """Emit one base window start: every series' window and each service's merge."""
         windows = list(bucket.values())
-        flush_all(self.hdr, windows)
         whole: dict[str, int] = {}
         owners = [whole.setdefault(service_wide_series(s), len(whole)) for s in bucket]
         services = [Window(self.hdr, start) for _ in whole]
@@ -368,7 +366,8 @@ class WindowsCore:
         result: StageResult,
     ) -> None:
         """Emit the rollups of closed windows of one resolution, then merge each into its
-        series' window of the next resolution."""
+        series' window of the next resolution. (`merge_into` flushes its sources, so base
+        windows arrive flushed; this flush is for any other caller.)"""
         flush_all(self.hdr, windows)
         values, encoded = summaries(self.hdr, windows, [p for _, p in PERCENTILES])
         for name, window, at, hist in zip(series, windows, values, encoded, strict=True):
@@ -447,29 +446,27 @@ class WindowsCore:
     # --- state ---------------------------------------------------------------------------------
 
     def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
+        """Write the dirty changelog keys: meta, late counts, and open coarse windows (in
+        bulk; a closed one is a tombstone)."""
         coarse: list[tuple[str, Window]] = []
         for key in ps.dirty:
-            if key == META_KEY or key.startswith(LATE_PREFIX):
-                result.state[(partition, key)] = self._state_value(ps, key)
-                continue
-            window = self._coarse_window(ps, key)
-            if window is None:
-                result.state[(partition, key)] = None
+            if key == META_KEY:
+                value = {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
+            elif key.startswith(LATE_PREFIX):
+                value = ps.late.get(key[len(LATE_PREFIX) :]) or None
             else:
-                coarse.append((key, window))
+                window = self._coarse_window(ps, key)
+                if window is not None:
+                    coarse.append((key, window))
+                    continue
+                value = None
+            result.state[(partition, key)] = value
         ps.dirty.clear()
-        flush_all(self.hdr, [w for _, w in coarse])
-        pairs = pairs_all(self.hdr, [w.hist for _, w in coarse])
+        windows = [w for _, w in coarse]
+        flush_all(self.hdr, windows)
+        pairs = pairs_all(self.hdr, [w.hist for w in windows])
         for (key, window), counts in zip(coarse, pairs, strict=True):
             result.state[(partition, key)] = window.to_state(counts)
-
-    def _state_value(self, ps: PartitionWindows, key: str) -> Any:
-        if key == META_KEY:
-            return {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
-        if key.startswith(LATE_PREFIX):
-            return ps.late.get(key[len(LATE_PREFIX) :]) or None
-        window = self._coarse_window(ps, key)
-        return window.to_state() if window is not None else None
 
     def _coarse_window(self, ps: PartitionWindows, key: str) -> Window | None:
         """The open coarse window of a changelog key ``resolution|series``, if any."""
@@ -527,18 +524,6 @@ class WindowsCore:
                 for series, window in bucket.items():
                     window.flush()
                     yield partition, series, window
-
-
-def with_service_wide(bucket: dict[str, Window], hdr: HdrLayout, start: int) -> dict[str, Window]:
-    """The endpoint windows of one window start, plus each service's merged `service|*`."""
-    whole: dict[str, Window] = {}
-    for series, window in bucket.items():
-        key = service_wide_series(series)
-        total = whole.get(key)
-        if total is None:
-            total = whole[key] = Window(hdr, start)
-        total.merge(window)
-    return bucket | whole
 
 
 class CoreStageMixin:
