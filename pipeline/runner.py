@@ -262,7 +262,10 @@ class StageRunner(ConsumerRebalanceListener):
     def _collect(
         self, batch: dict[TopicPartition, list]
     ) -> tuple[list[Record], dict[TopicPartition, int]]:
-        """Convert a getmany batch to Records, skipping what the changelog says is done."""
+        """A getmany batch as the stage's records, skipping what the changelog says is done.
+
+        aiokafka's `ConsumerRecord`s have every field of `Record`, so they are handed over
+        as they are (their topic set to the logical name): no copy per record."""
         records: list[Record] = []
         offsets: dict[TopicPartition, int] = {}
         logical = self.names.logical
@@ -278,9 +281,10 @@ class StageRunner(ConsumerRebalanceListener):
                 messages = kept
                 if messages or offsets[tp] >= skip:
                     del self._skip_below[(topic, tp.partition)]
-            records.extend(
-                Record(topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages
-            )
+            if tp.topic != topic:  # aiokafka's records have `Record`'s fields: no copies
+                for m in messages:
+                    m.topic = topic
+            records.extend(messages)
         self.stats.records_in += len(records)
         return records, offsets
 

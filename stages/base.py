@@ -17,7 +17,10 @@ import orjson
 
 @dataclass(slots=True)
 class Record:
-    """One consumed Kafka message, as the runtime hands it to a stage."""
+    """One consumed Kafka message, as the runtime hands it to a stage.
+
+    The runtime hands over aiokafka's `ConsumerRecord`s, which have these same fields
+    (and more); stages read only these."""
 
     topic: str  # logical topic name without prefix, e.g. "events.raw"
     partition: int

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import attrgetter
 from typing import Any
 
@@ -29,6 +28,7 @@ from schemas.events import (
 )
 from schemas.plain_error import PlainErrorReader, encode_error
 from stages.base import Emit, EncodedJSON, Record, StageResult
+from stages.dedup import RecentIds
 from stages.grouping import fingerprint_error, fingerprint_plain
 
 __all__ = ["IngestConfig", "IngestStage", "LatencySink"]
@@ -62,8 +62,7 @@ class IngestStage:
     def __init__(self, config: IngestConfig | None = None) -> None:
         self.config = config or IngestConfig()
         self._plain_errors = PlainErrorReader(self.config.limits)
-        # event_id -> `now` when it was accepted, oldest first (dicts keep insertion order).
-        self._seen: dict[str, float] = {}
+        self.recent_ids = RecentIds(self.config.dedup_window_s, self.config.dedup_max_ids)
         self.stats: dict[str, int] = {"errors": 0, "latency": 0, "dead_letters": 0, "duplicates": 0}
         # When set, the general path's valid latency events go to this callback instead of
         # `events.latency` (the fused ingest+windows stage: no repartition hop), as
@@ -83,7 +82,7 @@ class IngestStage:
         `_ingest_each`, the general path, or a loop with exactly its results (the fused
         stage's fast path, stages/ingest_windows.py).
         """
-        self._expire(now)
+        self.recent_ids.expire(now)
         emits: list[Emit] = []
         counts = [0, 0, 0]  # errors, latency, duplicates
         try:
@@ -131,24 +130,6 @@ class IngestStage:
     ) -> None:
         reason = f"internal error in ingest: {exc!r}"
         self._dead(emits, record, reason, "$", None, _raw_or_empty(record.value), now)
-
-    def _duplicate(self, event_id: str, now: float) -> bool:
-        """True when `event_id` was accepted within the dedup window (forgets an older one)."""
-        seen_at = self._seen.get(event_id)
-        if seen_at is None:
-            return False
-        if now - seen_at < self.config.dedup_window_s:
-            return True
-        del self._seen[event_id]  # re-inserted by `_remember`, as the newest
-        return False
-
-    def _remember(self, event_id: str, now: float) -> None:
-        """Record `event_id` as accepted at `now`, within the bound on remembered ids."""
-        seen = self._seen
-        seen[event_id] = now
-        max_ids = self.config.dedup_max_ids
-        if len(seen) > max_ids:
-            self._evict_oldest(len(seen) - max_ids + max_ids // 16)
 
     def _ingest_record(
         self, record: Record, now: float, emits: list[Emit], counts: list[int]
@@ -203,7 +184,7 @@ class IngestStage:
                     event, event_id, _stamp_dict, record, i, is_array, element, now, emits, counts
                 )
                 continue
-            if self._duplicate(event_id, now):
+            if event_id in self.recent_ids:
                 counts[2] += 1
                 continue
             if on_latency is None:
@@ -215,7 +196,7 @@ class IngestStage:
                 _, ts, service, endpoint, _, status, duration, _, _ = fields
                 on_latency(partition, offset, service, endpoint, ts, duration, status or 0, now)
             counts[1] += 1
-            self._remember(event_id, now)
+            self.recent_ids.remember(event_id, now)
 
     def _accept_error(
         self,
@@ -232,7 +213,7 @@ class IngestStage:
     ) -> None:
         """Dedupe one validated error event, then fingerprint and route it: `stamp` adds
         its fingerprint id and raw position and gives (fingerprint id, value to emit)."""
-        if self._duplicate(event_id, now):
+        if event_id in self.recent_ids:
             counts[2] += 1
             return
         try:
@@ -243,7 +224,7 @@ class IngestStage:
             return
         emits.append(Emit(ERRORS_TOPIC, group_id, value))
         counts[0] += 1
-        self._remember(event_id, now)
+        self.recent_ids.remember(event_id, now)
 
     def _dead_element(
         self,
@@ -290,24 +271,6 @@ class IngestStage:
             )
         )
         self.stats["dead_letters"] += 1
-
-    def _expire(self, now: float) -> None:
-        """Forget accepted ids older than the dedup window (oldest are first)."""
-        seen = self._seen
-        horizon = now - self.config.dedup_window_s
-        expired = []
-        for event_id, accepted_at in seen.items():
-            if accepted_at > horizon:
-                break
-            expired.append(event_id)
-        for event_id in expired:
-            del seen[event_id]
-
-    def _evict_oldest(self, count: int) -> None:
-        """Forget the `count` oldest accepted ids (in bulk, so eviction stays cheap)."""
-        seen = self._seen
-        for event_id in list(islice(seen, count)):
-            del seen[event_id]
 
 
 def _stamp_dict(event: dict[str, Any], position: list[int]) -> tuple[str, Any]:

@@ -120,9 +120,9 @@ class IngestWindowsStage(CoreStageMixin):
         max_bytes = limits.max_message_bytes
         latest_ts = int(now * 1000) + limits.future_tolerance_s * 1000
         general = ingest._ingest_guarded
-        seen = ingest._seen
-        seen_get = seen.get
-        dedup_window, max_ids = ingest.config.dedup_window_s, ingest.config.dedup_max_ids
+        recent = ingest.recent_ids  # `RecentIds`, inlined (expired before the batch)
+        accepted_ids, accepted, max_ids = recent.ids, recent.chunk(now), recent.max_ids
+        remember_id, remember_order = accepted_ids.add, accepted.append
         width, hdr = core.sizes[0], core.hdr
         ps: PartitionWindows | None = core.partitions.get(partition)
         next_offset = max_ts = -(2**62)
@@ -154,12 +154,9 @@ class IngestWindowsStage(CoreStageMixin):
                     ts, service, endpoint = event.ts, event.service, event.endpoint
                     event_id = event.event_id
                     try:  # as `_ingest_guarded` does
-                        seen_at = seen_get(event_id)  # `IngestStage._duplicate`
-                        if seen_at is not None:
-                            if now - seen_at < dedup_window:
-                                duplicates += 1
-                                continue
-                            del seen[event_id]
+                        if event_id in accepted_ids:  # `event_id in RecentIds`
+                            duplicates += 1
+                            continue
 
                         # `WindowsCore.add_fields`
                         if ps is None:
@@ -170,7 +167,7 @@ class IngestWindowsStage(CoreStageMixin):
                         if start != bucket_start:
                             found = core.open_bucket(ps, start, offset, service, endpoint)
                             if found is None:  # late (counted) or replayed
-                                ingest._remember(event_id, now)
+                                recent.remember(event_id, now)
                                 latency += 1
                                 continue
                             bucket, bucket_start = found, start
@@ -192,9 +189,10 @@ class IngestWindowsStage(CoreStageMixin):
                                 window.client_errors += 1
                         windowed += 1
 
-                        seen[event_id] = now  # `IngestStage._remember`
-                        if len(seen) > max_ids:
-                            ingest._evict_oldest(len(seen) - max_ids + max_ids // 16)
+                        remember_id(event_id)  # `RecentIds.remember`
+                        remember_order(event_id)
+                        if len(accepted_ids) > max_ids:
+                            recent.trim()
                     except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
                         ingest._internal_error(emits, record, exc, now)  # and skip the rest,
                         break  # as `_ingest_guarded` does

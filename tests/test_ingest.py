@@ -296,12 +296,12 @@ def test_an_invalid_event_is_never_counted_as_a_duplicate():
     assert topics(emits) == ["events.dlq", "events.dlq"] and stage.stats["duplicates"] == 0
 
 
-def test_dedup_memory_is_bounded_by_evicting_the_oldest_ids():
+def test_dedup_memory_is_bounded_by_forgetting_the_oldest_ids():
     stage = IngestStage(IngestConfig(dedup_max_ids=2))
     for i, eid in enumerate(["a", "b", "c"]):
         run(stage, record(latency_event(event_id=eid), offset=i))
-    assert len(stage._seen) == 2
-    assert len(run(stage, record(latency_event(event_id="a"), offset=3))) == 1  # evicted
+    assert len(stage.recent_ids) == 2
+    assert len(run(stage, record(latency_event(event_id="a"), offset=3))) == 1  # forgotten
     assert run(stage, record(latency_event(event_id="c"), offset=4)) == []  # still remembered
 
 
@@ -310,15 +310,16 @@ def test_dedup_memory_never_exceeds_its_bound_under_load():
     for offset in range(20):
         batch = [latency_event(event_id=f"{offset}-{i}") for i in range(50)]
         assert len(run(stage, record(batch, offset=offset))) == 50
-        assert len(stage._seen) <= 100
-    assert stage.stats["latency"] == 1000 and stage.stats["duplicates"] == 0
+        assert len(stage.recent_ids) <= 100
+        assert run(stage, record(batch, offset=offset)) == []  # a re-sent copy
+    assert stage.stats["latency"] == 1000 and stage.stats["duplicates"] == 20 * 50
 
 
 def test_expired_ids_are_forgotten():
     stage = IngestStage(IngestConfig(dedup_window_s=10))
     run(stage, record([latency_event(event_id=str(i)) for i in range(100)]))
     run(stage, record(b"[]"), now=NOW + 11)
-    assert len(stage._seen) == 0
+    assert len(stage.recent_ids) == 0
 
 
 def test_stats_count_every_outcome():
