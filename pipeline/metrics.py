@@ -50,6 +50,7 @@ RUNNER_COUNTERS: tuple[tuple[str, str], ...] = (
     ("produce_retries", "Produce attempts retried after a broker error."),
     ("restored_keys", "State keys restored from the changelog on assignment."),
     ("poison_records", "Records the stage raised on, sent to the dead-letter topic."),
+    ("unreadable_state", "Changelog records a restore could not read (logged and skipped)."),
 )
 
 # Where a stage keeps its per-partition state ({partition: {key: ...}}), for the

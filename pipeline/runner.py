@@ -71,6 +71,7 @@ class RunnerStats:
     produce_retries: int = 0
     restored_keys: int = 0
     poison_records: int = 0
+    unreadable_state: int = 0  # changelog records a restore could not read (logged, skipped)
     assigned: set[int] = field(default_factory=set)
 
 
@@ -481,11 +482,18 @@ class StageRunner(ConsumerRebalanceListener):
         if key is None:
             return 0
         text = key.decode("utf-8", "replace")
-        decoded = orjson.loads(value) if value is not None else None
-        if text.startswith(OFFSET_MARKER):
-            self._skip_below[(text[len(OFFSET_MARKER) :], partition)] = int(decoded or 0)
+        try:
+            decoded = orjson.loads(value) if value is not None else None
+            if text.startswith(OFFSET_MARKER):
+                self._skip_below[(text[len(OFFSET_MARKER) :], partition)] = int(decoded or 0)
+                return 0
+            self.stage.restore(partition, text, decoded)
+        except Exception as exc:  # one unreadable record must not stop the whole restore
+            self.stats.unreadable_state += 1
+            self.log.error(
+                "state_record_unreadable", partition=partition, key=text[:200], error=repr(exc)
+            )
             return 0
-        self.stage.restore(partition, text, decoded)
         return 1
 
 

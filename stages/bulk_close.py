@@ -41,7 +41,7 @@ from stages.hdr import (
 if TYPE_CHECKING:
     from stages.windows import Window
 
-__all__ = ["flush_all", "merge_into", "pairs_all", "summaries"]
+__all__ = ["flush_all", "merge_into", "summaries"]
 
 
 class _Tables:
@@ -246,20 +246,3 @@ def summaries(
             values[i] = [found[p] for p in percentiles]
             encoded[i] = window.hist.encode()
     return values, encoded  # type: ignore[return-value]
-
-
-def pairs_all(lay: HdrLayout, hists: Sequence[SparseHistogram]) -> list[list[int]]:
-    """`SparseHistogram.to_pairs` of every histogram (the changelog's form)."""
-    pairs = [h.to_pairs() if type(h) is not SparseHistogram or not h.total else None for h in hists]
-    bulk = [i for i, found in enumerate(pairs) if found is None]
-    if bulk:
-        keys, counts = _entries(lay, [hists[i] for i in bulk], range(len(bulk)))
-        flat = np.empty(2 * len(keys), dtype=np.int64)
-        flat[::2] = keys % _tables(lay).width
-        flat[1::2] = counts
-        values = flat.tolist()
-        end = 0
-        for i in bulk:
-            start, end = end, end + 2 * len(hists[i]._counts)
-            pairs[i] = values[start:end]
-    return pairs  # type: ignore[return-value]

@@ -517,6 +517,44 @@ class SparseHistogram:
         hist._add_tally(tally)
         return hist
 
+    def to_words(self) -> str | None:
+        """The sparse buckets as base64 of their little-endian words (`index << bits |
+        count`, `bits` = the layout's count bits): the changelog's compact form, a few
+        times cheaper to make and to read than `to_pairs`. None once dense."""
+        if type(self) is not SparseHistogram:
+            return None
+        words = self._counts
+        if sys.byteorder != "little":
+            words = array("Q", words)
+            words.byteswap()
+        return base64.b64encode(words).decode("ascii")
+
+    @classmethod
+    def from_words(cls, layout: HdrLayout, text: str, bits: int) -> SparseHistogram:
+        """The inverse of `to_words`, written with `bits` count bits; ValueError if the
+        words are not ascending buckets of `layout` with positive counts."""
+        words = array("Q", base64.b64decode(text, validate=True))
+        if sys.byteorder != "little":
+            words.byteswap()
+        mask = (1 << bits) - 1
+        indices = [w >> bits for w in words]
+        counts = [w & mask for w in words]
+        if (
+            not all(map(operator.lt, indices, indices[1:]))
+            or (indices and indices[-1] >= layout.counts_len)
+            or not all(counts)
+        ):
+            raise ValueError("histogram words are not ascending buckets with counts")
+        if bits != layout._count_bits or max(counts, default=0) > layout._cmask:
+            pairs = [x for pair in zip(indices, counts, strict=True) for x in pair]
+            return cls.from_pairs(layout, pairs)
+        hist = cls(layout)
+        hist._counts = words
+        hist.total = sum(counts)
+        if len(words) > layout.promote_at or hist.total > layout._cmask:
+            hist._promote()
+        return hist
+
     def densify(self) -> None:
         """Switch to the dense representation now (e.g. for a series known to be hot)."""
         self._promote()

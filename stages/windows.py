@@ -39,7 +39,7 @@ from schemas.rollups import (
     service_wide_series,
 )
 from stages.base import Emit, Record, StageResult
-from stages.bulk_close import flush_all, merge_into, pairs_all, summaries
+from stages.bulk_close import flush_all, merge_into, summaries
 from stages.early import EarlyEvaluator
 from stages.hdr import HdrLayout, SparseHistogram, layout
 from stages.rules import Rule
@@ -115,11 +115,19 @@ class Window:
         self.sum_us += other.sum_us
         self.max_us = max(self.max_us, other.max_us)
 
-    def to_state(self, counts: list[int]) -> dict[str, Any]:
-        """The changelog form of a flushed window; `counts` is its `hist.to_pairs()`."""
+    def to_state(self) -> dict[str, Any]:
+        """The changelog form of a flushed window: a sparse histogram as its words
+        (`SparseHistogram.to_words`), a dense one as `to_pairs`."""
+        hist = self.hist
+        words = hist.to_words()
+        held: dict[str, Any] = (
+            {"counts": hist.to_pairs()}
+            if words is None
+            else {"words": words, "bits": hist.layout._count_bits}
+        )
         return {
             "start": self.start,
-            "counts": counts,
+            **held,
             "errors": self.errors,
             "client_errors": self.client_errors,
             "late": self.late,
@@ -130,7 +138,10 @@ class Window:
     @classmethod
     def from_state(cls, hdr: HdrLayout, value: dict[str, Any]) -> Window:
         window = cls(hdr, int(value["start"]))
-        window.hist = SparseHistogram.from_pairs(hdr, value["counts"])
+        if "words" in value:
+            window.hist = SparseHistogram.from_words(hdr, value["words"], int(value["bits"]))
+        else:
+            window.hist = SparseHistogram.from_pairs(hdr, value["counts"])
         window.errors = int(value["errors"])
         window.client_errors = int(value["client_errors"])
         window.late = int(value["late"])
@@ -462,11 +473,9 @@ class WindowsCore:
                 value = None
             result.state[(partition, key)] = value
         ps.dirty.clear()
-        windows = [w for _, w in coarse]
-        flush_all(self.hdr, windows)
-        pairs = pairs_all(self.hdr, [w.hist for w in windows])
-        for (key, window), counts in zip(coarse, pairs, strict=True):
-            result.state[(partition, key)] = window.to_state(counts)
+        flush_all(self.hdr, [w for _, w in coarse])
+        for key, window in coarse:
+            result.state[(partition, key)] = window.to_state()
 
     def _coarse_window(self, ps: PartitionWindows, key: str) -> Window | None:
         """The open coarse window of a changelog key ``resolution|series``, if any."""

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from schemas.rollups import PERCENTILES
-from stages.bulk_close import flush_all, merge_into, pairs_all, summaries
+from stages.bulk_close import flush_all, merge_into, summaries
 from stages.hdr import SparseHistogram, layout
 from stages.windows import Window
 
@@ -134,12 +134,3 @@ def test_summaries_of_wide_gaps_and_counts_use_the_general_payload() -> None:
     assert encoded == [window.hist.encode()]
     want = window.hist.values_at_percentiles(PCTS)
     assert values == [[want[p] for p in PCTS]]
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_pairs_all_equal_to_pairs(seed: int) -> None:
-    rng = random.Random(seed)
-    windows = [random_window(rng) for _ in range(40)]
-    flush_all(LAY, windows)
-    hists = [w.hist for w in windows]
-    assert pairs_all(LAY, hists) == [h.to_pairs() for h in hists]

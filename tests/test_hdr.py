@@ -16,6 +16,7 @@ import random
 import struct
 import sys
 import zlib
+from array import array
 from functools import lru_cache
 
 import pytest
@@ -587,3 +588,43 @@ def test_pairs_round_trip_in_both_states():
         assert len(pairs) == 8
         again = SparseHistogram.from_pairs(lay, pairs)
         assert again == hist and again.total == 5
+
+
+def test_words_round_trip_and_dense_has_none():
+    lay = layout()
+    sparse = SparseHistogram(lay)
+    sparse.record_many([1, 5, 5, 900, 123_456, 3_600_000_000])
+    text = sparse.to_words()
+    again = SparseHistogram.from_words(lay, text, lay._count_bits)
+    assert again == sparse and again.total == sparse.total
+    assert again.value_at_percentile(99) == sparse.value_at_percentile(99)
+    empty = SparseHistogram(lay)
+    assert SparseHistogram.from_words(lay, empty.to_words(), lay._count_bits).total == 0
+    dense = sparse.copy()
+    dense.densify()
+    assert dense.to_words() is None
+
+
+def test_words_of_another_count_width_are_converted():
+    lay = layout()
+    bits = lay._count_bits - 3
+    words = array("Q", [(index << bits) | count for index, count in [(3, 2), (70, 1), (900, 5)]])
+    hist = SparseHistogram.from_words(lay, base64.b64encode(words).decode(), bits)
+    assert hist.items() == [(3, 2), (70, 1), (900, 5)] and hist.total == 8
+
+
+@pytest.mark.parametrize(
+    "words",
+    [[(5 << 40) | 1, (3 << 40) | 1], [(5 << 40) | 0], [(10**6 << 40) | 1], [(4 << 40) | 1] * 2],
+)
+def test_words_that_are_not_ascending_buckets_with_counts_are_refused(words):
+    text = base64.b64encode(array("Q", words)).decode()
+    with pytest.raises(ValueError):
+        SparseHistogram.from_words(layout(), text, 40)
+
+
+def test_words_that_are_not_base64_of_whole_words_are_refused():
+    with pytest.raises(ValueError):
+        SparseHistogram.from_words(layout(), "not base64!", 40)
+    with pytest.raises(ValueError):
+        SparseHistogram.from_words(layout(), base64.b64encode(b"abc").decode(), 40)

@@ -152,3 +152,28 @@ async def test_checkpoints_behind_the_one_in_flight_go_next_as_one_group_in_orde
         await producer.stop()
     assert [e["echo"] for e in echoed] == ["0", "1", "2", "3", "4"]  # one key: in order
     assert runner.stats.batches == 5 and runner.stats.emits_out == 5
+
+
+class RestoreRecorder(EchoUnlessPoison):
+    """Records what it restores; a value with "boom" makes its restore raise."""
+
+    stateful = True
+
+    def __init__(self) -> None:
+        self.restored: list[tuple[str, Any]] = []
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        if "boom" in value:
+            raise ValueError("unreadable histogram")
+        self.restored.append((key, value))
+
+
+def test_an_unreadable_changelog_record_is_logged_skipped_and_counted_and_restore_goes_on():
+    stage = RestoreRecorder()
+    runner = StageRunner(stage, make_config("127.0.0.1:9", "unused."), producer=None)
+    assert runner._restore_one(0, b"a", b'{"n": 1}') == 1
+    assert runner._restore_one(0, b"b", b"{not json") == 0
+    assert runner._restore_one(0, b"c", b'{"boom": 1}') == 0
+    assert runner._restore_one(0, b"d", b'{"n": 2}') == 1
+    assert stage.restored == [("a", {"n": 1}), ("d", {"n": 2})]
+    assert runner.stats.unreadable_state == 2

@@ -183,6 +183,29 @@ def test_a_restart_neither_loses_nor_repeats_a_window(crash_at: int):
     assert by_id(h.rollups) == expected
 
 
+@pytest.mark.parametrize("form", ["words", "pairs"])
+def test_a_restart_from_either_changelog_form_of_coarse_windows_gives_the_same_rollups(form):
+    """Coarse windows are written as histogram words; an older deployment wrote pairs.
+    Either, through JSON as the changelog holds it, restores the same windows."""
+    log = messages(seed=5)
+    expected = uninterrupted(log)
+    h = Harness(WindowsStage())
+    for message in log:
+        h.send(*message)
+    h.run(upto=250)
+    coarse = [k for (_, k), v in h.changelog.items() if k.startswith("1m|") and v]
+    assert coarse and all("words" in h.changelog[(0, k)] for k in coarse)
+    for key in coarse:
+        value = dict(h.changelog[(0, key)])
+        if form == "pairs":
+            words, bits = value.pop("words"), value.pop("bits")
+            value["counts"] = SparseHistogram.from_words(layout(), words, bits).to_pairs()
+        h.changelog[(0, key)] = orjson.loads(orjson.dumps(value))
+    h.restart(WindowsStage())
+    h.run()
+    assert by_id(h.rollups) == expected
+
+
 def test_a_crash_after_outputs_but_before_the_changelog_re_emits_the_same_records():
     log = messages(seed=9)
     expected = uninterrupted(log)
