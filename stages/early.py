@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.rollups import PERCENTILES, service_wide_series
 from stages.base import Emit, StageResult
-from stages.hdr import SparseHistogram
+from stages.hdr import HdrLayout, SparseHistogram
 
 if TYPE_CHECKING:
     from stages.rules import Rule
@@ -69,13 +69,23 @@ class _Evidence:
     `looked` is the pass's (`before`, `now`) record of pending values already scanned,
     per window (see `max_us`)."""
 
-    __slots__ = ("_hist", "_looked", "_max_us", "client_errors", "count", "errors", "parts")
+    __slots__ = (
+        "_ceiling_ms",
+        "_hist",
+        "_looked",
+        "_max_us",
+        "client_errors",
+        "count",
+        "errors",
+        "parts",
+    )
 
     def __init__(self, looked: tuple[_Looked, _Looked]) -> None:
         self.parts: list[Window] = []
         self.count = self.errors = self.client_errors = 0
         self._looked = looked
         self._max_us: int | None = None
+        self._ceiling_ms: float | None = None
         self._hist: SparseHistogram | None = None
 
     def add(self, window: Window) -> None:
@@ -95,16 +105,28 @@ class _Evidence:
             top = 0
             for window in self.parts:
                 values = window.values
-                entry = looked_now.get(id(window)) or looked_before.get(id(window))
+                key = id(window)
+                entry = looked_now.get(key) or looked_before.get(key)
                 looked = largest = 0
                 if entry is not None and entry[0] is window and entry[1] is values:
                     looked, largest = entry[2], entry[3]
                 if len(values) > looked:
-                    largest = max(largest, max(values[looked:]))
-                looked_now[id(window)] = (window, values, len(values), largest)
-                top = max(top, window.max_us, largest)
+                    newest = max(values[looked:])
+                    if newest > largest:
+                        largest = newest
+                looked_now[key] = (window, values, len(values), largest)
+                if largest > top:
+                    top = largest
+                if window.max_us > top:
+                    top = window.max_us
             self._max_us = top
         return self._max_us
+
+    def ceiling_ms(self, hdr: HdrLayout) -> float:
+        """No percentile exceeds this: the top of the largest value's bucket, in ms."""
+        if self._ceiling_ms is None:
+            self._ceiling_ms = hdr.highest_equivalent(min(self.max_us(), hdr.highest)) / 1000.0
+        return self._ceiling_ms
 
     def sum_us(self) -> int:
         return sum(w.sum_us + sum(w.values) for w in self.parts)
@@ -232,12 +254,13 @@ class EarlyEvaluator:
         for rule in rules:
             if (rule.name, series, start) in ps.early_sent:
                 continue
-            if rule.metric in PERCENTILE_OF and rule.metric not in metrics:
-                # No percentile exceeds the top of the largest value's bucket: skip the merge.
-                hdr = core.hdr
-                ceiling = hdr.highest_equivalent(min(evidence.max_us(), hdr.highest)) / 1000.0
-                if not rule.violated(ceiling):
-                    continue
+            # No percentile exceeds the top of the largest value's bucket: skip the merge.
+            if (
+                rule.metric in PERCENTILE_OF
+                and rule.metric not in metrics
+                and not rule.violated(evidence.ceiling_ms(core.hdr))
+            ):
+                continue
             value = self._value(core, rule.metric, evidence, size, metrics)
             if value is not None and rule.violated(value):
                 ps.early_sent.add((rule.name, series, start))
