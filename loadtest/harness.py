@@ -119,6 +119,18 @@ _ALERT_FIELDS = (
 )
 
 
+def stop_processes(processes: list[subprocess.Popen], timeout_s: float = 30) -> None:
+    """SIGTERM each process still running, then wait for all (killing any that hangs)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def rss_bytes(pid: int) -> int | None:
     """Resident set size of `pid` from /proc/<pid>/status (VmRSS), or None when gone."""
     try:
@@ -580,13 +592,7 @@ async def run_loadtest(
         if pipeline_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pipeline_task, 30)
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, timeout_s=20)
         if sampler is not None:
             await sampler.stop()
         await receiver.stop()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,6 +32,22 @@ def make_config(bootstrap: str, prefix: str, **overrides: Any) -> Config:
     }
     base.update(overrides)
     return load_config(env={}, overrides=base)
+
+
+def start_prodmon(
+    bootstrap: str, prefix: str, stages: str, env: dict[str, str]
+) -> subprocess.Popen:
+    """A `prodmon run --stages <stages>` process on the test broker: quick to notice a
+    dead group member, with `env` added to this process's environment."""
+    full = {
+        **os.environ,
+        "PRODMON_RUNTIME__SESSION_TIMEOUT_MS": "6000",
+        "PRODMON_RUNTIME__HEARTBEAT_INTERVAL_MS": "1000",
+        **env,
+    }
+    cmd = [sys.executable, "-m", "ops.cli", "--log-level", "warning", "run", "--stages", stages]
+    cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
+    return subprocess.Popen(cmd, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextlib.asynccontextmanager

@@ -4,16 +4,15 @@ notification and repeats at most the few that were in flight, with their idempot
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from pipeline.topics import ALERTS
+from tests.pipeline_helpers import start_prodmon
 from tests.sinks.fakes import FakeWebhookReceiver
 
 SECRET = "whsec-crash-test-0123456789"
@@ -48,16 +47,11 @@ def transition(n: int) -> dict:
 
 def notifier(bootstrap: str, prefix: str, url: str) -> subprocess.Popen:
     env = {
-        **os.environ,
         "PRODMON_WEBHOOK_URL": url,
         "PRODMON_WEBHOOK_SECRET": SECRET,
         "PRODMON_NOTIFY__CONCURRENCY": str(CONCURRENCY),
-        "PRODMON_RUNTIME__SESSION_TIMEOUT_MS": "6000",
-        "PRODMON_RUNTIME__HEARTBEAT_INTERVAL_MS": "1000",
     }
-    cmd = [sys.executable, "-m", "ops.cli", "--log-level", "warning", "run", "--stages", "notify"]
-    cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start_prodmon(bootstrap, prefix, "notify", env)
 
 
 async def until(predicate, timeout_s: float) -> bool:

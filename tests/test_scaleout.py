@@ -5,35 +5,32 @@ count equals the events sent: the survivors restored the dead process's state.""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import orjson
 
 from loadtest.fleet import BUGS, error_event
+from loadtest.harness import stop_processes
 from pipeline.topics import ISSUES, ROLLUPS
 from stages.grouping import fingerprint_error
-from tests.pipeline_helpers import make_config, send_raw, topic_probe, wait_for
+from tests.pipeline_helpers import (
+    make_config,
+    send_raw,
+    start_prodmon,
+    topic_probe,
+    wait_for,
+)
 
 STAGES = "ingest,fingerprint,windows"
 SERVICES = [f"svc{i}" for i in range(8)]
 
 
 def start_process(bootstrap: str, prefix: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PRODMON_RUNTIME__SESSION_TIMEOUT_MS": "6000",
-        "PRODMON_RUNTIME__HEARTBEAT_INTERVAL_MS": "1000",
-        "PRODMON_FINGERPRINT__COUNT_INTERVAL_S": "0.5",
-        "PRODMON_WINDOWS__IDLE_FLUSH_S": "600",
-    }
-    cmd = [sys.executable, "-m", "ops.cli", "--log-level", "warning", "run", "--stages", STAGES]
-    cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"PRODMON_FINGERPRINT__COUNT_INTERVAL_S": "0.5", "PRODMON_WINDOWS__IDLE_FLUSH_S": "600"}
+    return start_prodmon(bootstrap, prefix, STAGES, env)
 
 
 def latency_batches(start_ms: int, seconds: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -115,14 +112,7 @@ async def test_kill_9_one_of_three_processes_under_load(bootstrap, topics):
 
         issues = await wait_for(topic_probe(config, ISSUES), counts_exact, timeout_s=120)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
     by_id: dict[str, dict] = {}
     for rollup in rollups:
         if rollup["id"] in by_id:  # re-emitted after the kill: the very same record

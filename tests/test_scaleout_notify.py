@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 
 import orjson
@@ -25,7 +23,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from loadtest.harness import stop_processes
 from pipeline.topics import ALERTS
+from tests.pipeline_helpers import start_prodmon
 from tests.sinks.fakes import FakePagerDuty, FakeWebhookReceiver, Received
 from tests.test_notify_crash import transition, until
 
@@ -70,18 +70,13 @@ def first_per_partition(partitions: int) -> set[str]:
 
 def notifier(bootstrap: str, prefix: str, webhook: str, pagerduty: str) -> subprocess.Popen:
     env = {
-        **os.environ,
         "PRODMON_WEBHOOK_URL": webhook,
         "PRODMON_WEBHOOK_SECRET": SECRET,
         "PRODMON_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
         "PRODMON_PAGERDUTY_EVENTS_URL": pagerduty,
         "PRODMON_NOTIFY__CONCURRENCY": str(CONCURRENCY),
-        "PRODMON_RUNTIME__SESSION_TIMEOUT_MS": "6000",
-        "PRODMON_RUNTIME__HEARTBEAT_INTERVAL_MS": "1000",
     }
-    cmd = [sys.executable, "-m", "ops.cli", "--log-level", "warning", "run", "--stages", "notify"]
-    cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start_prodmon(bootstrap, prefix, "notify", env)
 
 
 def repeats(counts: Counter) -> int:
@@ -127,14 +122,7 @@ async def test_kill_9_one_of_three_notifiers_loses_nothing_and_repeats_only_in_f
         assert await until(complete, 120), "notifications lost"
         await asyncio.sleep(2.0)  # anything still to come would show up now
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         await webhook.stop()
         await pagerduty.stop()
         with contextlib.suppress(Exception):

@@ -168,14 +168,20 @@ def messages(seed: int, count: int = 400) -> list[list[dict[str, Any]]]:
     return out
 
 
-@pytest.mark.parametrize("crash_at", [37, 150, 311])
-def test_a_restart_neither_loses_nor_repeats_a_window(crash_at: int):
-    log = messages(seed=crash_at)
-    expected = uninterrupted(log)
+def run_until(seed: int, upto: int) -> tuple[Harness, dict[str, dict]]:
+    """A harness that ran `messages(seed)` up to offset `upto`, and the rollups of running
+    them all without interruption."""
+    log = messages(seed)
     h = Harness(WindowsStage())
     for message in log:
         h.send(*message)
-    h.run(upto=crash_at)
+    h.run(upto=upto)
+    return h, uninterrupted(log)
+
+
+@pytest.mark.parametrize("crash_at", [37, 150, 311])
+def test_a_restart_neither_loses_nor_repeats_a_window(crash_at: int):
+    h, expected = run_until(crash_at, crash_at)
     assert h.committed < crash_at  # the commit is held back for the open windows
     h.restart(WindowsStage())
     h.run()
@@ -184,12 +190,7 @@ def test_a_restart_neither_loses_nor_repeats_a_window(crash_at: int):
 
 
 def test_open_coarse_windows_go_to_the_changelog_in_shards_and_restore_from_them():
-    log = messages(seed=5)
-    expected = uninterrupted(log)
-    h = Harness(WindowsStage())
-    for message in log:
-        h.send(*message)
-    h.run(upto=250)
+    h, expected = run_until(seed=5, upto=250)
     coarse = {k: v for (_, k), v in h.changelog.items() if k.startswith(("1m", "1h"))}
     assert coarse and all("#" in k for k in coarse)
     held = [w for v in coarse.values() if v for w in v["windows"].values()]
@@ -204,12 +205,7 @@ def test_a_changelog_of_per_series_coarse_keys_restores_then_moves_into_shards()
     """An older deployment wrote each open coarse window under `<resolution>|<series>`,
     with its histogram as pairs: it restores the same windows, and the next checkpoint
     writes tombstones for those keys and the windows into their shards."""
-    log = messages(seed=6)
-    expected = uninterrupted(log)
-    h = Harness(WindowsStage())
-    for message in log:
-        h.send(*message)
-    h.run(upto=250)
+    h, expected = run_until(seed=6, upto=250)
     legacy: dict[tuple[int, str], Any] = {}
     for (partition, key), value in h.changelog.items():
         if "#" not in key:
@@ -259,12 +255,7 @@ def test_each_shard_record_replaces_what_earlier_records_restored_in_its_shard()
 
 
 def test_a_crash_after_outputs_but_before_the_changelog_re_emits_the_same_records():
-    log = messages(seed=9)
-    expected = uninterrupted(log)
-    h = Harness(WindowsStage())
-    for message in log:
-        h.send(*message)
-    h.run(upto=200)
+    h, expected = run_until(seed=9, upto=200)
     snapshot, committed = dict(h.changelog), h.committed
     h.run(upto=260)  # these outputs reached the topic, but the changelog write was lost
     h.changelog, h.committed = snapshot, committed
