@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from zlib import crc32
 
 import orjson
 
@@ -50,10 +49,6 @@ __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
 ROLLUPS_TOPIC = "rollups"
 META_KEY = "meta"
 LATE_PREFIX = "late|"
-# Open coarse windows go to the changelog in shards: key `<resolution>#<shard>`, value
-# {"windows": {series: window state}} (None: none open), shard = crc32(series) % this.
-COARSE_SHARDS = 256
-SHARD_CACHE_LIMIT = 400_000
 
 
 @dataclass(frozen=True)
@@ -176,7 +171,6 @@ class PartitionWindows:
         "next_offset",
         "open",
         "replay_until",
-        "restored",
     )
 
     def __init__(self, levels: int, now: float | None) -> None:
@@ -188,7 +182,6 @@ class PartitionWindows:
         self.late: dict[str, int] = {}
         self.next_offset = -1
         self.replay_until = -1  # offsets below this were processed before a restart
-        self.restored: dict[str, list[str]] = {}  # while restoring: shard key -> its series
         self.last_active = now  # None until the partition is first seen after a restore
         self.dirty: set[str] = set()  # changelog keys to write at the next checkpoint
         self.early_at = -(2.0**62)  # wall time of the last early evaluation
@@ -211,7 +204,6 @@ class WindowsCore:
         self.lateness_ms = round(config.allowed_lateness_s * 1000)
         self.hdr = layout(config.hdr_lowest_us, config.hdr_highest_us, config.hdr_digits)
         self.partitions: dict[int, PartitionWindows] = {}
-        self._shard_keys: dict[str, tuple[str, ...]] = {}  # series -> changelog key per level
         self.stats = {"events": 0, "late": 0, "replayed": 0, "rollups": 0}
         self.early: EarlyEvaluator | None = None
         if config.early_resolution in self.resolutions and config.early_eval_s > 0:
@@ -325,8 +317,6 @@ class WindowsCore:
             if ps is None:
                 continue
             ps.last_active = now
-            if ps.restored:
-                ps.restored = {}  # the restore is over
             self._close(partition, ps, ps.max_ts - self.lateness_ms, result)
             if self.early is not None and self.early.due(ps, now):
                 self.early.run(self, ps, now, result)
@@ -408,7 +398,7 @@ class WindowsCore:
             return
         size = self.sizes[level]
         coarse = ps.coarse[level - 1]
-        shard_key = self._shard_key
+        prefix = self.resolutions[level] + "|"
         targets = []
         for name, window in zip(series, windows, strict=True):
             start = window.start - window.start % size
@@ -419,7 +409,7 @@ class WindowsCore:
             if current is None:
                 current = coarse[name] = Window(self.hdr, start)
             targets.append(current)
-            ps.dirty.add(shard_key(level, name))
+            ps.dirty.add(prefix + name)
         merge_into(self.hdr, targets, windows, range(len(windows)))
 
     def _close_coarse(self, ps: PartitionWindows, before: int, result: StageResult) -> None:
@@ -430,8 +420,9 @@ class WindowsCore:
                 break  # no boundary crossed at this level, so none at coarser ones either
             coarse = ps.coarse[level - 1]
             done = [s for s, w in coarse.items() if w.start + size <= ps.closed]
+            prefix = self.resolutions[level] + "|"
             for name in done:
-                ps.dirty.add(self._shard_key(level, name))
+                ps.dirty.add(prefix + name)
             self._emit(ps, level, done, [coarse.pop(name) for name in done], result)
 
     def _rollup(
@@ -466,50 +457,30 @@ class WindowsCore:
     # --- state ---------------------------------------------------------------------------------
 
     def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
-        """Write the dirty changelog keys: meta, late counts, and each dirty shard of open
-        coarse windows, whole (None when it has none left). A per-series coarse key (an
-        older deployment's form, seen at restore) gets a tombstone, written first: its
-        window is in its shard's record now."""
-        shards: dict[int, dict[str, list[tuple[str, Window]]]] = {}
-        legacy = []
+        """Write the dirty changelog keys: meta, late counts, and open coarse windows (in
+        bulk; a closed one is a tombstone)."""
+        coarse: list[tuple[str, Window]] = []
         for key in ps.dirty:
             if key == META_KEY:
-                result.state[(partition, key)] = {
-                    "max_ts": ps.max_ts,
-                    "closed": ps.closed,
-                    "next": ps.next_offset,
-                }
+                value = {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
             elif key.startswith(LATE_PREFIX):
-                result.state[(partition, key)] = ps.late.get(key[len(LATE_PREFIX) :]) or None
-            elif "#" in key:
-                level = self.resolutions.index(key.partition("#")[0])
-                shards.setdefault(level, {})[key] = []
+                value = ps.late.get(key[len(LATE_PREFIX) :]) or None
             else:
-                legacy.append(key)
+                window = self._coarse_window(ps, key)
+                if window is not None:
+                    coarse.append((key, window))
+                    continue
+                value = None
+            result.state[(partition, key)] = value
         ps.dirty.clear()
-        if legacy:
-            state = {(partition, key): None for key in legacy}
-            result.state = state | result.state  # before the shards that now hold them
-        for level, members in shards.items():
-            shard_key = self._shard_key
-            for series, window in ps.coarse[level - 1].items():
-                found = members.get(shard_key(level, series))
-                if found is not None:
-                    found.append((series, window))
-            flush_all(self.hdr, [w for held in members.values() for _, w in held])
-            for key, held in members.items():
-                windows = {series: window.to_state() for series, window in held}
-                result.state[(partition, key)] = {"windows": windows} if windows else None
+        flush_all(self.hdr, [w for _, w in coarse])
+        for key, window in coarse:
+            result.state[(partition, key)] = window.to_state()
 
-    def _shard_key(self, level: int, series: str) -> str:
-        """The changelog key of the shard that holds `series`' open window of `level`."""
-        keys = self._shard_keys.get(series)
-        if keys is None:
-            if len(self._shard_keys) >= SHARD_CACHE_LIMIT:
-                self._shard_keys.clear()
-            shard = crc32(series.encode()) % COARSE_SHARDS
-            keys = self._shard_keys[series] = tuple(f"{r}#{shard}" for r in self.resolutions)
-        return keys[level]
+    def _coarse_window(self, ps: PartitionWindows, key: str) -> Window | None:
+        """The open coarse window of a changelog key ``resolution|series``, if any."""
+        resolution, _, series = key.partition("|")
+        return ps.coarse[self.resolutions.index(resolution) - 1].get(series)
 
     def restore(self, partition: int, key: str, value: Any) -> None:
         ps = self._partition(partition, None)
@@ -526,36 +497,14 @@ class WindowsCore:
             else:
                 ps.late.pop(series, None)
             return
-        if "#" in key:
-            self._restore_shard(ps, key, value)
-            return
-        resolution, _, series = key.partition("|")  # an older deployment's per-series key
+        resolution, _, series = key.partition("|")
         if resolution not in self.resolutions[1:]:
             return  # a resolution no longer configured
-        level = self.resolutions.index(resolution)
-        coarse = ps.coarse[level - 1]
+        coarse = ps.coarse[self.resolutions.index(resolution) - 1]
         if value is None:
             coarse.pop(series, None)
         else:
             coarse[series] = Window.from_state(self.hdr, value)
-            shard = self._shard_key(level, series)
-            ps.restored.setdefault(shard, []).append(series)
-            ps.dirty.add(key)  # tombstoned, and rewritten in its shard, at the next flush
-            ps.dirty.add(shard)
-
-    def _restore_shard(self, ps: PartitionWindows, key: str, value: Any) -> None:
-        """A shard record holds every open window of its series: it replaces the shard."""
-        resolution = key.partition("#")[0]
-        if resolution not in self.resolutions[1:]:
-            return  # a resolution no longer configured
-        level = self.resolutions.index(resolution)
-        coarse = ps.coarse[level - 1]
-        for series in ps.restored.pop(key, ()):
-            coarse.pop(series, None)
-        windows = (value or {}).get("windows") or {}
-        for series, state in windows.items():
-            coarse[series] = Window.from_state(self.hdr, state)
-        ps.restored[key] = list(windows)
 
     def replay_marks(self) -> dict[int, int]:
         """`replay_until` of every partition that has offsets to replay (restored ones)."""

@@ -189,69 +189,22 @@ def test_a_restart_neither_loses_nor_repeats_a_window(crash_at: int):
     assert by_id(h.rollups) == expected
 
 
-def test_open_coarse_windows_go_to_the_changelog_in_shards_and_restore_from_them():
+@pytest.mark.parametrize("form", ["words", "pairs"])
+def test_a_restart_from_either_changelog_form_of_coarse_windows_gives_the_same_rollups(form):
+    """Coarse windows are written as histogram words; an older deployment wrote pairs.
+    Either, through JSON as the changelog holds it, restores the same windows."""
     h, expected = run_until(seed=5, upto=250)
-    coarse = {k: v for (_, k), v in h.changelog.items() if k.startswith(("1m", "1h"))}
-    assert coarse and all("#" in k for k in coarse)
-    held = [w for v in coarse.values() if v for w in v["windows"].values()]
-    assert held and all("words" in w for w in held)
-    h.changelog = {k: orjson.loads(orjson.dumps(v)) for k, v in h.changelog.items()}
+    coarse = [k for (_, k), v in h.changelog.items() if k.startswith("1m|") and v]
+    assert coarse and all("words" in h.changelog[(0, k)] for k in coarse)
+    for key in coarse:
+        value = dict(h.changelog[(0, key)])
+        if form == "pairs":
+            words, bits = value.pop("words"), value.pop("bits")
+            value["counts"] = SparseHistogram.from_words(layout(), words, bits).to_pairs()
+        h.changelog[(0, key)] = orjson.loads(orjson.dumps(value))
     h.restart(WindowsStage())
     h.run()
     assert by_id(h.rollups) == expected
-
-
-def test_a_changelog_of_per_series_coarse_keys_restores_then_moves_into_shards():
-    """An older deployment wrote each open coarse window under `<resolution>|<series>`,
-    with its histogram as pairs: it restores the same windows, and the next checkpoint
-    writes tombstones for those keys and the windows into their shards."""
-    h, expected = run_until(seed=6, upto=250)
-    legacy: dict[tuple[int, str], Any] = {}
-    for (partition, key), value in h.changelog.items():
-        if "#" not in key:
-            legacy[(partition, key)] = value
-            continue
-        resolution = key.partition("#")[0]
-        for series, state in ((value or {}).get("windows") or {}).items():
-            state = dict(state)
-            words, bits = state.pop("words"), state.pop("bits")
-            state["counts"] = SparseHistogram.from_words(layout(), words, bits).to_pairs()
-            legacy[(partition, f"{resolution}|{series}")] = state
-    old_keys = [k for (_, k) in legacy if k.startswith(("1m|", "1h|"))]
-    assert old_keys
-    h.changelog = legacy
-    h.restart(WindowsStage())
-    h.run(upto=251)
-    for key in old_keys:
-        assert h.changelog[(0, key)] is None  # tombstoned
-    moved = {
-        series
-        for (_, key), value in h.changelog.items()
-        if "#" in key and value
-        for series in value["windows"]
-    }
-    emitted = {r["series"] for r in h.rollups if r["resolution"] != "10s"}
-    assert {k.partition("|")[2] for k in old_keys} <= moved | emitted  # none lost
-    h.run()
-    assert by_id(h.rollups) == expected
-
-
-def test_each_shard_record_replaces_what_earlier_records_restored_in_its_shard():
-    """Before compaction a shard key has many records: the latest one decides, and it
-    also drops a window an older per-series record restored in that shard."""
-    core = WindowsStage().core
-    state = {k: 0 for k in ("errors", "client_errors", "late", "sum_us", "max_us")}
-    window = state | {"start": T0, "counts": []}
-    a, b = "checkout|/a", "checkout|/b"
-    key_a, key_b = core._shard_key(1, a), core._shard_key(1, b)
-    core.restore(0, f"1m|{b}", window)  # an older deployment's per-series record
-    core.restore(0, key_a, {"windows": {a: window}})
-    if key_b != key_a:
-        core.restore(0, key_b, {"windows": {b: window}})
-    core.restore(0, key_b, {"windows": {}} if key_b != key_a else {"windows": {a: window}})
-    assert sorted(core.partitions[0].coarse[0]) == [a]
-    core.restore(0, key_a, None)
-    assert core.partitions[0].coarse[0] == {}
 
 
 def test_a_crash_after_outputs_but_before_the_changelog_re_emits_the_same_records():
