@@ -39,7 +39,7 @@ from schemas.rollups import (
     service_wide_series,
 )
 from stages.base import Emit, Record, StageResult
-from stages.bulk_close import flush_all, merge_into, summaries
+from stages.bulk_close import merge_into, summaries
 from stages.early import EarlyEvaluator
 from stages.hdr import HdrLayout, SparseHistogram, layout
 from stages.rules import Rule
@@ -120,11 +120,10 @@ class Window:
         (`SparseHistogram.to_words`), a dense one as `to_pairs`."""
         hist = self.hist
         words = hist.to_words()
-        held: dict[str, Any] = (
-            {"counts": hist.to_pairs()}
-            if words is None
-            else {"words": words, "bits": hist.layout._count_bits}
-        )
+        if words is None:
+            held: dict[str, Any] = {"counts": hist.to_pairs()}
+        else:
+            held = {"words": words, "bits": hist.layout._count_bits}
         return {
             "start": self.start,
             **held,
@@ -377,9 +376,9 @@ class WindowsCore:
         result: StageResult,
     ) -> None:
         """Emit the rollups of closed windows of one resolution, then merge each into its
-        series' window of the next resolution. (`merge_into` flushes its sources, so base
-        windows arrive flushed; this flush is for any other caller.)"""
-        flush_all(self.hdr, windows)
+        series' window of the next resolution. The windows hold no pending values:
+        `merge_into` flushed the base ones, and service-wide and coarse windows are only
+        ever built by `merge_into` from flushed windows."""
         values, encoded = summaries(self.hdr, windows, [p for _, p in PERCENTILES])
         for name, window, at, hist in zip(series, windows, values, encoded, strict=True):
             result.emits.append(self._rollup(name, level, window, at, hist))
@@ -457,9 +456,8 @@ class WindowsCore:
     # --- state ---------------------------------------------------------------------------------
 
     def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
-        """Write the dirty changelog keys: meta, late counts, and open coarse windows (in
-        bulk; a closed one is a tombstone)."""
-        coarse: list[tuple[str, Window]] = []
+        """Write the dirty changelog keys: meta, late counts, and open coarse windows (they
+        hold no pending values, see `_emit`; a closed one is a tombstone)."""
         for key in ps.dirty:
             if key == META_KEY:
                 value = {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
@@ -467,15 +465,9 @@ class WindowsCore:
                 value = ps.late.get(key[len(LATE_PREFIX) :]) or None
             else:
                 window = self._coarse_window(ps, key)
-                if window is not None:
-                    coarse.append((key, window))
-                    continue
-                value = None
+                value = window.to_state() if window is not None else None
             result.state[(partition, key)] = value
         ps.dirty.clear()
-        flush_all(self.hdr, [w for _, w in coarse])
-        for key, window in coarse:
-            result.state[(partition, key)] = window.to_state()
 
     def _coarse_window(self, ps: PartitionWindows, key: str) -> Window | None:
         """The open coarse window of a changelog key ``resolution|series``, if any."""
