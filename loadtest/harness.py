@@ -31,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from loadtest.report import write_html
 from loadtest.simulator import INCIDENT_KINDS, FleetSpec, Incident, incident_schedule, run_fleet
 from pipeline.broker import LocalBroker, free_port
+from pipeline.slim_records import SlimRecords, install_slim_records
 from pipeline.topics import create_topics
 
 WEBHOOK_SECRET = "whsec-loadtest-0123456789abcdef"
@@ -212,8 +213,16 @@ class LagSampler:
         return sample
 
 
-async def raw_ceiling(bootstrap: str, topic: str, total_events: int, timeout_s: float) -> dict:
-    """A bare aiokafka consumer from offset 0, decoding every message: events/s (the ceiling)."""
+async def raw_ceiling(
+    bootstrap: str, topic: str, total_events: int, timeout_s: float, slim: bool = False
+) -> dict:
+    """A bare aiokafka consumer from offset 0, decoding every message: events/s (the ceiling).
+
+    `slim`: read slim records, as the pipeline's consumers do (pipeline/slim_records.py),
+    instead of aiokafka's own; for comparison, not the ceiling."""
+    options = {}
+    if slim and install_slim_records():
+        options["value_deserializer"] = SlimRecords(str)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -221,6 +230,7 @@ async def raw_ceiling(bootstrap: str, topic: str, total_events: int, timeout_s: 
         enable_auto_commit=False,
         group_id=None,
         max_partition_fetch_bytes=4 << 20,
+        **options,
     )
     await consumer.start()
     seen, started, last = 0, None, None

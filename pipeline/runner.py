@@ -37,6 +37,7 @@ from pipeline.output import (
     pack_emits,
     produce_all,
 )
+from pipeline.slim_records import SlimRecords, install_slim_records
 from pipeline.topic_reader import history_consumer, read_to_end
 from pipeline.topics import BATCHED_TOPICS, EVENTS_DLQ, TopicNames, state_topic
 from schemas.dlq import dead_letter
@@ -176,11 +177,13 @@ class StageRunner(ConsumerRebalanceListener):
             await self._leave()
 
     async def _start_consumer(self) -> None:
+        install_slim_records()
         consumer = await start_group_consumer(
             self.config,
             self.group_id,
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            value_deserializer=SlimRecords(self.names.logical),
         )
         self._consumer = consumer
         for topic in BATCHED_TOPICS:
@@ -265,8 +268,9 @@ class StageRunner(ConsumerRebalanceListener):
     ) -> tuple[list[Record], dict[TopicPartition, int]]:
         """A getmany batch as the stage's records, skipping what the changelog says is done.
 
-        aiokafka's `ConsumerRecord`s have every field of `Record`, so they are handed over
-        as they are (their topic set to the logical name): no copy per record."""
+        The consumer unpacks `Record`s with logical topic names (pipeline/slim_records.py).
+        Where it cannot, aiokafka's `ConsumerRecord`s (which have every field of `Record`)
+        are handed over as they are, their topic renamed here."""
         records: list[Record] = []
         offsets: dict[TopicPartition, int] = {}
         logical = self.names.logical
@@ -282,7 +286,7 @@ class StageRunner(ConsumerRebalanceListener):
                 messages = kept
                 if messages or offsets[tp] >= skip:
                     del self._skip_below[(topic, tp.partition)]
-            if tp.topic != topic:  # aiokafka's records have `Record`'s fields: no copies
+            if messages and messages[0].topic != topic:  # aiokafka's own records
                 for m in messages:
                     m.topic = topic
             records.extend(messages)

@@ -12,15 +12,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 
 
-@dataclass(slots=True)
-class Record:
+class Record(msgspec.Struct, gc=False):
     """One consumed Kafka message, as the runtime hands it to a stage.
 
-    The runtime hands over aiokafka's `ConsumerRecord`s, which have these same fields
-    (and more); stages read only these."""
+    A msgspec struct: built in C and never tracked by the garbage collector (its fields
+    are plain values), since the runtime makes one per consumed message
+    (pipeline/slim_records.py). Where slim unpacking is unavailable the runtime hands
+    over aiokafka's `ConsumerRecord`s instead, which have these same fields (and more);
+    stages read only these."""
 
     topic: str  # logical topic name without prefix, e.g. "events.raw"
     partition: int

@@ -1,0 +1,126 @@
+"""Slim consumed records (pipeline/slim_records.py): the same messages as aiokafka's own
+records, for the consumers that ask, and aiokafka's path untouched for the others."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.consumer import fetcher
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import ConsumerRecord
+
+from pipeline import slim_records
+from pipeline.slim_records import SlimRecords, install_slim_records, slim_records_installed
+from stages.base import Record
+
+TP = TopicPartition("prod.events.raw", 3)
+FIELDS = ("partition", "offset", "key", "value", "timestamp")
+
+
+def _logical(topic: str) -> str:
+    return topic.removeprefix("prod.")
+
+
+def _batch(base_offset: int, messages: list[tuple[bytes | None, bytes | None]]) -> bytes:
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for delta, (key, value) in enumerate(messages):
+        builder.append(delta, timestamp=1_700_000_000_000 + delta, key=key, value=value, headers=[])
+    buffer = bytearray(builder.build())
+    buffer[0:8] = base_offset.to_bytes(8, "big")  # the broker assigns the base offset
+    return bytes(buffer)
+
+
+def _unpack(data: bytes, fetch_offset: int, deserializer, check_crcs: bool = True):
+    """What `getall` collects from a fetched partition, and the position it ends at."""
+    records = slim_records._PartitionRecords(
+        TP, MemoryRecords(data), [], fetch_offset, None, deserializer, check_crcs, 0
+    )
+    return list(records), records.next_fetch_offset
+
+
+MESSAGES = [(b"checkout", b'{"a":1}'), (None, b"[2]"), (b"k", None), (b"", b"")]
+SECOND = _batch(14, MESSAGES[:2])
+FETCHED = _batch(10, MESSAGES) + SECOND
+
+
+# The broker answers a fetch from the batch holding the fetch offset on, so a fetch
+# starting mid-batch gets that batch's earlier records too.
+@pytest.mark.parametrize(
+    ("data", "fetch_offset"),
+    [(FETCHED, 10), (FETCHED, 12), (FETCHED, 13), (SECOND, 14), (SECOND, 15)],
+    ids=["first-batch", "mid-first", "last-of-first", "second-batch", "mid-second"],
+)
+def test_slim_records_hold_what_aiokafka_records_hold(data: bytes, fetch_offset: int) -> None:
+    theirs, their_position = _unpack(data, fetch_offset, None)
+    ours, our_position = _unpack(data, fetch_offset, SlimRecords(_logical))
+    assert all(type(r) is ConsumerRecord for r in theirs)
+    assert all(type(r) is Record for r in ours)
+    assert [r.offset for r in ours] == list(range(fetch_offset, 16))  # mid-batch: skipped
+    assert [tuple(getattr(r, f) for f in FIELDS) for r in ours] == [
+        tuple(getattr(r, f) for f in FIELDS) for r in theirs
+    ]
+    assert {r.topic for r in ours} <= {"events.raw"}  # the logical name
+    assert our_position == their_position == 16
+
+
+def test_a_corrupt_batch_is_refused_as_aiokafka_refuses_it() -> None:
+    corrupt = bytearray(FETCHED)
+    corrupt[-3] ^= 0xFF  # a byte of the second batch's last record
+    for deserializer in (None, SlimRecords(_logical)):
+        with pytest.raises(CorruptRecordException):
+            _unpack(bytes(corrupt), 10, deserializer)
+    ours, _ = _unpack(bytes(corrupt), 10, SlimRecords(_logical), check_crcs=False)
+    assert len(ours) == 6  # CRCs not checked: as aiokafka, read as they are
+
+
+async def test_a_consumer_asking_gets_records_and_others_get_aiokafkas(
+    bootstrap: str, prefix: str
+) -> None:
+    assert install_slim_records() and slim_records_installed()
+    assert fetcher.PartitionRecords is slim_records._PartitionRecords
+    topic = prefix + "slim"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for i in range(300):
+            await producer.send(topic, f"v{i}".encode(), key=b"k" if i % 2 else None, partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    async def read(deserializer) -> list:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            value_deserializer=deserializer,
+        )
+        await consumer.start()
+        got: list = []
+        try:
+            while len(got) < 300:
+                for messages in (await consumer.getmany(timeout_ms=1000, max_records=70)).values():
+                    got += messages
+        finally:
+            await consumer.stop()
+        return got
+
+    theirs = await read(None)
+    ours = await read(SlimRecords(lambda physical: physical.removeprefix(prefix)))
+    assert all(type(r) is ConsumerRecord and r.topic == topic for r in theirs)
+    assert all(type(r) is Record and r.topic == "slim" for r in ours)
+    assert [r.value for r in ours] == [f"v{i}".encode() for i in range(300)]
+    assert [tuple(getattr(r, f) for f in FIELDS) for r in ours] == [
+        tuple(getattr(r, f) for f in FIELDS) for r in theirs
+    ]
