@@ -24,7 +24,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.hdr import HdrLayout, SparseHistogram, layout
+from stages.hdr import STORED_BELOW, HdrLayout, SparseHistogram, layout
 
 
 def same_encoding(ours: str, theirs: bytes) -> bool:
@@ -358,6 +358,23 @@ def test_encoding_is_byte_identical_and_round_trips(name: str, n: int, state: st
     decoded_by_hdrh = HdrHistogram.decode(encoded)
     assert ref_counts(decoded_by_hdrh) == hist.items()
     assert decoded_by_hdrh.get_total_count() == hist.total
+
+
+@pytest.mark.parametrize("n", [1, 45, 400, 5000])
+def test_small_payloads_are_stored_and_large_ones_deflated(n: int) -> None:
+    values = list(dataset("lognormal", n))
+    hist = sparse(values)
+    blob = base64.b64decode(hist.encode())
+    stream = blob[8:]
+    data = zlib.decompress(stream)  # any inflater reads both forms
+    assert same_encoding(hist.encode(), reference(values, layout()).encode())
+    assert ref_counts(HdrHistogram.decode(hist.encode())) == hist.items()
+    if len(data) < STORED_BELOW:
+        assert stream[2] & 0b111 == 0b001  # one final stored block
+        assert len(stream) == len(data) + 11  # header, block lengths, data, adler32
+    else:
+        assert stream[2] & 0b110 != 0  # a compressed block (fixed or dynamic Huffman)
+        assert len(stream) < len(data)
 
 
 def test_encoding_large_counts_and_other_layout() -> None:
