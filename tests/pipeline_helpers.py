@@ -35,10 +35,11 @@ def make_config(bootstrap: str, prefix: str, **overrides: Any) -> Config:
 
 
 def start_prodmon(
-    bootstrap: str, prefix: str, stages: str, env: dict[str, str]
+    bootstrap: str, prefix: str, stages: str, env: dict[str, str], config: str | None = None
 ) -> subprocess.Popen:
     """A `prodmon run --stages <stages>` process on the test broker: quick to notice a
-    dead group member, with `env` added to this process's environment."""
+    dead group member, with `env` added to this process's environment (and `config`, a
+    prodmon.toml path, if given)."""
     full = {
         **os.environ,
         "PRODMON_RUNTIME__SESSION_TIMEOUT_MS": "6000",
@@ -47,6 +48,8 @@ def start_prodmon(
     }
     cmd = [sys.executable, "-m", "ops.cli", "--log-level", "warning", "run", "--stages", stages]
     cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
+    if config is not None:
+        cmd += ["--config", config]
     return subprocess.Popen(cmd, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
