@@ -56,35 +56,15 @@ def early_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(r for r in rules if r.op in EARLY_OPS and r.metric in EARLY_METRICS)
 
 
-# id(window) -> (the window, its pending-values list, how many of them were looked at, their
-# largest). Holding the window keeps its id from being reused while the entry lives; a
-# flush gives the window a new list, so an entry for the old list no longer applies.
-_Looked = dict[int, tuple["Window", list[int], int, int]]
-
-
 class _Evidence:
     """What one series' open window (at the rules' resolution) holds so far: the windows
-    it is made of, and their counts; the rest is computed once, when a rule first asks.
+    it is made of, and their counts; the rest is computed once, when a rule first asks."""
 
-    `looked` is the pass's (`before`, `now`) record of pending values already scanned,
-    per window (see `max_us`)."""
+    __slots__ = ("_ceiling_ms", "_hist", "client_errors", "count", "errors", "max_us", "parts")
 
-    __slots__ = (
-        "_ceiling_ms",
-        "_hist",
-        "_looked",
-        "_max_us",
-        "client_errors",
-        "count",
-        "errors",
-        "parts",
-    )
-
-    def __init__(self, looked: tuple[_Looked, _Looked]) -> None:
+    def __init__(self) -> None:
         self.parts: list[Window] = []
-        self.count = self.errors = self.client_errors = 0
-        self._looked = looked
-        self._max_us: int | None = None
+        self.count = self.errors = self.client_errors = self.max_us = 0
         self._ceiling_ms: float | None = None
         self._hist: SparseHistogram | None = None
 
@@ -93,39 +73,13 @@ class _Evidence:
         self.count += window.hist.total + len(window.values)
         self.errors += window.errors
         self.client_errors += window.client_errors
-
-    def max_us(self) -> int:
-        """The largest value so far, looking at each pending value once rather than at every
-        pass: the pass's `before` holds, per window, how many of its pending values the
-        last pass looked at and their largest; `now` gets the same for this pass. A
-        window's pending list only grows until a flush replaces it with a new one, and the
-        flush keeps the largest value in `max_us`."""
-        if self._max_us is None:
-            looked_before, looked_now = self._looked
-            top = 0
-            for window in self.parts:
-                values = window.values
-                key = id(window)
-                entry = looked_now.get(key) or looked_before.get(key)
-                looked = largest = 0
-                if entry is not None and entry[0] is window and entry[1] is values:
-                    looked, largest = entry[2], entry[3]
-                if len(values) > looked:
-                    newest = max(values[looked:])
-                    if newest > largest:
-                        largest = newest
-                looked_now[key] = (window, values, len(values), largest)
-                if largest > top:
-                    top = largest
-                if window.max_us > top:
-                    top = window.max_us
-            self._max_us = top
-        return self._max_us
+        if window.max_us > self.max_us:  # a window's largest value, pending ones included
+            self.max_us = window.max_us
 
     def ceiling_ms(self, hdr: HdrLayout) -> float:
         """No percentile exceeds this: the top of the largest value's bucket, in ms."""
         if self._ceiling_ms is None:
-            self._ceiling_ms = hdr.highest_equivalent(min(self.max_us(), hdr.highest)) / 1000.0
+            self._ceiling_ms = hdr.highest_equivalent(min(self.max_us, hdr.highest)) / 1000.0
         return self._ceiling_ms
 
     def sum_us(self) -> int:
@@ -172,13 +126,11 @@ class EarlyEvaluator:
             ps.early_sent = {sent for sent in ps.early_sent if sent[2] + size > ps.closed}
         for start in [s for s in ps.early_judged if s + size <= ps.closed]:
             del ps.early_judged[start]
-        looked: tuple[_Looked, _Looked] = (ps.early_looked, {})
-        for (series, start), evidence in self._evidence(core, ps, size, looked).items():
+        for (series, start), evidence in self._evidence(core, ps, size).items():
             self._judge(core, ps, series, start, size, evidence, result)
-        ps.early_looked = looked[1]
 
     def _evidence(
-        self, core: WindowsCore, ps: PartitionWindows, size: int, looked: tuple[_Looked, _Looked]
+        self, core: WindowsCore, ps: PartitionWindows, size: int
     ) -> dict[tuple[str, int], _Evidence]:
         """Per (series, start of its window at the rules' resolution) with enough events to
         judge: the open base windows in it, each service's as a whole, and the closed
@@ -221,7 +173,7 @@ class EarlyEvaluator:
                 # data, not the number of series times the passes.
                 if n >= least and n >= judged.get(series, 0) * REJUDGE_GROWTH:
                     judged[series] = n
-                    evidence = found[(series, start)] = _Evidence(looked)
+                    evidence = found[(series, start)] = _Evidence()
                     for window in coarse_parts.get(series, ()):
                         evidence.add(window)
         if found:
@@ -309,7 +261,7 @@ class EarlyEvaluator:
         elif metric == "throughput_rps":
             value = count / (size / 1000.0)
         elif metric == "max_ms":
-            value = evidence.max_us() / 1000.0
+            value = evidence.max_us / 1000.0
         elif count < self.min_events:
             return None
         elif metric == "error_rate_pct":

@@ -178,7 +178,10 @@ class IngestWindowsStage(CoreStageMixin):
                         if window is None:
                             window = bucket[series] = Window(hdr, start)
                         values = window.values
-                        values.append(floor(event.duration_ms * 1000.0 + 0.5))  # = int(): > 0
+                        value = floor(event.duration_ms * 1000.0 + 0.5)  # = int(): > 0
+                        values.append(value)
+                        if value > window.max_us:
+                            window.max_us = value
                         if len(values) >= FLUSH_AT:
                             window.flush()
                         status = event.status

@@ -79,8 +79,10 @@ class WindowsConfig:
 class Window:
     """One series' accumulator for one window.
 
-    The hot path only appends the value (integer microseconds) to `values`; the values
-    go into the histogram in bulk (`flush`), every `FLUSH_AT` values and at close.
+    The hot path only appends the value (integer microseconds) to `values`, and raises
+    `max_us` if the value is larger; the values go into the histogram in bulk (`flush`),
+    every `FLUSH_AT` values and at close. So `max_us` is the largest value, pending ones
+    included (early evaluation reads it without scanning the pending values).
     """
 
     __slots__ = ("client_errors", "errors", "hist", "late", "max_us", "start", "sum_us", "values")
@@ -161,7 +163,6 @@ class PartitionWindows:
         "dirty",
         "early_at",
         "early_judged",
-        "early_looked",
         "early_sent",
         "first_offset",
         "last_active",
@@ -186,7 +187,6 @@ class PartitionWindows:
         self.early_at = -(2.0**62)  # wall time of the last early evaluation
         self.early_sent: set[tuple[str, str, int]] = set()  # (rule, series, start) observed
         self.early_judged: dict[int, dict[str, int]] = {}  # start -> series -> events judged
-        self.early_looked: dict[int, Any] = {}  # what the last early pass scanned (early.py)
 
 
 class WindowsCore:
@@ -265,7 +265,10 @@ class WindowsCore:
         if window is None:
             window = bucket[series] = Window(self.hdr, start)
         values = window.values
-        values.append(int(duration_ms * 1000.0 + 0.5))
+        value = int(duration_ms * 1000.0 + 0.5)
+        values.append(value)
+        if value > window.max_us:
+            window.max_us = value
         if len(values) >= FLUSH_AT:
             window.flush()
         if status >= 400:
