@@ -3,6 +3,8 @@ records, for the consumers that ask, and aiokafka's path untouched for the other
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.consumer import fetcher
@@ -11,9 +13,21 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord
 
-from pipeline import slim_records
+from loadtest.fleet import error_burst
+from pipeline import runner, slim_records
 from pipeline.slim_records import SlimRecords, install_slim_records, slim_records_installed
+from pipeline.topics import EVENTS_DLQ
 from stages.base import Record
+from stages.grouping import fingerprint_error
+from tests.pipeline_helpers import (
+    as_batches,
+    issues_probe,
+    make_config,
+    running_pipeline,
+    send_raw,
+    topic_probe,
+    wait_for,
+)
 
 TP = TopicPartition("prod.events.raw", 3)
 FIELDS = ("partition", "offset", "key", "value", "timestamp")
@@ -124,3 +138,27 @@ async def test_a_consumer_asking_gets_records_and_others_get_aiokafkas(
     assert [tuple(getattr(r, f) for f in FIELDS) for r in ours] == [
         tuple(getattr(r, f) for f in FIELDS) for r in theirs
     ]
+
+
+async def test_without_slim_records_the_runner_renames_aiokafkas_records(
+    bootstrap, topics, monkeypatch
+) -> None:
+    """An aiokafka lacking the internals slim records rely on: the pipeline still gets
+    every record under its logical topic (the runner renames aiokafka's own)."""
+    monkeypatch.setattr(fetcher, "PartitionRecords", slim_records._Base)
+    monkeypatch.setattr(runner, "install_slim_records", lambda: False)
+    config = make_config(bootstrap, topics)
+    now = int(time.time() * 1000)
+    events, _ = error_burst(60, seed=3, start_ms=now - 60_000)
+    expected: dict[str, int] = {}
+    for event in events:
+        fp = fingerprint_error(event).id
+        expected[fp] = expected.get(fp, 0) + 1
+    counts = lambda got: {i["issue_id"]: i["count"] for i in got}  # noqa: E731
+    async with running_pipeline(config, ["ingest", "fingerprint"]):
+        await send_raw(config, [*as_batches(events), (b"k", b"not json")])
+        issues = await wait_for(issues_probe(config), lambda got: counts(got) == expected)
+        dead = await wait_for(topic_probe(config, EVENTS_DLQ), bool)
+    assert fetcher.PartitionRecords is slim_records._Base  # aiokafka's own records throughout
+    assert counts(issues) == expected
+    assert [d["source"]["topic"] for d in dead] == ["events.raw"]  # the logical name
