@@ -153,12 +153,17 @@ async def test_probes_and_metrics_follow_a_running_pipeline(bootstrap, topics):
             payloads = as_batches(events) + [(b"svc", raw) for raw, _ in malformed_payloads(now)]
             await send_raw(config, payloads)
 
+            # Emits and dead letters count once their checkpoint is committed, which runs
+            # in the background: the fingerprint stage may read them before that.
             deadline = time.monotonic() + 60
             after = await scrape(session, base)
             while time.monotonic() < deadline and (
                 (value_of(after, "prodmon_records_in_total", stage="ingest") or 0)
                 < records_before + len(payloads)
                 or not value_of(after, "prodmon_records_in_total", stage="fingerprint")
+                or not value_of(after, "prodmon_emits_out_total", stage="ingest")
+                or (value_of(after, "prodmon_dlq_records_total", stage="ingest") or 0)
+                < len(malformed_payloads(now))
             ):
                 await asyncio.sleep(0.3)
                 after = await scrape(session, base)
