@@ -31,7 +31,7 @@ from aiokafka.consumer import fetcher
 
 from stages.base import Record
 
-__all__ = ["SlimRecords", "install_slim_records", "slim_records_installed"]
+__all__ = ["SlimRecords", "install_slim_records"]
 
 _READ_UNCOMMITTED = getattr(fetcher, "READ_UNCOMMITTED", 0)
 
@@ -103,8 +103,3 @@ def install_slim_records() -> bool:
         return False
     fetcher.PartitionRecords = _PartitionRecords
     return True
-
-
-def slim_records_installed() -> bool:
-    """Whether consumers asking for slim records get them."""
-    return _supported(_Base) and fetcher.PartitionRecords is _PartitionRecords

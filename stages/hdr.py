@@ -325,6 +325,8 @@ def _merged_words(mine: array, theirs: array, count_bits: int, count_mask: int) 
 STORED_BELOW = 256
 _ZLIB_HEADER = b"\x78\x01"  # deflate with a 32 KB window, no dictionary, check bits
 _STORED_LAST_BLOCK = b"\x01"  # BFINAL = 1, BTYPE = 00 (stored)
+_STORED_LENGTHS = struct.Struct("<HH")  # a stored block's LEN and its one's complement
+_ADLER = struct.Struct(">I")
 
 
 def _deflate(data: bytes) -> bytes:
@@ -348,10 +350,6 @@ def _deflate(data: bytes) -> bytes:
     wbits = min(15, max(10, (size - 1).bit_length()))
     packer = zlib.compressobj(6, zlib.DEFLATED, wbits, wbits - 9)
     return packer.compress(data) + packer.flush()
-
-
-_STORED_LENGTHS = struct.Struct("<HH")  # a stored block's LEN and its one's complement
-_ADLER = struct.Struct(">I")
 
 
 def encode_payload(lay: HdrLayout, payload: bytes) -> str:

@@ -100,6 +100,17 @@ def expected_windows(batches: list[tuple[bytes, bytes]], before_ms: int) -> dict
     return counts
 
 
+def notified(transitions: list[dict]) -> set[str]:
+    """The transitions that ask for the webhook (their ids are its idempotency keys)."""
+    return {t["id"] for t in transitions if "webhook" in t.get("channels", ())}
+
+
+def alerted_issues(transitions: list[dict]) -> set[str]:
+    """Issues with an alert (one per issue: `<service>:issue:<issue id>`)."""
+    ids = (t["alert_id"].partition(":issue:") for t in transitions)
+    return {issue for _, found, issue in ids if found}
+
+
 async def test_kill_9_one_of_three_processes_under_load(bootstrap, topics, tmp_path):
     config = make_config(bootstrap, topics)
     config_file = tmp_path / "prodmon.toml"
@@ -148,14 +159,6 @@ async def test_kill_9_one_of_three_processes_under_load(bootstrap, topics, tmp_p
             return latest == want
 
         issues = await wait_for(topic_probe(config, ISSUES), counts_exact, timeout_s=120)
-
-        def notified(transitions: list[dict]) -> set[str]:
-            return {t["id"] for t in transitions if "webhook" in t.get("channels", ())}
-
-        def alerted_issues(transitions: list[dict]) -> set[str]:
-            """Issues with an alert (one per issue: `<service>:issue:<issue id>`)."""
-            ids = (t["alert_id"].partition(":issue:") for t in transitions)
-            return {issue for _, found, issue in ids if found}
 
         def all_delivered(transitions: list[dict]) -> bool:
             wanted = notified(transitions)
