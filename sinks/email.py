@@ -39,6 +39,7 @@ from sinks.text import (
     json_bytes,
     member_line,
     one_line,
+    scrubbed_quote,
     severity_of,
     truncate,
 )
@@ -253,10 +254,7 @@ class EmailSink:
                 status=codes[-1] if codes else None,
             ) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            detail = one_line(exc.message, 200)
-            for secret in (self._password, self._username):
-                if secret:
-                    detail = detail.replace(secret, "***")
+            detail = scrubbed_quote(exc.message, (self._password, self._username), 200)
             raise DeliveryError(
                 f"SMTP {exc.code}: {detail}", retryable=400 <= exc.code < 500, status=exc.code
             ) from exc

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from sinks.base import DeliveryError
-from sinks.text import one_line
+from sinks.text import scrubbed_quote
 
 __all__ = [
     "HttpAnswer",
@@ -109,13 +109,6 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return max(seconds, 0.0)
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def describe_error(exc: BaseException) -> str:
     """A secret-free description of a client-side failure (never str(exc): it has the URL)."""
     for candidate in (getattr(exc, "os_error", None), exc.__cause__, exc):
@@ -162,7 +155,7 @@ def check_answer(
     status = answer.status
     if status in set(ok):
         return
-    detail = _scrub(one_line(answer.text, 200), secrets)
+    detail = scrubbed_quote(answer.text, secrets, 200)
     reason = f"HTTP {status}" + (f": {detail}" if detail else "")
     if status in RETRYABLE_STATUSES or status >= 500:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"), now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "json_bytes",
     "member_line",
     "one_line",
+    "scrubbed_quote",
     "severity_of",
     "truncate",
 ]
@@ -53,6 +55,20 @@ def one_line(value: Any, limit: int) -> str:
     """`value` as a single line: control characters and line breaks become spaces, bounded."""
     text = "" if value is None else str(value)
     text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    return truncate(text, limit)
+
+
+def scrubbed_quote(value: Any, secrets: Iterable[str], limit: int = 200) -> str:
+    """`value` one-lined, every secret replaced by `***`, and only then bounded to `limit`:
+    cutting first could split a secret and leave its prefix behind, out of the scrubber's
+    reach. Each secret is matched on the raw text and again on the one-lined text."""
+    text = "" if value is None else str(value)
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+    for secret in ordered:
+        text = text.replace(secret, "***")
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    for secret in ordered:
+        text = text.replace(secret, "***")
     return truncate(text, limit)
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from sinks.base import DeliveryOutcome
+from sinks.base import DeliveryError, DeliveryOutcome
 from sinks.delivery import Deliverer
 from sinks.dryrun import DryRunSink
 from sinks.email import EmailSink
@@ -138,3 +138,44 @@ async def test_dry_run_records_the_rendered_payload_and_sends_nothing(
     assert dry_pd.sent[0].payload["routing_key"] == "***"  # even dry runs hide the key
     assert bare.sent[0].payload["alert_id"] == "checkout:issue:9f2c1a"
     assert dry_slack.destination == f"dry-run:127.0.0.1:{slack.port}"
+
+
+async def test_secret_straddling_the_quote_cut_never_reaches_the_reason(
+    session: aiohttp.ClientSession,
+    receiver: FakeWebhookReceiver,
+    deliverer_for: Callable[..., Deliverer],
+) -> None:
+    # the receiver's error body quotes our secrets right where the 200-character quote ends
+    path_token = "hook-path-token-abc"
+    for leaked in (WEBHOOK_SECRET, path_token):
+        for pad in range(185, 200, 4):
+            receiver.fail(400, body="x" * pad + leaked + " and more")
+            sink = WebhookSink(session, receiver.url, WEBHOOK_SECRET)
+            outcome = await deliverer_for({"webhook": sink}).deliver(make_alert(), "webhook")
+            assert outcome.status == "failed" and outcome.reason is not None
+            assert outcome.reason.startswith("HTTP 400: xxx")
+            assert leaked[:6] not in outcome.reason, (pad, outcome.reason)
+            assert len(outcome.reason) <= len("HTTP 400: ") + 200
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_smtp_reply_quoting_the_password_across_the_cut_is_scrubbed() -> None:
+    smtp = FakeSmtp(username="prodmon", password=SMTP_PASSWORD).start()
+    try:
+        sink = EmailSink(
+            "127.0.0.1",
+            smtp.port,
+            sender="a@example.com",
+            recipients=["b@example.com"],
+            tls="none",
+            username="prodmon",
+            password=SMTP_PASSWORD,
+        )
+        smtp.handler.next_replies.append("554 " + "y" * 192 + SMTP_PASSWORD + " rejected")
+        with pytest.raises(DeliveryError) as caught:
+            await sink.send(make_alert())
+    finally:
+        smtp.stop()
+    reason = caught.value.reason
+    assert reason.startswith("SMTP 554: yyy") and not caught.value.retryable
+    assert SMTP_PASSWORD[:6] not in reason, reason
