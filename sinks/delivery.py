@@ -5,7 +5,9 @@
 1. rate limit (token bucket per channel): wait for a token up to a bound, else end with
    `dropped_rate_limited`;
 2. circuit breaker (per destination): when open, end with `skipped_circuit_open`;
-3. `sink.send(alert)` under a per-attempt timeout;
+3. `sink.send(alert)` under a per-attempt timeout; an exception other than
+   `DeliveryError` (a bug, or an answer the sink could not parse) is a retryable failure
+   with the reason `sink error: <ExceptionType>`;
 4. on a retryable failure, wait (Retry-After when the destination gave one, capped; else
    exponential backoff with full jitter) and go again, until `max_attempts` or the
    `give_up_after_s` budget runs out: then end with `gave_up` and the last reason. A
@@ -268,8 +270,8 @@ class Deliverer:
             error = DeliveryError(f"timeout after {timeout:g} s", retryable=True)
         except (aiohttp.ClientError, OSError) as exc:
             error = DeliveryError(f"connection failed: {type(exc).__name__}", retryable=True)
-        except Exception as exc:
-            breaker.release()
+        except Exception as exc:  # unexpected: retry it, it may be the answer, not us
+            breaker.release()  # says nothing about the destination's health
             _log().error(
                 "sink_error",
                 channel=sink.channel,
@@ -277,7 +279,7 @@ class Deliverer:
                 error_type=type(exc).__name__,
                 where=_where(exc),
             )
-            return DeliveryError(f"sink error: {type(exc).__name__}", retryable=False)
+            return DeliveryError(f"sink error: {type(exc).__name__}", retryable=True)
         except BaseException:
             breaker.release()
             raise

@@ -27,6 +27,7 @@ from sinks.text import scrubbed_quote
 __all__ = [
     "HttpAnswer",
     "check_answer",
+    "decode_leniently",
     "describe_error",
     "is_loopback",
     "parse_retry_after",
@@ -109,6 +110,16 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return max(seconds, 0.0)
 
 
+def decode_leniently(raw: bytes, charset: str | None) -> str:
+    """`raw` as text in the answer's charset; an unknown or non-text charset (`bogus`,
+    `base64`) falls back to UTF-8, and undecodable bytes become U+FFFD: a receiver's odd
+    header must never turn its answer into something other than its status."""
+    try:
+        return raw.decode(charset or "utf-8", "replace")
+    except (LookupError, ValueError):
+        return raw.decode("utf-8", "replace")
+
+
 def describe_error(exc: BaseException) -> str:
     """A secret-free description of a client-side failure (never str(exc): it has the URL)."""
     for candidate in (getattr(exc, "os_error", None), exc.__cause__, exc):
@@ -133,7 +144,7 @@ async def post(
             return HttpAnswer(
                 response.status,
                 dict(response.headers),
-                raw.decode(response.charset or "utf-8", "replace"),
+                decode_leniently(raw, response.charset),
             )
     except aiohttp.InvalidURL as exc:
         raise DeliveryError("invalid URL", retryable=False) from exc

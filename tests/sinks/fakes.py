@@ -1,7 +1,7 @@
 """Fake notification services on 127.0.0.1 free ports, checking what the real ones check.
 
 Each HTTP fake records every request (`hits`) and the ones it accepted (`received`), and
-can be scripted to misbehave for its next requests: `fail(status, times)`, `throttle(
+can be scripted to misbehave for its next requests: `fail(status, times, body, headers)`, `throttle(
 retry_after, times)`, `slow(seconds, times)`. `closed_port_url()` gives a URL where nothing
 listens (connection refused). The SMTP fake is an aiosmtpd `Controller` that records
 envelopes and can require AUTH.
@@ -95,8 +95,16 @@ class FakeService:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def fail(self, status: int = 500, times: int = 1, body: str = "internal error") -> None:
-        self._script.extend(Scripted(status, body) for _ in range(times))
+    def fail(
+        self,
+        status: int = 500,
+        times: int = 1,
+        body: str = "internal error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next `times` requests with `status` and `body` (`headers` may set a
+        Content-Type, charset included, which is then sent as-is)."""
+        self._script.extend(Scripted(status, body, dict(headers or {})) for _ in range(times))
 
     def throttle(self, retry_after: str | None, times: int = 1, status: int = 429) -> None:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
@@ -114,6 +122,12 @@ class FakeService:
             if scripted.delay_s:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._release.wait(), scripted.delay_s)
+            if "Content-Type" in scripted.headers:  # verbatim, even a charset nobody knows
+                return web.Response(
+                    status=scripted.status,
+                    body=scripted.body.encode(),
+                    headers=scripted.headers,
+                )
             return web.Response(
                 status=scripted.status, text=scripted.body, headers=scripted.headers
             )

@@ -377,11 +377,12 @@ async def test_every_attempt_is_reported_and_records_are_json_with_unique_ids(
 async def test_deliver_never_raises(
     deliverer_for: Callable[..., Deliverer], outcomes: list[DeliveryOutcome]
 ) -> None:
-    buggy = ScriptedSink(RuntimeError("token=hunter2 leaked in a message"))
+    buggy = ScriptedSink(*[RuntimeError("token=hunter2 leaked in a message")] * 9)
     deliverer = deliverer_for({"fake": buggy})
     outcome = await deliverer.deliver(make_alert(), "fake")
-    assert (outcome.status, outcome.attempts) == ("failed", 1)
+    assert (outcome.status, outcome.attempts) == ("gave_up", 5)
     assert outcome.reason == "sink error: RuntimeError"  # the message is never copied
+    buggy.script.clear()
 
     missing = await deliverer.deliver(make_alert(), "slack")
     assert (missing.status, missing.reason) == ("failed", "no sink configured for channel 'slack'")
@@ -401,3 +402,16 @@ async def test_deliver_never_raises(
         sleep=FakeClock().sleep,
     )
     assert (await flaky.deliver(make_alert(), "fake")).status == "delivered"
+
+
+async def test_unexpected_sink_exception_is_retried_with_its_reason(
+    deliverer_for: Callable[..., Deliverer], outcomes: list[DeliveryOutcome]
+) -> None:
+    sink = ScriptedSink(LookupError("unknown encoding: bogus"), None)
+    deliverer = deliverer_for({"fake": sink})
+    outcome = await deliverer.deliver(make_alert(), "fake")
+
+    assert (outcome.status, outcome.attempts, sink.calls) == ("delivered", 2, 2)
+    assert _summary(outcomes) == [("failed", False, 1), ("delivered", True, 2)]
+    assert outcomes[0].reason == "sink error: LookupError"
+    assert deliverer.breaker_states() == {"fake-host": "closed"}

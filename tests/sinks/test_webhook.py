@@ -8,6 +8,7 @@ from collections.abc import Callable
 import aiohttp
 import orjson
 
+from sinks.base import DeliveryOutcome
 from sinks.delivery import Deliverer
 from sinks.webhook import WebhookSink, sign, verify_signature
 from tests.sinks.conftest import WEBHOOK_SECRET, make_alert
@@ -80,3 +81,32 @@ async def test_unsafe_transition_id_is_hashed_for_the_header(
     hit = receiver.received[0]
     assert hit.headers["Idempotency-Key"].startswith("sha256:")
     assert "X-Injected" not in hit.headers
+
+
+async def test_server_error_with_unknown_charset_is_retried_like_any_5xx(
+    session: aiohttp.ClientSession,
+    receiver: FakeWebhookReceiver,
+    deliverer_for: Callable[..., Deliverer],
+    outcomes: list[DeliveryOutcome],
+) -> None:
+    bogus = {"Content-Type": "text/plain; charset=bogus"}
+    receiver.fail(500, times=2, body="upstream down \xff", headers=bogus)
+    sink = WebhookSink(session, receiver.url, WEBHOOK_SECRET)
+    outcome = await deliverer_for({"webhook": sink}).deliver(make_alert(), "webhook")
+
+    assert (outcome.status, outcome.attempts) == ("delivered", 3)
+    assert [o.reason for o in outcomes if not o.final] == ["HTTP 500: upstream down ÿ"] * 2
+    assert len(receiver.received) == 1
+
+
+async def test_client_error_with_non_text_charset_keeps_its_status_and_body(
+    session: aiohttp.ClientSession,
+    receiver: FakeWebhookReceiver,
+    deliverer_for: Callable[..., Deliverer],
+) -> None:
+    receiver.fail(400, body="bad field", headers={"Content-Type": "text/plain; charset=base64"})
+    sink = WebhookSink(session, receiver.url, WEBHOOK_SECRET)
+    outcome = await deliverer_for({"webhook": sink}).deliver(make_alert(), "webhook")
+
+    assert (outcome.status, outcome.attempts) == ("failed", 1)
+    assert outcome.reason == "HTTP 400: bad field"
