@@ -523,3 +523,49 @@ async def test_an_issue_is_resolved_with_notes_from_its_page(live: Live):
             page = await resp.text()
         assert "Resolve issue" not in page
         assert "rolled back &lt;b&gt;1.4.3&lt;/b&gt;" in page and "<b>1.4.3" not in page
+
+
+async def test_an_alert_whose_id_holds_crlf_is_acted_on_from_its_page(live: Live):
+    """Alert ids carry service, rule and key text, which may hold any character: the form
+    carries an opaque handle, so the browser's line-break normalisation and the page's
+    control-character replacement cannot turn the id into another (unknown) one."""
+    config, dash = live.config, live.dash
+    sig = alert_signal("crlf", key="checkout|/pay\r\nX-Injected: 1\n\tend")
+    await send_json(config.kafka, config.kafka.prefix + SIGNALS, sig["service"], sig)
+    alert_id = "checkout:crlf:checkout|/pay\r\nX-Injected: 1\n\tend"
+
+    async def probe():
+        return dash.state.alert(alert_id)
+
+    assert (await wait_for(probe, lambda a: a is not None, timeout_s=30))["status"] == "firing"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{live.base}/alerts") as resp:
+            page = await resp.text()
+        start = page.index('<tr data-alert="checkout:crlf:')
+        row = page[start : page.index("</tr>", start)]
+        forms = re.findall(r'method="post" action="/actions">(.*?)</form>', row, re.S)
+        ack = next(f for f in forms if 'value="ack"' in f)
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', ack))
+        fields = {k: v.replace("\r\n", "\n").replace("\n", "\r\n") for k, v in fields.items()}
+        before = await snapshot(config)  # the browser normalises line breaks to CRLF:
+        async with http.post(
+            f"{live.base}/actions",
+            data={**fields, "action": "ack"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303, await resp.text()
+        async with http.post(
+            f"{live.base}/actions",
+            data={**fields, "alert": "A" * 24, "action": "ack"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 404  # an unknown handle: nothing written
+        sent = [r.value for r in await commands(config, before)]
+        assert [(c["command"], c["id"]) for c in sent] == [("ack", alert_id)]
+        assert set(fields) == {"csrf", "alert"}  # an opaque, URL-safe handle, not the id
+        assert re.fullmatch(r"[A-Za-z0-9_-]{24}", fields["alert"])
+
+        async def status():
+            return (dash.state.alert(alert_id) or {}).get("status")
+
+        assert await wait_for(status, lambda s: s == "acknowledged", 30) == "acknowledged"

@@ -4,6 +4,7 @@ HTML pages' escaping of attacker-controlled event text. No broker, no server."""
 from __future__ import annotations
 
 import asyncio
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -12,6 +13,7 @@ from ops.dashboard_view import dashboard_data
 from ops.sla_view import service_status
 from ops.web import charts, render
 from ops.web.feed import Broadcaster
+from ops.web.handles import action_handle
 from ops.web.security import check_token, is_loopback
 from ops.web.state import DAY_MS, HOUR_MS, DashboardState, Limits
 from stages.hdr import SparseHistogram, layout
@@ -424,9 +426,10 @@ def test_hostile_event_text_is_escaped_on_every_page():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["issue"]  # the sample message
     assert f"in {render.t(SCRIPT)}" in pages["issue"]  # the frame
     form_fields = [
-        a for tag, a in _tags(pages["alerts"]) if tag == "input" and a.get("name") == "alert_id"
+        a for tag, a in _tags(pages["alerts"]) if tag == "input" and a.get("name") == "alert"
     ]
-    assert form_fields and all(a["value"] == aid for a in form_fields)  # intact when posted
+    assert form_fields and all(a["value"] == action_handle(aid) for a in form_fields)
+    assert state.alert_by_handle(form_fields[0]["value"]) == aid  # finds it when posted
 
 
 def _tags(html: str) -> list[tuple[str, dict]]:
@@ -443,3 +446,23 @@ def test_loopback_and_token_rules():
         check_token("short-secret")
     assert "short-secret" not in str(excinfo.value)
     assert check_token("x" * 16) == "x" * 16
+
+
+def test_action_handles_are_opaque_url_safe_and_forgotten_with_their_item():
+    state = DashboardState(limits=Limits(max_alerts=2, max_issues=10))
+    crlf = "svc\r\n:rule:key\n\t|/pay"
+    state.apply("alerts", "svc", transition(crlf, 1, "firing", "firing", NOW))
+    state.apply("issues", "fp\r\n", issue("fp\r\nX", 3, NOW))
+    handle = action_handle(crlf)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{24}", handle) and handle == action_handle(crlf)
+    assert state.alert_by_handle(handle) == crlf and state.issue_by_handle(handle) is None
+    assert state.issue_by_handle(action_handle("fp\r\nX")) == "fp\r\nX"
+    for bad in (crlf, "A" * 24, None, 7, handle + "x"):
+        assert state.alert_by_handle(bad) is None
+    page = render.alerts(
+        state.alerts(), {}, [], render.Actions(True, True, "c" * 64, False), None, True
+    )
+    assert f'name="alert" value="{handle}"' in page and 'name="alert_id"' not in page
+    for n in range(3):  # evicts the first alert (max_alerts=2), and its handle with it
+        state.apply("alerts", "svc", transition(f"svc:r{n}:k", 1, "firing", "firing", NOW + 1 + n))
+    assert state.alert(crlf) is None and handle not in state._handles

@@ -320,6 +320,17 @@ async def _resolve_issue(
     raise web.HTTPSeeOther("/issue?" + urlencode({"id": issue_id, "sent": "resolve"}))
 
 
+def _target(form: Any, kind: str, by_handle: Any) -> str | None:
+    """The alert or issue id an action names: the page's forms send the opaque handle
+    (`alert` / `issue`, see ops/web/handles.py: ids may hold CR/LF, which a form field
+    cannot carry); scripts may send the raw id (`alert_id` / `issue_id`) instead."""
+    handle = form.get(kind)
+    if handle is not None:
+        return by_handle(handle)
+    raw = form.get(f"{kind}_id")
+    return raw if isinstance(raw, str) and raw else None
+
+
 async def act(request: web.Request) -> web.StreamResponse:
     """An alert action, or resolving an issue, from a form (or a script with the bearer
     token) -> `commands`."""
@@ -332,14 +343,17 @@ async def act(request: web.Request) -> web.StreamResponse:
         log.warning("dashboard_action_refused", reason=reason, peer=request.remote)
         return _refuse(request, 403, reason)
     action = form.get("action")
-    issue_id = form.get("issue_id")
-    if action == "resolve" and isinstance(issue_id, str):
+    state = dash.state
+    if action == "resolve" and ("issue" in form or "issue_id" in form):
+        issue_id = _target(form, "issue", state.issue_by_handle)
+        if issue_id is None:
+            return _refuse(request, 404, "unknown issue")
         return await _resolve_issue(request, dash, form, issue_id)
-    alert_id = form.get("alert_id")
-    if action not in ACTIONS or not isinstance(alert_id, str):
+    if action not in ACTIONS or ("alert" not in form and "alert_id" not in form):
         return _refuse(request, 400, f"action must be one of {', '.join(ACTIONS)}")
-    alert = dash.state.alert(alert_id)
-    if alert is None:
+    alert_id = _target(form, "alert", state.alert_by_handle)
+    alert = state.alert(alert_id) if alert_id is not None else None
+    if alert_id is None or alert is None:
         return _refuse(request, 404, "unknown alert")
     author = _field(form, "author", 64) or "dashboard"
     notes = _field(form, "notes", 500)

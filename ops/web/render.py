@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ops.web import charts
+from ops.web.handles import action_handle
 from schemas.rollups import SERVICE_WIDE
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -492,7 +493,7 @@ def _issue_resolve_form(issue: dict[str, Any], actions: Actions) -> str:
     return (
         '<form class="inline" method="post" action="/actions">'
         f'<input type="hidden" name="csrf" value="{t(actions.csrf)}">'
-        f'<input type="hidden" name="issue_id" value="{t(issue.get("issue_id"), 64)}">'
+        f'<input type="hidden" name="issue" value="{action_handle(str(issue.get("issue_id")))}">'
         '<input type="text" name="notes" maxlength="500" aria-label="resolution notes"'
         ' placeholder="what fixed it">'
         '<button type="submit" name="action" value="resolve">Resolve issue</button></form>'
@@ -508,7 +509,7 @@ def _action_forms(alert: dict[str, Any], actions: Actions) -> str:
         return ""
     hidden = (
         f'<input type="hidden" name="csrf" value="{t(actions.csrf)}">'
-        f'<input type="hidden" name="alert_id" value="{t(alert.get("alert_id"), 2000)}">'
+        f'<input type="hidden" name="alert" value="{action_handle(str(alert.get("alert_id")))}">'
     )
     out = []
     if status == "firing":
@@ -574,7 +575,8 @@ def alerts(
             else ""
         )
         rows.append(
-            f'<tr data-alert="{t(a.get("alert_id"), 2000)}">'
+            f'<tr data-alert="{t(a.get("alert_id"), 2000)}" '
+            f'data-handle="{action_handle(str(a.get("alert_id")))}">'
             f'<td class="sev-{t(a.get("severity"), 16)}">{t(a.get("severity"), 16)}</td>'
             f'<td class="status">{badge(a.get("status"))}{pending}</td>'
             f"<td><b>{t(a.get('title'))}</b><div class='small muted'>"

@@ -29,6 +29,7 @@ from ops.dashboard_view import STATUS_RANK, dashboard_data
 from ops.rootcause import analyze_issue
 from ops.sla_view import service_status
 from ops.views import latest_alerts
+from ops.web.handles import action_handle, is_handle
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from stages.sla import SLAConfig
 
@@ -166,6 +167,7 @@ class DashboardState:
         self._issues: dict[str, dict[str, Any]] = {}
         self._issue_counts: dict[str, dict[int, tuple[int, int]]] = {}
         self._alerts: dict[str, dict[str, Any]] = {}
+        self._handles: dict[str, str] = {}  # action handle -> alert or issue id (handles.py)
         self._transitions: dict[str, deque[dict[str, Any]]] = {}
         self._deliveries: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
         self._signals: deque[dict[str, Any]] = deque(maxlen=self.limits.max_signals)
@@ -260,6 +262,8 @@ class DashboardState:
         order = (count, _int(value.get("updated_at")))
         if current is None or order >= (_int(current.get("count")), _int(current["updated_at"])):
             self._issues[issue_id] = {**value, "updated_at": order[1]}
+        if current is None:
+            self._handles[action_handle(issue_id)] = issue_id
         if len(self._issues) > self.limits.max_issues:
             self._evict_issues()
         return True
@@ -273,6 +277,7 @@ class DashboardState:
         for issue in ranked[: max(1, len(ranked) // 10)]:
             self._issues.pop(issue["issue_id"], None)
             self._issue_counts.pop(issue["issue_id"], None)
+            self._forget_handle(issue["issue_id"])
 
     def _on_alert(self, _key: str | None, value: dict[str, Any]) -> bool:
         alert_id = value.get("alert_id")
@@ -282,6 +287,8 @@ class DashboardState:
         current = self._alerts.get(alert_id)
         if current is None or seq >= _int(current.get("seq")):
             self._alerts[alert_id] = value
+        if current is None:
+            self._handles[action_handle(alert_id)] = alert_id
         history = self._transitions.setdefault(
             alert_id, deque(maxlen=self.limits.transitions_per_alert)
         )
@@ -327,6 +334,12 @@ class DashboardState:
             self._alerts.pop(alert_id, None)
             self._transitions.pop(alert_id, None)
             self._deliveries.pop(alert_id, None)
+            self._forget_handle(alert_id)
+
+    def _forget_handle(self, item_id: str) -> None:
+        """Drop an evicted alert's or issue's handle unless the other kind still uses it."""
+        if item_id not in self._alerts and item_id not in self._issues:
+            self._handles.pop(action_handle(item_id), None)
 
     def _on_delivery(self, _key: str | None, value: dict[str, Any]) -> bool:
         alert_id = value.get("alert_id")
@@ -609,6 +622,16 @@ class DashboardState:
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         """The latest transition of one alert."""
         return self._alerts.get(alert_id)
+
+    def alert_by_handle(self, handle: Any) -> str | None:
+        """The id of the alert whose action handle this is (handles.py), or None."""
+        alert_id = self._handles.get(handle) if is_handle(handle) else None
+        return alert_id if alert_id in self._alerts else None
+
+    def issue_by_handle(self, handle: Any) -> str | None:
+        """The id of the issue whose action handle this is (handles.py), or None."""
+        issue_id = self._handles.get(handle) if is_handle(handle) else None
+        return issue_id if issue_id in self._issues else None
 
     def alert_details(self, alert_id: str) -> dict[str, Any]:
         """An alert's last transitions, its deliveries, and a command not yet in effect."""
