@@ -70,7 +70,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.app import Pipeline, parse_stage_list
+    from pipeline.app import Pipeline, StageCrashed, parse_stage_list
 
     config = config_from_args(args)
     stages = parse_stage_list(args.stages, config)
@@ -85,7 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def _run() -> int:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await Pipeline(config, stages).run(stop)
+        try:
+            await Pipeline(config, stages).run(stop)
+        except StageCrashed as exc:  # logged with its traceback as `stage_crashed`
+            print(f"prodmon: {exc}; exiting so that a supervisor restarts", file=sys.stderr)
+            return 70  # EX_SOFTWARE
         return 0
 
     return run_async(_run())

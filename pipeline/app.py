@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -150,6 +151,38 @@ def make_producer(config: Config) -> AIOKafkaProducer:
     )
 
 
+class StageCrashed(RuntimeError):
+    """A stage of the process failed outside the per-record guard; the process must exit
+    non-zero so that its supervisor restarts it (docs/faults.md)."""
+
+
+async def _supervise(runs: dict[str, Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run every stage of the process until all end; if one fails, log its cause once,
+    stop the others cleanly (their checkpoints drain and commit) and raise `StageCrashed`.
+
+    A stage never ends on bad input (poison records and unreadable batches go to the
+    dead-letter topic) nor on a broker outage (it backs off): an exception reaching here is
+    a bug or a broken environment, and a stage that died silently while its siblings kept
+    the process alive would stop its partitions' progress without anyone noticing."""
+    tasks = {asyncio.create_task(run, name=f"stage:{name}"): name for name, run in runs.items()}
+    crashed: list[tuple[str, BaseException]] = []
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.cancelled() or task.exception() is None:
+                continue
+            error = task.exception()
+            assert error is not None
+            crashed.append((tasks[task], error))
+            log.error("stage_crashed", stage=tasks[task], error=repr(error), exc_info=error)
+        if crashed:
+            stop.set()
+    if crashed:
+        name, error = crashed[0]
+        raise StageCrashed(f"stage {name} crashed: {error!r}") from error
+
+
 class Pipeline:
     """Runs the selected stages until `stop` is set, then stops them cleanly."""
 
@@ -196,12 +229,12 @@ class Pipeline:
         ]
         log.info("pipeline_started", stages=self.stage_names, config=self.config.redacted())
         async with contextlib.AsyncExitStack() as resources:
-            tasks = [runner.run(stop) for runner in self.runners]
+            tasks = {runner.stage.name: runner.run(stop) for runner in self.runners}
             if NOTIFY in self.stage_names:
                 self.notifier = await self._notifier(producer, resources)
-                tasks.append(self.notifier.run(stop))
+                tasks[NOTIFY] = self.notifier.run(stop)
             try:
-                await asyncio.gather(*tasks)
+                await _supervise(tasks, stop)
             finally:
                 with contextlib.suppress(Exception):
                     await producer.stop()

@@ -51,6 +51,8 @@ RUNNER_COUNTERS: tuple[tuple[str, str], ...] = (
     ("restored_keys", "State keys restored from the changelog on assignment."),
     ("poison_records", "Records the stage raised on, sent to the dead-letter topic."),
     ("unreadable_state", "Changelog records a restore could not read (logged and skipped)."),
+    ("unreadable_batches", "Input batches that could not be read, sent to the dead-letter topic."),
+    ("unreadable_records", "Offsets spanned by the unreadable input batches that were skipped."),
 )
 
 # Where a stage keeps its per-partition state ({partition: {key: ...}}), for the

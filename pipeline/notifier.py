@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -51,8 +52,9 @@ from aiokafka.errors import KafkaError
 
 from pipeline.config import Config
 from pipeline.runner import connect_with_backoff, start_group_consumer
+from pipeline.slim_records import SlimRecords, UnreadableBatch, install_slim_records
 from pipeline.topic_reader import history_consumer, read_to_end
-from pipeline.topics import ALERTS, DELIVERIES, TopicNames
+from pipeline.topics import ALERTS, DELIVERIES, EVENTS_DLQ, TopicNames
 from sinks.base import DeliveryOutcome, Sink
 from sinks.delivery import Deliverer, DeliveryPolicy
 from sinks.text import for_channel
@@ -155,6 +157,7 @@ class Notifier(ConsumerRebalanceListener):
             "no_sink": 0,
             "fetch_paused": 0,
             "released_unfinished_records": 0,
+            "unreadable_batches": 0,
         }
         self.outcomes: dict[str, int] = defaultdict(int)
         self.channel_outcomes: dict[tuple[str, str], int] = defaultdict(int)
@@ -168,6 +171,7 @@ class Notifier(ConsumerRebalanceListener):
         self._paused = False
         self._lock = asyncio.Lock()  # consuming vs. rebalance callbacks vs. stop
         self._consumer: AIOKafkaConsumer | None = None
+        self._slim = SlimRecords(self.names.logical)
         self.ready = asyncio.Event()
         self.log = log.bind(stage="notify", group=self.group_id)
 
@@ -189,6 +193,8 @@ class Notifier(ConsumerRebalanceListener):
                 async with self._lock:
                     for tp, messages in batch.items():
                         self._dispatch(tp, messages)
+                    if self._slim.unreadable:
+                        await self._skip_unreadable(self._slim.take_unreadable())
                     await self._commit(list(self._progress))
         finally:
             try:
@@ -202,7 +208,10 @@ class Notifier(ConsumerRebalanceListener):
             self.log.info("stage_stopped", **self.stats)
 
     async def _start(self) -> None:
-        consumer = await start_group_consumer(self.config, self.group_id)
+        install_slim_records()
+        consumer = await start_group_consumer(
+            self.config, self.group_id, value_deserializer=self._slim
+        )
         self._consumer = consumer
         consumer.subscribe([self.names.physical(ALERTS)], listener=self)
 
@@ -215,6 +224,30 @@ class Notifier(ConsumerRebalanceListener):
         return await consumer.getmany(
             timeout_ms=self.config.runtime.poll_timeout_ms, max_records=room
         )
+
+    async def _skip_unreadable(self, skipped: list[UnreadableBatch]) -> None:
+        """Batches of `alerts` the consumer could not read: each offset range goes to the
+        dead-letter topic (acked) and the partition's commit moves past it."""
+        for unreadable in skipped:
+            progress = self._progress.get(unreadable.tp)
+            if progress is None or progress.released:  # not ours yet: read again later
+                if self._consumer is not None:
+                    with contextlib.suppress(Exception):
+                        self._consumer.seek(unreadable.tp, unreadable.first_offset)
+                continue
+            self.stats["unreadable_batches"] += 1
+            self.log.error(
+                "unreadable_batch",
+                partition=unreadable.tp.partition,
+                first_offset=unreadable.first_offset,
+                last_offset=unreadable.last_offset,
+                reason=unreadable.reason,
+            )
+            letter = unreadable.dead_letter(int(time.time() * 1000))
+            await self.producer.send_and_wait(
+                self.names.physical(EVENTS_DLQ), orjson.dumps(letter), key=b""
+            )
+            progress.read(unreadable.last_offset)
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         """Pause fetching at `max_pending` jobs not final; resume at half of it."""

@@ -37,7 +37,7 @@ from pipeline.output import (
     pack_emits,
     produce_all,
 )
-from pipeline.slim_records import SlimRecords, install_slim_records
+from pipeline.slim_records import SlimRecords, UnreadableBatch, install_slim_records
 from pipeline.topic_reader import history_consumer, read_to_end
 from pipeline.topics import BATCHED_TOPICS, EVENTS_DLQ, TopicNames, state_topic
 from schemas.dlq import dead_letter
@@ -73,6 +73,8 @@ class RunnerStats:
     restored_keys: int = 0
     poison_records: int = 0
     unreadable_state: int = 0  # changelog records a restore could not read (logged, skipped)
+    unreadable_batches: int = 0  # input batches that could not be read (sent to the DLQ)
+    unreadable_records: int = 0  # the offsets those batches spanned
     assigned: set[int] = field(default_factory=set)
 
 
@@ -160,6 +162,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._queued: list[_Checkpoint] = []  # waiting for the group in flight
         self._abandoned = False  # a checkpoint gave up on stop: no later one may be made durable
         self._consumer: AIOKafkaConsumer | None = None
+        self._slim = SlimRecords(self.names.logical)
         self._last_tick = 0.0
         self.ready = asyncio.Event()
 
@@ -183,7 +186,7 @@ class StageRunner(ConsumerRebalanceListener):
             self.group_id,
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            value_deserializer=SlimRecords(self.names.logical),
+            value_deserializer=self._slim,
         )
         self._consumer = consumer
         for topic in BATCHED_TOPICS:
@@ -216,6 +219,8 @@ class StageRunner(ConsumerRebalanceListener):
                 if records:
                     with BATCH_TIMER.time(self.stage.name):
                         result = self._process(records, now)
+                if self._slim.unreadable:
+                    self._dead_letter_unreadable(self._slim.take_unreadable(), offsets, result, now)
                 if now - self._last_tick >= runtime.tick_interval_s:
                     self._last_tick = now
                     result.extend(self.stage.tick(now))
@@ -262,6 +267,31 @@ class StageRunner(ConsumerRebalanceListener):
                     )
                 )
         return result
+
+    def _dead_letter_unreadable(
+        self,
+        skipped: list[UnreadableBatch],
+        offsets: dict[TopicPartition, int],
+        result: StageResult,
+        now: float,
+    ) -> None:
+        """Batches the consumer could not read: each offset range goes to the dead-letter
+        topic with its reason, and the partition's commit moves past it."""
+        for unreadable in skipped:
+            self.stats.unreadable_batches += 1
+            self.stats.unreadable_records += unreadable.records
+            tp = unreadable.tp
+            offsets[tp] = max(offsets.get(tp, 0), unreadable.last_offset + 1)
+            self.log.error(
+                "unreadable_batch",
+                topic=unreadable.topic,
+                partition=tp.partition,
+                first_offset=unreadable.first_offset,
+                last_offset=unreadable.last_offset,
+                reason=unreadable.reason,
+            )
+            letter = unreadable.dead_letter(int(now * 1000))
+            result.emits.append(Emit(EVENTS_DLQ, "", letter))
 
     def _collect(
         self, batch: dict[TopicPartition, list]

@@ -18,22 +18,71 @@ read_committed one) gets aiokafka's own path, untouched; so does everything if t
 installed aiokafka lacks the internals this relies on (then `SlimRecords` is an identity
 deserializer and the runner renames topics itself).
 
+A batch that cannot be read (a codec this install lacks, a failed CRC, a corrupt or
+truncated batch) never stops the consumer: its offset range is noted as an
+`UnreadableBatch` on the `SlimRecords` (the runner sends it to `events.dlq` and counts it)
+and the position moves past it, so the partition keeps flowing.
+
 tests/test_slim_records.py checks the records against aiokafka's own on a real broker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiokafka import errors
 from aiokafka.consumer import fetcher
+from aiokafka.structs import TopicPartition
 
+from schemas.dlq import dead_letter
 from stages.base import Record
 
-__all__ = ["SlimRecords", "install_slim_records"]
+__all__ = ["SlimRecords", "UnreadableBatch", "install_slim_records"]
 
 _READ_UNCOMMITTED = getattr(fetcher, "READ_UNCOMMITTED", 0)
+# Kafka's codec ids (the low three bits of a record batch's attributes).
+CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+class UnreadableBatch(NamedTuple):
+    """A range of offsets the consumer skipped because their batch could not be read."""
+
+    tp: TopicPartition  # the physical partition
+    topic: str  # its logical topic name
+    first_offset: int
+    last_offset: int
+    reason: str
+
+    @property
+    def records(self) -> int:
+        return self.last_offset - self.first_offset + 1
+
+    def dead_letter(self, now_ms: int) -> dict[str, Any]:
+        """Its `events.dlq` value: the reason, and the source's whole offset range."""
+        letter = dead_letter(
+            f"{self.reason}; offsets {self.first_offset}-{self.last_offset} skipped",
+            "$batch",
+            self.topic,
+            self.tp.partition,
+            self.first_offset,
+            None,
+            b"",
+            now_ms,
+        )
+        letter["source"]["last_offset"] = self.last_offset
+        return letter
+
+
+def _codec_of(batch: Any) -> str:
+    try:
+        codec = int(batch.compression_type)
+    except Exception:
+        return "unknown"
+    return CODEC_NAMES.get(codec, f"unknown codec id {codec}")
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 class SlimRecords:
@@ -41,10 +90,16 @@ class SlimRecords:
     one. Called as a deserializer (only if slim unpacking is unavailable) it returns the
     value unchanged."""
 
-    __slots__ = ("topic_of",)
+    __slots__ = ("topic_of", "unreadable")
 
     def __init__(self, topic_of: Callable[[str], str]) -> None:
         self.topic_of = topic_of
+        self.unreadable: list[UnreadableBatch] = []
+
+    def take_unreadable(self) -> list[UnreadableBatch]:
+        """The batches skipped since the last call (in fetch order), forgotten here."""
+        taken, self.unreadable = self.unreadable, []
+        return taken
 
     def __call__(self, value: bytes | None) -> bytes | None:
         return value
@@ -79,21 +134,52 @@ if _supported(_Base):
             tp, records, check_crcs = self._tp, self._records, self._check_crcs
             topic, partition = slim.topic_of(tp.topic), tp.partition
             while records.has_next():
-                batch = records.next_batch()
-                if check_crcs and not batch.validate_crc():
-                    raise errors.CorruptRecordException(f"Invalid CRC - {tp}")
+                try:
+                    batch = records.next_batch()
+                except Exception as exc:  # the batch's framing itself is broken
+                    # Its extent is unknown: skip one offset, and the next fetch starts
+                    # after it (the broker answers from the batch holding that offset).
+                    self._skip(slim, topic, self.next_fetch_offset, 0, f"corrupt: {_why(exc)}")
+                    return
+                if batch is None:
+                    return
+                if check_crcs and not _crc_ok(batch):
+                    self._skip(slim, topic, batch.base_offset, batch.next_offset, "CRC mismatch")
+                    continue
                 if not batch.is_control_batch:
                     position = self.next_fetch_offset
-                    for record in batch:
-                        offset = record.offset
-                        if offset < position:  # the start of a batch fetched mid-way
-                            continue
-                        self.next_fetch_offset = offset + 1
-                        key, value, timestamp = record.key, record.value, record.timestamp
-                        yield Record(topic, partition, offset, key, value, timestamp)
+                    try:
+                        for record in batch:
+                            offset = record.offset
+                            if offset < position:  # the start of a batch fetched mid-way
+                                continue
+                            self.next_fetch_offset = offset + 1
+                            key, value, timestamp = record.key, record.value, record.timestamp
+                            yield Record(topic, partition, offset, key, value, timestamp)
+                    except Exception as exc:  # undecodable codec or corrupt records
+                        why = f"{_codec_of(batch)} compressed, {_why(exc)}"
+                        self._skip(slim, topic, batch.base_offset, batch.next_offset, why)
+                        continue
                 # As aiokafka does: past the batch's last offset even if compaction
                 # removed its last records, so the next fetch starts at the next batch.
                 self.next_fetch_offset = batch.next_offset
+
+        def _skip(
+            self, slim: SlimRecords, topic: str, base_offset: int, next_offset: int, why: str
+        ) -> None:
+            """Note the rest of a batch as unreadable and move the position past it."""
+            first = max(base_offset, self.next_fetch_offset)
+            last = max(next_offset - 1, first)
+            slim.unreadable.append(
+                UnreadableBatch(self._tp, topic, first, last, f"unreadable record batch ({why})")
+            )
+            self.next_fetch_offset = last + 1
+
+    def _crc_ok(batch: Any) -> bool:
+        try:
+            return bool(batch.validate_crc())
+        except Exception:
+            return False
 
 
 def install_slim_records() -> bool:

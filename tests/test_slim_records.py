@@ -11,6 +11,7 @@ from aiokafka.consumer import fetcher
 from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import ConsumerRecord
 
 from loadtest.fleet import error_burst
@@ -87,14 +88,78 @@ def test_slim_records_hold_what_aiokafka_records_hold(data: bytes, fetch_offset:
     assert our_position == their_position == 16
 
 
-def test_a_corrupt_batch_is_refused_as_aiokafka_refuses_it() -> None:
+def _recrc(batch: bytearray, start: int) -> None:
+    """Seal a batch edited in place (at `start` in `batch`) with a valid CRC again."""
+    crc = calc_crc32c(bytes(batch[start + 21 :]))
+    batch[start + 17 : start + 21] = crc.to_bytes(4, "big")
+
+
+def test_a_batch_failing_its_crc_is_skipped_and_noted_and_the_rest_still_read() -> None:
     corrupt = bytearray(FETCHED)
     corrupt[-3] ^= 0xFF  # a byte of the second batch's last record
-    for deserializer in (None, SlimRecords(_logical)):
-        with pytest.raises(CorruptRecordException):
-            _unpack(bytes(corrupt), 10, deserializer)
+    with pytest.raises(CorruptRecordException):  # aiokafka's own path stops the consumer
+        _unpack(bytes(corrupt), 10, None)
+    slim = SlimRecords(_logical)
+    ours, position = _unpack(bytes(corrupt), 10, slim)
+    assert [r.offset for r in ours] == [10, 11, 12, 13]  # the first batch, intact
+    assert position == 16  # moved past the unreadable batch
+    [skipped] = slim.take_unreadable()
+    assert (skipped.topic, skipped.tp, skipped.first_offset, skipped.last_offset) == (
+        "events.raw",
+        TP,
+        14,
+        15,
+    )
+    assert "CRC" in skipped.reason and skipped.records == 2
+    assert slim.take_unreadable() == []  # taken once
     ours, _ = _unpack(bytes(corrupt), 10, SlimRecords(_logical), check_crcs=False)
     assert len(ours) == 6  # CRCs not checked: as aiokafka, read as they are
+
+
+def test_a_batch_with_an_unknown_codec_is_skipped_with_the_codec_named() -> None:
+    data = bytearray(FETCHED)
+    second = len(FETCHED) - len(SECOND)
+    attributes = second + 21
+    data[attributes + 1] = (data[attributes + 1] & ~0x07) | 6  # codec id 6: none Kafka knows
+    _recrc(data, second)
+    slim = SlimRecords(_logical)
+    ours, position = _unpack(bytes(data), 12, slim)
+    assert [r.offset for r in ours] == [12, 13]
+    assert position == 16
+    [skipped] = slim.take_unreadable()
+    assert (skipped.first_offset, skipped.last_offset) == (14, 15)
+    assert "codec" in skipped.reason and "6" in skipped.reason
+
+
+def test_a_corrupt_compressed_batch_is_skipped_with_the_codec_named() -> None:
+    builder = DefaultRecordBatchBuilder(2, 1, 0, -1, -1, -1, 1 << 20)  # gzip
+    for delta in range(40):
+        builder.append(
+            delta, timestamp=1, key=None, value=b'{"n": %d, "pad": "x"}' % delta, headers=[]
+        )
+    data = bytearray(builder.build())
+    data[0:8] = (100).to_bytes(8, "big")
+    data[len(data) // 2] ^= 0xFF  # inside the compressed payload
+    _recrc(data, 0)
+    slim = SlimRecords(_logical)
+    ours, position = _unpack(bytes(data), 100, slim)
+    assert ours == [] and position == 140
+    [skipped] = slim.take_unreadable()
+    assert (skipped.first_offset, skipped.last_offset) == (100, 139)
+    assert "gzip" in skipped.reason
+
+
+def test_a_batch_whose_framing_is_broken_skips_one_offset_and_stops_the_fetch() -> None:
+    data = bytearray(FETCHED)
+    second = len(FETCHED) - len(SECOND)
+    data[second + 8 : second + 12] = (4).to_bytes(4, "big")  # a length below any batch
+    slim = SlimRecords(_logical)
+    ours, position = _unpack(bytes(data), 10, slim)
+    assert [r.offset for r in ours] == [10, 11, 12, 13]
+    [skipped] = slim.take_unreadable()
+    assert (skipped.first_offset, skipped.last_offset) == (14, 14)
+    assert position == 15  # the next fetch starts past it
+    assert "corrupt" in skipped.reason
 
 
 async def test_a_consumer_asking_gets_records_and_others_get_aiokafkas(
