@@ -1,28 +1,42 @@
 """Error fingerprinting: decide which issue an error event belongs to.
 
-Pure and deterministic, called once per error event by ingest: an explicit
-`fingerprint` wins; otherwise the exception type plus the in-app frames
+Pure, stateless and deterministic, called once per error event by ingest: the same
+event gets the same fingerprint in any process, partition, order or restart. An
+explicit `fingerprint` wins; otherwise the exception type plus the in-app frames
 (module + normalised function, never line numbers); with no usable frames the
-exception type plus the parameterised message. Never raises on a validated event.
+exception type plus the parameterised message (its values replaced by their token
+class, docs/grouping.md). Never raises on a validated event.
+
+Grouping has a version (`GROUPING_VERSION`). Events are grouped with the current one;
+`previous_fingerprint` gives an event's fingerprint under the version before it, which
+the fingerprint stage uses to keep issues opened before an upgrade (stages/fingerprint.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 __all__ = [
+    "GROUPING_VERSION",
     "Grouping",
+    "TokenPattern",
+    "compile_token_patterns",
     "explain",
     "fingerprint_error",
     "fingerprint_frames",
+    "fingerprint_plain",
+    "message_variables",
     "normalise_function",
     "parameterise_message",
+    "previous_fingerprint",
+    "set_token_patterns",
 ]
 
+GROUPING_VERSION = 2
+PREVIOUS_VERSION = 1
 MAX_MESSAGE_CHARS = 4096  # longer messages are templated from their first part
 MAX_TITLE_CHARS = 200
 MAX_FRAMES = 32  # innermost frames kept in the grouping key
@@ -46,10 +60,13 @@ class Grouping(NamedTuple):
     exception_type: str
     frames: tuple[str, ...]  # "module.function" of the frames used
     message: str  # the exception message
+    version: int = GROUPING_VERSION
 
     @property
     def template(self) -> str:
         """The parameterised message (computed on demand: frame grouping never needs it)."""
+        if self.version == PREVIOUS_VERSION:
+            return parameterise_message_v1(self.message)
         return parameterise_message(self.message)
 
     @property
@@ -58,284 +75,310 @@ class Grouping(NamedTuple):
         return _title(self.exception_type, self.template)
 
 
+from stages.grouping_v1 import (  # noqa: E402
+    _DIGIT,
+    _DIGIT_TOKEN,
+    _EMAIL,
+    _HEX_0X,
+    _IPV6_CANDIDATE,
+    _KEEP,
+    _LIST,
+    _MAC,
+    _PATH,
+    _QUOTE_CHARS,
+    _QUOTED,
+    _SPACED_UNITS,
+    _TECH_PREFIXES,
+    _TRAILING_DIGITS,
+    _TS,
+    _TS_RUN,
+    _UNITS,
+    _URL,
+    _UUID,
+    _WS,
+    _digit_token,
+    _ipv6,
+    _keep_named_number,
+    _trailing_digits,
+)
+from stages.grouping_v1 import parameterise_message as parameterise_message_v1  # noqa: E402
+
 # --------------------------------------------------------------------------
-# Message parameterisation. Passes run in order; each replaces one kind of
-# variable value with a placeholder. Order matters: quoted values first (their
-# content is data whatever it looks like), then the shapes that contain digits
-# and punctuation (urls, e-mails, uuids, timestamps, ips, paths, hex, ids), and
-# plain numbers last.
+# Message parameterisation (grouping version 2). A message is constant words
+# and variable values; each pass below finds one class of value by its shape
+# alone (never by knowledge of a product or log format) and puts `<class>` in
+# its place, so the template says why two messages group. Order matters: the
+# user's own patterns first, then quoted values (their content is data whatever
+# it looks like, unless it is a nested sentence), then the shapes that contain
+# punctuation (urls, e-mails, uuids, timestamps, ips, host names, paths, hex),
+# then key=value values, numbers, and whatever else holds a digit.
+#
+# The grouping key is the template with every placeholder as `<*>` (which class
+# filled a slot never splits), after the structure passes: a value spelt with
+# punctuation between values is one value (<*>:<*>), a sign belongs to its
+# number, a list of like values is one value, and an empty or one-value
+# parenthesis after a value is that value's other spelling ("18846 bytes
+# (18.4 KB)", an address and its host name).
 # --------------------------------------------------------------------------
 
-_Q_MAX = 400  # longest quoted span considered
-_QUOTED = re.compile(
-    r"(?=['\"`\u2018\u201c(])(?:"  # fail fast where no quote can start
-    + "|".join(
-        (
-            r"(?<![\w'])'([^'\n]{0,Q})'(?!\w)",  # 'single'
-            r'(?<![\w"\\])"([^"\n]{0,Q})"(?!\w)',  # "double"
-            r"`([^`'\n]{0,Q})`",  # `backtick`
-            r"`([^`'\n]{0,Q})'(?!\w)",  # `ruby'
-            r"\u2018([^\u2019\n]{0,Q})\u2019",  # ‘curly’
-            r"\u201c([^\u201d\n]{0,Q})\u201d",  # “curly”
-            r"(?<=\)=)\(([^()\n]{0,Q})\)",  # Postgres: Key (col)=(value)
-        )
-    ).replace("{0,Q}", "{0,%d}" % _Q_MAX)  # noqa: UP031
-    + ")"
+_ANY = "<*>"
+_CLASSES = (
+    "str", "url", "email", "uuid", "mac", "ts", "ip", "host", "path", "hex", "id", "num",
+    "value",
+)  # fmt: skip
+# Host names: dotted names ending in a generic top-level domain, or with 3+ labels ending
+# in a two-letter country code (so file.py or notes.md are not hosts), or any name with a
+# port (db-1:5432, localhost:8080).
+_GTLD = (
+    "com|net|org|edu|gov|mil|int|info|biz|io|ai|app|dev|cloud|local|localdomain|internal"
+    "|lan|arpa|corp|home|online|site|tech|xyz"
 )
-# A quoted span of this many words, or of 2+ words with a lowercase word and no digit
-# ('Connection aborted.'), is a nested message: kept, and parameterised inside.
-_PROSE_WORDS = 5
-
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s'\"<>`]*[^\s'\"<>`.,;:!?)\]}]")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_UUID = re.compile(
-    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
-)
-_MAC = re.compile(r"\b(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}\b")
-
-_MONTH = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
-    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b\.?"
-)
-_WDAY = r"(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs?)?|Fri|Sat(?:ur)?|Sun)(?:day)?\b\.?,?"
-_TZ = (
-    r"(?:\s?(?:Z\b|(?:UTC|GMT)(?:[+-]\d{2}:?\d{2})?\b|[+-]\d{2}:?\d{2}\b"
-    r"|(?:[ECMP][SD]T|CEST|CET|BST|IST|JST|AEST)\b))?"
-)
-_TIME = (
-    r"(?:\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:\s?[AaPp][Mm]\b)?|\d{1,2}:\d{2}\s?[AaPp][Mm]\b)" + _TZ
-)
-_YEAR = r"\d{4}\b"
-_TS = re.compile(
-    r"(?=\d|[A-Z])(?:"  # fail fast: every form starts with a digit or a capitalised name
-    + "|".join(
-        (
-            # ISO 8601 / RFC 3339 / SQL: 2025-11-02T14:30:00.123Z, 2025-11-02 14:30:00+01:00
-            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?" + _TZ + r")?\b",
-            # 2025/11/02, 02/11/2025, 11-02-2025, 02.11.2025 (+ time)
-            r"\b(?:\d{4}[/.]\d{1,2}[/.]\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{4})(?:[T ]"
-            + _TIME
-            + ")?",
-            # Sun, 02 Nov 2025 14:30:00 GMT / 2 Nov 2025 / Mon, 02-Jan-06 15:04:05 MST
-            rf"\b(?:{_WDAY}\s+)?\d{{1,2}}[-\s]{_MONTH}[-\s]\d{{2,4}}\b(?:\s+{_TIME})?",
-            # Nov 2, 2025 / Sun Nov 02 14:30:00 UTC 2025 / Mon Jan 02 2006 14:04:05 GMT-0800
-            rf"\b(?:{_WDAY}\s+)?{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?\b,?"
-            rf"(?:\s+{_YEAR})?(?:\s+{_TIME})?(?:\s+{_YEAR})?",
-            # a bare clock time: 14:30:00.123, 11:21 PM
-            r"\b" + _TIME,
-        )
-    )
-    + ")"
-)
-_TS_RUN = re.compile(r"<ts>(?:[ ,T]*<ts>)+")
-
-_IPV6_CANDIDATE = re.compile(
-    r"(?<![\w:.])\[?(?:[0-9A-Fa-f]{1,4})?(?::(?:[0-9A-Fa-f]{1,4})?){2,7}"
-    r"(?::(?:\d{1,3}\.){3}\d{1,3})?(?:%\w+)?\]?(?::\d{1,5})?(?![\w.]|:[\w:])"
-)
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?(?::\d{1,5})?(?![\w]|\.\d)")
-
-_PATH_CHARS = r"[\w.@%+,~=$-]"
-_PATH = re.compile(
-    # unix absolute or ./ ../ ~/ relative: /var/lib/x.db, ~/x, ./x/y
-    r"(?<![\w.:/~\\>-])(?:~|\.{1,2})?(?:/" + _PATH_CHARS + r"+)+/?"
-    # windows drive and UNC paths: C:\Users\x\a.txt, \\server\share\x
-    r"|\b[A-Za-z]:\\(?:[^\\\s'\"<>|:*?]+\\?)*"
-    r"|\\\\[\w.$-]+(?:\\[^\\\s'\"<>|:*?]+)+"
-    # relative paths with a file extension: src/app/main.py, lib\x\y.dll
-    r"|(?<![\w./\\-])(?:" + _PATH_CHARS + r"+[/\\])+" + _PATH_CHARS + r"*\.[A-Za-z]\w{0,7}\b"
-)
-
-_HEX_0X = re.compile(r"\b0[xX][0-9a-fA-F]+\b")
-# Tokens of letters, digits, '_' and '-' that contain a digit: hashes and ids live here.
-# Only tokens of 7+ chars can hold one (shorter numbers are left to the number pass).
-_DIGIT_TOKEN = re.compile(r"(?<![\w-])(?=[\w-]{7})[\w-]*\d[\w-]*")
-_TOKEN_PART = re.compile(r"([_-])")
-_HEX_PART = re.compile(r"^[0-9a-fA-F]+$")
-_WORD_NUMBER = re.compile(r"^[A-Za-z]+\d+$")
-_CAMEL_SEGMENT = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-
-# Numbers that name things rather than count them are kept: status codes ("status code 404"
-# and "status code 500" are different errors; so are exit code 1 and 137, signal 9 and 15) and
-# standard names (utf-8, iso-8859-1, RFC 3339).
-_NAMED_NUMBER = re.compile(
-    r"\b(?:status(?:[ _]?code)?|HTTP(?:/[\d.]+)?|response code)\s*[:=]?\s*[1-5]\d\d\b"
-    r"|\b(?:exit(?:[ _]?code| status)|errno|signal|sqlstate)\s*[:=\[]?\s*-?\d+\b"
-    r"|\b(?:utf|ucs|iso|latin|cp|windows|sha|rfc|ipv|base|ecma)-\d+(?:-\d+)*\b"
-    r"|\b(?:rfc|iso)\s?\d{3,5}\b",
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(
+    r"(?<![\w.@/\\-])(?:"
+    rf"(?:{_LABEL}\.)+(?:{_GTLD})\b"
+    rf"|(?:{_LABEL}\.){{2,}}[A-Za-z]{{2}}\b"
+    rf"|(?:localhost|{_LABEL}(?:\.{_LABEL})*)(?=:\d)"
+    r")(?::\d{1,5})?(?![\w-]|\.\w|:\d)",
     re.IGNORECASE,
 )
-_DIGITS = re.compile(r"(\d+)")
-_KEEP = "\x01"
-
-_UNITS = (
-    r"ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?"
-    r"|b|bytes?|[kmgtp]i?b|k|px|x|%|st|nd|rd|th"
+# key=value whose value holds digits or punctuation (rhost=a.b, tty=:0, id=a-1); a plain
+# word (state=RUNNING, user=root) may be what tells two errors apart, and is kept.
+_KEY_VALUE = re.compile(
+    r"(?<![\w.-])([A-Za-z_][\w.-]{0,40}=)"
+    r"(?=[^\s,;&)\]}<]*[^\sA-Za-z,;&)\]}<])([^\s,;&)\]}<\"']+)"
 )
-_SPACED_UNITS = (
-    r"ns|us|µs|μs|ms|secs?|seconds?|mins?|minutes?|hrs?|hours?|days?|weeks?"
-    r"|bytes?|[kmgtp]i?b"
+_IPV4_V2 = re.compile(r"(?<![\w.-])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?(?::\d{1,5})?(?![\w-]|\.\w)")
+# Numbers that name things rather than count them are kept when the message says so in
+# words: "status code 404", "exit code 137", "signal 9", utf-8, RFC 3339. A field
+# (status: 200, status=200) is a value like any other.
+_NAMED_NUMBER_V2 = re.compile(
+    r"\b(?:status(?:[ _]?code)?|HTTP(?:/[\d.]+)?|response code)\s+[1-5]\d\d\b"
+    r"|\b(?:exit(?:[ _]?code| status)|errno|signal|sqlstate)\s*[:=\[]?\s*-?\d+\b"
+    r"|\b(?:utf|ucs|iso|latin|cp|windows|sha|rfc|ipv|base|ecma)-\d+(?:-\d+)*\b"
+    r"|\b(?:rfc|iso)\s?\d{3,5}\b"
+    r"|\b(?:x86[_-]64|i[3-6]86)\b",  # architectures
+    re.IGNORECASE,
 )
-_NUMBER = re.compile(
-    r"(?<![\w.\x01])(?:"
-    r"(?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s)){2,}"  # Go durations: 1m30.5s, 2h0m0s
-    r"|[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"  # 42, -1, 1.5, 1,234,567, 6.02e23, 1.4.2
+_PATH_QUERY = re.compile(r"<path>\?[^\s\"'`<>]*")  # /servers/detail?changes-since=...
+_PURE_NUMBER = re.compile(r"^[-+]?\d+(?:[.,]\d+)*$")
+# Numbers: signed, decimal, with thousands separators, versions, sizes and durations with
+# their units, and comparison prefixes (<1 sec, ~5ms).
+_NUMBER_V2 = re.compile(
+    r"(?<![\w.<\x01])(?:[<>~]=?|[-+])?(?:"
+    r"(?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s)){2,}"
+    r"|\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"
     r"(?:(?:" + _UNITS + r")|\s(?:" + _SPACED_UNITS + r"))?"
     r")(?![\w])",
     re.IGNORECASE,
 )
-# digits glued to the end of a word: user123, db01, user_1234 (kept: ipv4, s3, E11000, sha256)
-_TRAILING_DIGITS = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2,}_?)(\d{2,})\b")
-_TECH_PREFIXES = frozenset(
-    {
-        "sha", "md", "crc", "int", "uint", "float", "utf", "ucs", "base", "win", "x", "arm",
-        "aarch", "iso", "http", "tls", "ssl", "ipv", "oauth", "es", "ecma", "py", "python",
-        "java", "jdk", "node", "log", "ec", "ed", "rsa", "aes", "des", "hmac", "pbkdf", "bcrypt",
-        "argon", "gzip", "lz", "zstd", "mp", "h", "vp", "av", "tcp", "udp", "rfc", "iec", "ieee",
-        "cp", "latin", "amd", "ppc", "mips", "riscv", "ansi", "ascii", "bit", "crypt", "pem",
-    }
-)  # fmt: skip
-_LIST = re.compile(r"(<(\w+)>)(?:\s*[,;]\s*<\2>)+")
-_WS = re.compile(r"\s+")
-_DIGIT = re.compile(r"\d")
-_QUOTE_CHARS = ("'", '"', "`", "\u2018", "\u201c", ")=(")
+# Whatever still holds a digit: a run of letters and digits, unless it is a word with a
+# version-like number (sha256, utf8, ipv6, http2, Base64Encoder) or a key (PSR0=...).
+_DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9<\x01])[A-Za-z0-9]*\d[A-Za-z0-9]*(?![A-Za-z0-9>=\x01])")
+_TECH_WORD = re.compile(r"^([A-Za-z]+)\d{1,3}$")
+_CAMEL_WORDS = re.compile(r"^(?:[A-Z]?[a-z]{2,}|[A-Z]{2,})\d+(?:[A-Z]?[a-z]{2,}\d*)+$")
+
+_JOINED = re.compile(r"<\*>(?:[-+.:_/#@,]*<\*>)+")
+_SIGNED = re.compile(r"(?<![A-Za-z0-9])[-+#~]<\*>")
+_RUN = re.compile(r"(?<!\S)(\S*<\*>\S*?)(?:[\s,;|]+\1)+(?![^\s,;.:)\]])")
+_ALT_SPELLING = re.compile(r"<\*> ?\((?:<\*>)?\)")
 
 
-def _is_prose(inner: str) -> bool:
-    words = inner.split()
-    if len(words) >= _PROSE_WORDS:
-        return True
-    if len(words) < 2 or _DIGIT.search(inner) is not None:
-        return False
-    for word in words:
-        word = word.strip(".,;:!?")
-        if len(word) >= 2 and word.isalpha() and word[0].islower():
-            return True
-    return False
+class TokenPattern(NamedTuple):
+    """A user's own variable class ([fingerprint] token_patterns): matches become `<name>`."""
+
+    name: str
+    pattern: re.Pattern[str]
 
 
-def _quoted(m: re.Match[str]) -> str:
+_user_patterns: tuple[TokenPattern, ...] = ()
+_placeholder = re.compile(r"<(?:" + "|".join(_CLASSES) + r")>")
+
+
+def compile_token_patterns(patterns: dict[str, str]) -> tuple[TokenPattern, ...]:
+    """The user's {class name: regex}, compiled; ValueError names the bad one."""
+    compiled = []
+    for name, regex in patterns.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", name):
+            raise ValueError(f"{name!r}: a class name is a word of letters, digits and '_'")
+        if name in _CLASSES:
+            raise ValueError(f"{name}: is a built-in class ({', '.join(_CLASSES)})")
+        if not isinstance(regex, str) or not regex:
+            raise ValueError(f"{name}: expected a regular expression (a non-empty string)")
+        try:
+            rx = re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"{name}: not a valid regular expression ({exc})") from None
+        if rx.match(""):
+            raise ValueError(f"{name}: the pattern matches the empty string")
+        compiled.append(TokenPattern(name, rx))
+    return tuple(compiled)
+
+
+def set_token_patterns(patterns: dict[str, str] | tuple[TokenPattern, ...]) -> None:
+    """Install the user's token patterns for this process (from the [fingerprint] config).
+
+    Grouping is a pure function of the event and this configuration; every process of a
+    deployment must use the same patterns (they are part of the grouping, like its version).
+    """
+    global _user_patterns, _placeholder
+    compiled = compile_token_patterns(patterns) if isinstance(patterns, dict) else patterns
+    _user_patterns = tuple(compiled)
+    names = (*_CLASSES, *(p.name for p in _user_patterns))
+    _placeholder = re.compile(r"<(?:" + "|".join(names) + r")>")
+    _template_v2.cache_clear()
+    _key_v2.cache_clear()
+
+
+def _replace(
+    pattern: re.Pattern[str], cls: str, s: str, found: list[tuple[str, str]] | None
+) -> str:
+    if found is None:
+        return pattern.sub(f"<{cls}>", s)
+
+    def record(m: re.Match[str]) -> str:
+        found.append((cls, m.group(0)))
+        return f"<{cls}>"
+
+    return pattern.sub(record, s)
+
+
+def _quoted_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
     text = m.group(0)
     if text[0] == "(":
+        inner = m.group(m.lastindex or 0)
+        if found is not None:
+            found.append(("str", inner))
         return "(<str>)"  # Postgres: Key (col)=(value)
     inner = next((g for g in m.groups() if g is not None), "")
-    if _is_prose(inner):
-        # a nested message: keep its words, parameterise the quoted values inside it
-        return text[0] + _QUOTED.sub(_quoted, text[1:-1]) + text[-1]
+    if inner.strip() and any(c.isspace() for c in inner.strip()):
+        # words: a nested message or a request line; its values are found inside it
+        return text[0] + _QUOTED.sub(lambda n: _quoted_v2(n, found), text[1:-1]) + text[-1]
+    if found is not None:
+        found.append(("str", text))
     return "<str>"
 
 
-def _ipv6(m: re.Match[str]) -> str:
-    text = m.group(0)
-    core = text
-    if core.startswith("["):
-        core = core[1:].split("]", 1)[0]
-    core = core.split("%", 1)[0]
-    if _DIGIT.search(core) is None:
-        return text  # Fee::add, Cafe::Bad: scope operators, not addresses
-    try:
-        ipaddress.IPv6Address(core)
-    except ValueError:
-        if core.count(":") >= 3:  # unbracketed address followed by ":port"
-            try:
-                ipaddress.IPv6Address(core.rsplit(":", 1)[0])
-            except ValueError:
-                return text
-        else:
-            return text
-    return "<ip>"
+def _ipv6_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
+    out = _ipv6(m)
+    if found is not None and out != m.group(0):
+        found.append(("ip", m.group(0)))
+    return out
 
 
-def _is_id_part(part: str) -> bool:
-    """Does one '_'/'-'-separated part mixing letters and digits look generated?"""
-    n = len(part)
-    if n < 7 or _WORD_NUMBER.match(part):
-        return False  # short, or word + number (user123, ISO8601): left to the number passes
-    if n >= 16:
-        return True
-    digits = sum(c.isdigit() for c in part)
-    if digits >= 4 and digits * 3 >= n:
-        return True  # digit-dense: ORD2023ABC, cafe1234
-    # random tokens (a1b2c3d4, k9Mtd2gDcgG) split into many short segments;
-    # identifiers (Base64Encoder, Http2Server, SHA256Hasher, utf8mb4) into a few words
-    segments = _CAMEL_SEGMENT.findall(part)
-    if len(segments) * 3 <= n:
-        return False
-    return n >= 10 or sum(s.isdigit() for s in segments) >= 3
+def _digit_token_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
+    out = _digit_token(m)
+    if found is not None and out != m.group(0):
+        found.append(("hex" if "<hex>" in out else "id", m.group(0)))
+    return out
 
 
-def _digit_token(m: re.Match[str]) -> str:
+def _key_value_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
+    value = m.group(2)
+    if _PURE_NUMBER.match(value):
+        return m.group(0)  # left to the number pass
+    if found is not None:
+        found.append(("value", value))
+    return m.group(1) + "<value>"
+
+
+def _trailing_digits_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
+    out = _trailing_digits(m)
+    if found is not None and out != m.group(0):
+        found.append(("num", m.group(2)))
+    return out
+
+
+def _digit_run_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
     token = m.group(0)
-    if token.isdigit():
-        return token
-    parts = _TOKEN_PART.split(token)
-    out: list[str] = []
-    for part in parts:
-        if part in ("_", "-") or part.isdigit() or part.isalpha() or not part:
-            out.append(part)
-            continue
-        if len(part) >= 16 and _HEX_PART.match(part):
-            out.append("<hex>")  # hashes: md5, sha1, trace ids
-            break
-        if _is_id_part(part):
-            out.append("<id>")
-            break
-        out.append(part)
-    else:
-        return token
-    # everything after the first generated part belongs to it (pod-7d4b9c8f6-x2x9k)
-    return "".join(out)
+    word = _TECH_WORD.match(token)
+    if word is not None and word.group(1).lower() in _TECH_PREFIXES:
+        return token  # sha256, utf8, ipv6, http2
+    if _CAMEL_WORDS.match(token):
+        return token  # Base64Encoder, Float64Array, utf8mb4
+    cls = "num" if token.isdigit() else "id"
+    if found is not None:
+        found.append((cls, token))
+    return f"<{cls}>"
 
 
-def _trailing_digits(m: re.Match[str]) -> str:
-    if m.group(1).rstrip("_").lower() in _TECH_PREFIXES:
-        return m.group(0)
-    return m.group(1) + "<num>"
-
-
-def _keep_named_number(m: re.Match[str]) -> str:
-    return _DIGITS.sub(_KEEP + r"\1", m.group(0))  # the number pass skips digits after _KEEP
-
-
-@lru_cache(maxsize=16384)
-def parameterise_message(message: str) -> str:
-    """Replace the variable parts of an exception message with placeholders."""
-    if not message:
-        return ""
+def _parameterise(message: str, found: list[tuple[str, str]] | None) -> str:
+    """The version-2 template of `message`; each variable found is appended to `found`."""
     s = message[:MAX_MESSAGE_CHARS]
+    for user in _user_patterns:
+        s = _replace(user.pattern, user.name, s, found)
     # Each pass runs only when its cheap precondition holds: most messages skip most passes.
     if any(q in s for q in _QUOTE_CHARS):
-        s = _QUOTED.sub(_quoted, s)
+        s = _QUOTED.sub(lambda m: _quoted_v2(m, found), s)
     if "://" in s:
-        s = _URL.sub("<url>", s)
+        s = _replace(_URL, "url", s, found)
     if "@" in s:
-        s = _EMAIL.sub("<email>", s)
+        s = _replace(_EMAIL, "email", s, found)
     if _DIGIT.search(s) is not None:
         if "-" in s:
-            s = _UUID.sub("<uuid>", s)
+            s = _replace(_UUID, "uuid", s, found)
         if ":" in s:
-            s = _MAC.sub("<hex>", s)
-        s = _TS.sub("<ts>", s)
+            s = _replace(_MAC, "mac", s, found)
+            s = _IPV6_CANDIDATE.sub(lambda m: _ipv6_v2(m, found), s)
+        if "." in s:
+            s = _replace(_IPV4_V2, "ip", s, found)
+    if "/" in s or "\\" in s:
+        s = _replace(_PATH, "path", s, found)
+        if "<path>?" in s:
+            s = _PATH_QUERY.sub("<path>", s)
+    if _DIGIT.search(s) is not None:
+        s = _replace(_TS, "ts", s, found)
         if "<ts>" in s:
             s = _TS_RUN.sub("<ts>", s)
-        if ":" in s:
-            s = _IPV6_CANDIDATE.sub(_ipv6, s)
-        if "." in s:
-            s = _IPV4.sub("<ip>", s)
-    if "/" in s or "\\" in s:
-        s = _PATH.sub("<path>", s)
+    if "." in s or ":" in s:
+        s = _replace(_HOST, "host", s, found)
+    if "=" in s:
+        s = _KEY_VALUE.sub(lambda m: _key_value_v2(m, found), s)
     if _DIGIT.search(s) is not None:
         if "0x" in s or "0X" in s:
-            s = _HEX_0X.sub("<hex>", s)
-        s = _DIGIT_TOKEN.sub(_digit_token, s)
-        s = _NAMED_NUMBER.sub(_keep_named_number, s)
-        s = _NUMBER.sub("<num>", s)
-        s = _TRAILING_DIGITS.sub(_trailing_digits, s)
+            s = _replace(_HEX_0X, "hex", s, found)
+        s = _DIGIT_TOKEN.sub(lambda m: _digit_token_v2(m, found), s)
+        s = _NAMED_NUMBER_V2.sub(_keep_named_number, s)
+        s = _replace(_NUMBER_V2, "num", s, found)
+        s = _TRAILING_DIGITS.sub(lambda m: _trailing_digits_v2(m, found), s)
+        s = _DIGIT_RUN.sub(lambda m: _digit_run_v2(m, found), s)
         if _KEEP in s:
             s = s.replace(_KEEP, "")
     if ">," in s or ">;" in s:
         s = _LIST.sub(r"\1", s)
     return _WS.sub(" ", s).strip()
+
+
+@lru_cache(maxsize=16384)
+def _template_v2(message: str) -> str:
+    return _parameterise(message, None) if message else ""
+
+
+@lru_cache(maxsize=16384)
+def _key_v2(message: str) -> str:
+    """The grouping key: the template with its placeholders as <*>, structure normalised."""
+    s = _placeholder.sub(_ANY, _template_v2(message))
+    if _ANY not in s:
+        return s
+    s = _JOINED.sub(_ANY, s)
+    s = _SIGNED.sub(_ANY, s)
+    s = _JOINED.sub(_ANY, s)
+    s = _ALT_SPELLING.sub(_ANY, s)
+    s = _RUN.sub(r"\1", s)
+    return s
+
+
+def parameterise_message(message: str) -> str:
+    """Replace the variable parts of an exception message with `<class>` placeholders."""
+    return _template_v2(message)
+
+
+def message_variables(message: str) -> list[tuple[str, str]]:
+    """The values `parameterise_message` treated as variable, as (class, text), in order."""
+    found: list[tuple[str, str]] = []
+    if message:
+        _parameterise(message, found)
+    return found
 
 
 # --------------------------------------------------------------------------
@@ -466,21 +509,36 @@ def _explicit_parts(fingerprint: Any) -> list[str] | None:
     return parts or None
 
 
-def _group(event: dict[str, Any]) -> Grouping:
+def _message_key(message: str, version: int) -> str:
+    """The part of the message that grouping uses, under one grouping version."""
+    if version == PREVIOUS_VERSION:
+        return parameterise_message_v1(message)
+    return _key_v2(message)
+
+
+def _group(event: dict[str, Any], version: int) -> Grouping:
     exc = event.get("exception")
     exc = exc if isinstance(exc, dict) else {}
     message = exc.get("message")
     message = message if isinstance(message, str) else ""
     frames = fingerprint_frames(event.get("stacktrace"))
-    return _grouping(str(exc.get("type") or "Error"), message, frames, event.get("fingerprint"))
+    exc_type = str(exc.get("type") or "Error")
+    return _grouping(exc_type, message, frames, event.get("fingerprint"), version)
 
 
-def _grouping(exc_type: str, message: str, frames: tuple[str, ...], fingerprint: Any) -> Grouping:
+def _grouping(
+    exc_type: str,
+    message: str,
+    frames: tuple[str, ...],
+    fingerprint: Any,
+    version: int = GROUPING_VERSION,
+) -> Grouping:
     exc_type = exc_type.strip()[:200] or "Error"
+    # Frame grouping is the same in every version (its ids never change on an upgrade).
     if frames:
         method, default = "frames", ("frames", exc_type, *frames)
     else:
-        method, default = "message", ("message", exc_type, parameterise_message(message))
+        method, default = "message", ("message", exc_type, _message_key(message, version))
 
     explicit = _explicit_parts(fingerprint)
     if explicit is not None:
@@ -493,12 +551,12 @@ def _grouping(exc_type: str, message: str, frames: tuple[str, ...], fingerprint:
                 elif m == "type":
                     parts.append(exc_type)
                 elif m == "message":
-                    parts.append(parameterise_message(message))
+                    parts.append(_message_key(message, version))
                 else:
                     parts.append(p)
             used = frames if "default" in markers else ()
-            return Grouping(_digest(tuple(parts)), "explicit", exc_type, used, message)
-    return Grouping(_digest(default), method, exc_type, frames, message)
+            return Grouping(_digest(tuple(parts)), "explicit", exc_type, used, message, version)
+    return Grouping(_digest(default), method, exc_type, frames, message, version)
 
 
 PlainFrame = tuple[Any, Any, Any, Any]  # (module, function, filename, in_app) of a valid frame
@@ -531,23 +589,39 @@ def _fallback(exc_type: Any) -> Grouping:
     return Grouping(_digest(("fallback", exc_type)), "message", exc_type, (), "")
 
 
-def fingerprint_error(event: dict[str, Any]) -> Grouping:
-    """Group one validated error event. Never raises."""
+def fingerprint_error(event: dict[str, Any], version: int = GROUPING_VERSION) -> Grouping:
+    """Group one validated error event (with grouping `version`, 1 or 2). Never raises."""
+    if version not in (PREVIOUS_VERSION, GROUPING_VERSION):
+        raise ValueError(f"grouping version {version!r}: known versions are 1 and 2")
     try:
-        return _group(event)
+        return _group(event, version)
     except Exception:  # defensive: grouping must never stop ingest
         exc = event.get("exception") if isinstance(event, dict) else None
         return _fallback(exc.get("type") if isinstance(exc, dict) else "Error")
 
 
+def previous_fingerprint(event: dict[str, Any]) -> str:
+    """The event's fingerprint under the previous grouping version (the issue it opened
+    before an upgrade). Equal to the current one for frame grouping."""
+    return fingerprint_error(event, PREVIOUS_VERSION).id
+
+
 def explain(event: dict[str, Any]) -> dict[str, Any]:
-    """How an event is grouped, for `prodmon grouping explain`."""
+    """How an event is grouped, for `prodmon grouping explain`: the fingerprint under the
+    current and the previous grouping version, and the values treated as variable, each
+    with the token class that matched it."""
     g = fingerprint_error(event)
+    previous = fingerprint_error(event, PREVIOUS_VERSION)
+    uses_message = g.method == "message" or (g.method == "explicit" and not g.frames)
     return {
         "fingerprint": g.id,
+        "grouping_version": GROUPING_VERSION,
+        "fingerprints": {f"v{GROUPING_VERSION}": g.id, f"v{PREVIOUS_VERSION}": previous.id},
         "method": g.method,
         "exception_type": g.exception_type,
         "frames_used": list(g.frames),
         "message_template": g.template,
+        "grouping_key": _key_v2(g.message) if uses_message else None,
+        "variables": [{"class": cls, "text": text} for cls, text in message_variables(g.message)],
         "title": g.title,
     }
