@@ -84,7 +84,7 @@ from stages.grouping_v1 import (  # noqa: E402
     _KEEP,
     _LIST,
     _MAC,
-    _PATH,
+    _PATH_CHARS,
     _QUOTE_CHARS,
     _QUOTED,
     _SPACED_UNITS,
@@ -145,8 +145,11 @@ _HOST = re.compile(
 # key=value whose value holds digits or punctuation (rhost=a.b, tty=:0, id=a-1); a plain
 # word (state=RUNNING, user=root) may be what tells two errors apart, and is kept.
 _KEY_VALUE = re.compile(
-    r"(?<![\w.-])([A-Za-z_][\w.-]{0,40}=)"
-    r"(?=[^\s,;&)\]}<]*[^\sA-Za-z,;&)\]}<])([^\s,;&)\]}<\"']+)"
+    r"(?<![\w.-])([A-Za-z_][\w.\[\]-]{0,40}=)(?:"
+    r"(?=[^\s,;&)\]}<]*[^\sA-Za-z,;&)\]}<])([^\s,;&)\]}{<\"']+(?:\{[^{}\s]*\})?)"
+    r"|(null|none|nil|undefined|NaN)\b"
+    r"|(\"[^\"\n]{0,200}\"|'[^'\n]{0,200}')"
+    r")"
 )
 _IPV4_V2 = re.compile(r"(?<![\w.-])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?(?::\d{1,5})?(?![\w-]|\.\w)")
 # Numbers that name things rather than count them are kept when the message says so in
@@ -160,7 +163,17 @@ _NAMED_NUMBER_V2 = re.compile(
     r"|\b(?:x86[_-]64|i[3-6]86)\b",  # architectures
     re.IGNORECASE,
 )
+_PATH_V2 = re.compile(
+    # unix absolute or ./ ../ ~/ relative: /var/lib/x.db, ~/x, ./x/y, /home/x//y
+    r"(?<![\w.:/~\\>-])(?:~|\.{1,2})?(?:/+" + _PATH_CHARS + r"+)+/?"
+    # windows drive and UNC paths: C:\Users\x\a.txt, \\server\share\x
+    r"|\b[A-Za-z]:\\(?:[^\\\s'\"<>|:*?]+\\?)*"
+    r"|\\\\[\w.$-]+(?:\\[^\\\s'\"<>|:*?]+)+"
+    # relative paths with a file extension: src/app/main.py, lib\x\y.dll
+    r"|(?<![\w./\\-])(?:" + _PATH_CHARS + r"+[/\\]+)+" + _PATH_CHARS + r"*\.[A-Za-z]\w{0,7}\b"
+)
 _PATH_QUERY = re.compile(r"<path>\?[^\s\"'`<>]*")  # /servers/detail?changes-since=...
+_HEX_LETTERS = re.compile(r"\b(?:[a-f]{8,}|[A-F]{8,})\b")  # ffffffff, DEADBEEF
 _PURE_NUMBER = re.compile(r"^[-+]?\d+(?:[.,]\d+)*$")
 # Numbers: signed, decimal, with thousands separators, versions, sizes and durations with
 # their units, and comparison prefixes (<1 sec, ~5ms).
@@ -181,6 +194,9 @@ _CAMEL_WORDS = re.compile(r"^(?:[A-Z]?[a-z]{2,}|[A-Z]{2,})\d+(?:[A-Z]?[a-z]{2,}\
 _JOINED = re.compile(r"<\*>(?:[-+.:_/#@,]*<\*>)+")
 _SIGNED = re.compile(r"(?<![A-Za-z0-9])[-+#~]<\*>")
 _RUN = re.compile(r"(?<!\S)(\S*<\*>\S*?)(?:[\s,;|]+\1)+(?![^\s,;.:)\]])")
+# A word that holds a value is a value as a whole (blk_<*>, web-<*>, core.<*>, <*>_perf,
+# R<*>-M<*>:J<*>): the generated part decides, and its glue varies with it.
+_IN_TOKEN = re.compile(r"[\w.#@+/\\-]*<\*>(?:[\w.#@+/\\-]|<\*>)*(?<![.-])")
 _ALT_SPELLING = re.compile(r"<\*> ?\((?:<\*>)?\)")
 
 
@@ -274,7 +290,7 @@ def _digit_token_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> st
 
 
 def _key_value_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
-    value = m.group(2)
+    value = m.group(m.lastindex or 2)
     if _PURE_NUMBER.match(value):
         return m.group(0)  # left to the number pass
     if found is not None:
@@ -323,7 +339,7 @@ def _parameterise(message: str, found: list[tuple[str, str]] | None) -> str:
         if "." in s:
             s = _replace(_IPV4_V2, "ip", s, found)
     if "/" in s or "\\" in s:
-        s = _replace(_PATH, "path", s, found)
+        s = _replace(_PATH_V2, "path", s, found)
         if "<path>?" in s:
             s = _PATH_QUERY.sub("<path>", s)
     if _DIGIT.search(s) is not None:
@@ -334,6 +350,7 @@ def _parameterise(message: str, found: list[tuple[str, str]] | None) -> str:
         s = _replace(_HOST, "host", s, found)
     if "=" in s:
         s = _KEY_VALUE.sub(lambda m: _key_value_v2(m, found), s)
+    s = _replace(_HEX_LETTERS, "hex", s, found)
     if _DIGIT.search(s) is not None:
         if "0x" in s or "0X" in s:
             s = _replace(_HEX_0X, "hex", s, found)
@@ -362,6 +379,8 @@ def _key_v2(message: str) -> str:
         return s
     s = _JOINED.sub(_ANY, s)
     s = _SIGNED.sub(_ANY, s)
+    s = _JOINED.sub(_ANY, s)
+    s = _IN_TOKEN.sub(_ANY, s)
     s = _JOINED.sub(_ANY, s)
     s = _ALT_SPELLING.sub(_ANY, s)
     s = _RUN.sub(r"\1", s)
