@@ -124,7 +124,7 @@ from stages.grouping_v1 import parameterise_message as parameterise_message_v1  
 _ANY = "<*>"
 _CLASSES = (
     "str", "url", "email", "uuid", "mac", "ts", "ip", "host", "path", "hex", "id", "num",
-    "value",
+    "value", "name",
 )  # fmt: skip
 # Host names: dotted names ending in a generic top-level domain, or with 3+ labels ending
 # in a two-letter country code (so file.py or notes.md are not hosts), or any name with a
@@ -173,6 +173,16 @@ _PATH_V2 = re.compile(
     r"|(?<![\w./\\-])(?:" + _PATH_CHARS + r"+[/\\]+)+" + _PATH_CHARS + r"*\.[A-Za-z]\w{0,7}\b"
 )
 _PATH_QUERY = re.compile(r"<path>\?[^\s\"'`<>]*")  # /servers/detail?changes-since=...
+# "for user alice", "to database orders", "from invalid user admin": after a preposition,
+# a noun that names an account, host or store is followed by its name, a value.
+_NAMED_AS = re.compile(
+    r"(?i:\b(?:for|of|by|to|from|as|on|in)\s+(?:(?:invalid|unknown|illegal|new)\s+)?"
+    r"(?:user|username|account|login|host|hostname|group|role|tenant|database|table|queue"
+    r"|topic|bucket)\s+)"
+    r"(?!(?i:is|was|has|had|not|does|did|and|or|the|a|an|with|from|to|for|of|in|on|at|by"
+    r"|as|name|id|account|unknown|none|null)\b)"
+    r"([A-Za-z_$][\w.$-]{0,63})(?![\w.$<-])"
+)
 _HEX_LETTERS = re.compile(r"\b(?:[a-f]{8,}|[A-F]{8,})\b")  # ffffffff, DEADBEEF
 _PURE_NUMBER = re.compile(r"^[-+]?\d+(?:[.,]\d+)*$")
 # Numbers: signed, decimal, with thousands separators, versions, sizes and durations with
@@ -298,6 +308,12 @@ def _key_value_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
     return m.group(1) + "<value>"
 
 
+def _named_as(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
+    if found is not None:
+        found.append(("name", m.group(1)))
+    return m.group(0)[: m.start(1) - m.start(0)] + "<name>"
+
+
 def _trailing_digits_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
     out = _trailing_digits(m)
     if found is not None and out != m.group(0):
@@ -351,6 +367,7 @@ def _parameterise(message: str, found: list[tuple[str, str]] | None) -> str:
     if "=" in s:
         s = _KEY_VALUE.sub(lambda m: _key_value_v2(m, found), s)
     s = _replace(_HEX_LETTERS, "hex", s, found)
+    s = _NAMED_AS.sub(lambda m: _named_as(m, found), s)
     if _DIGIT.search(s) is not None:
         if "0x" in s or "0X" in s:
             s = _replace(_HEX_0X, "hex", s, found)
