@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from pipeline.config import Config, ConfigError
 from pipeline.runner import Backoff, StageRunner
 from stages.base import Stage
+from stages.cardinality import CardinalityLimits
 from stages.windows import WindowsConfig
 
 log = structlog.get_logger("prodmon.app")
@@ -58,6 +59,11 @@ def windows_config(config: Config) -> WindowsConfig:
         early_resolution=config.baseline.resolution,
         early_eval_s=w.early_eval_s,
         early_min_events=w.early_min_events,
+        limits=CardinalityLimits(
+            max_services=w.max_services,
+            max_series_per_service=w.max_series_per_service,
+            series_idle_s=w.series_idle_s,
+        ),
     )
 
 

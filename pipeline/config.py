@@ -7,6 +7,7 @@ printed: `Config.redacted()` is what logs show.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -120,6 +121,12 @@ class WindowsSection:
     # Window latency events inside the ingest stage (no events.latency hop). Only correct
     # when events.raw is keyed by service, so it is opt-in.
     fused: bool = False
+    # Cardinality limits per input partition (stages/cardinality.py; 0 = no limit): series
+    # over them are counted in `service|(other)` (or `(other)|(other)`), with one warning
+    # signal; a series idle this long (event time) is forgotten.
+    max_services: int = 10_000
+    max_series_per_service: int = 1_000
+    series_idle_s: float = 7200.0
 
 
 @dataclass
@@ -166,6 +173,16 @@ class HealthSection:
 
 
 @dataclass
+class DashboardSection:
+    """The web dashboard (ops/web, docs/dashboard.md). Its token comes from the environment
+    only (PRODMON_DASHBOARD_TOKEN)."""
+
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-Proto/-For are believed:
+    # a request they forward with `X-Forwarded-Proto: https` came over TLS. Empty: none.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -174,6 +191,7 @@ class Config:
     windows: WindowsSection = field(default_factory=WindowsSection)
     notify: NotifySection = field(default_factory=NotifySection)
     health: HealthSection = field(default_factory=HealthSection)
+    dashboard: DashboardSection = field(default_factory=DashboardSection)
     # Parsed from the nested [sla] table (see stages/sla.py), not flat keys.
     sla: SLAConfig = field(default_factory=SLAConfig)
     baseline: BaselineSection = field(default_factory=BaselineSection)
@@ -384,9 +402,21 @@ def validate(config: Config) -> None:
     _validate_baseline(config)
     if config.ingest.future_tolerance_s < 0:
         raise ConfigError("ingest.future_tolerance_s: must be >= 0")
+    for proxy in filter(None, config.dashboard.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"dashboard.trusted_proxies: {proxy[:60]!r} is not an IP address or network"
+            ) from None
 
 
 def _validate_windows(w: WindowsSection) -> None:
+    for key in ("max_services", "max_series_per_service"):
+        if getattr(w, key) < 0:
+            raise ConfigError(f"windows.{key}: must be >= 0 (0 = no limit), got {getattr(w, key)}")
+    if w.series_idle_s <= 0:
+        raise ConfigError(f"windows.series_idle_s: must be greater than 0, got {w.series_idle_s}")
     if w.window_s <= 0 or (w.window_s * 1000) % 1:
         raise ConfigError(
             f"windows.window_s: must be a positive whole number of ms, got {w.window_s}"

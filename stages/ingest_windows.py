@@ -175,8 +175,11 @@ class IngestWindowsStage(CoreStageMixin):
                             max_ts = ts
                         series = service + "|" + endpoint
                         window = bucket.get(series)
-                        if window is None:
-                            window = bucket[series] = Window(hdr, start)
+                        if window is None:  # as `WindowsCore.add_fields`
+                            series = ps.registry.admit(service, endpoint, start)
+                            window = bucket.get(series)
+                            if window is None:
+                                window = bucket[series] = Window(hdr, start)
                         values = window.values
                         value = floor(event.duration_ms * 1000.0 + 0.5)  # = int(): > 0
                         values.append(value)

@@ -25,7 +25,7 @@ Pure (see stages/base.py): no Kafka, no clocks, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -40,6 +40,7 @@ from schemas.rollups import (
 )
 from stages.base import Emit, Record, StageResult
 from stages.bulk_close import merge_into, summaries
+from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
 from stages.early import EarlyEvaluator
 from stages.hdr import HdrLayout, SparseHistogram, layout
 from stages.rules import Rule
@@ -70,6 +71,8 @@ class WindowsConfig:
     early_resolution: str | None = None
     early_eval_s: float = 1.0
     early_min_events: int = 50
+    # Series each partition keeps (stages/cardinality.py).
+    limits: CardinalityLimits = field(default_factory=CardinalityLimits)
 
     def sizes_ms(self) -> list[int]:
         """Base window size first, then each coarser resolution; each divides the next."""
@@ -152,6 +155,8 @@ class Window:
 
 
 FLUSH_AT = 128
+SWEEP_EVERY_MS = 60_000  # how often (event time) a partition forgets its idle series
+SIGNALS_TOPIC = "signals"
 
 
 class PartitionWindows:
@@ -170,10 +175,12 @@ class PartitionWindows:
         "max_ts",
         "next_offset",
         "open",
+        "registry",
         "replay_until",
+        "swept",
     )
 
-    def __init__(self, levels: int, now: float | None) -> None:
+    def __init__(self, levels: int, now: float | None, limits: CardinalityLimits) -> None:
         self.max_ts = -(2**62)
         self.closed = -(2**62)  # every base window ending at or before this is emitted
         self.open: dict[int, dict[str, Window]] = {}  # base windows: start -> series -> window
@@ -187,6 +194,8 @@ class PartitionWindows:
         self.early_at = -(2.0**62)  # wall time of the last early evaluation
         self.early_sent: set[tuple[str, str, int]] = set()  # (rule, series, start) observed
         self.early_judged: dict[int, dict[str, int]] = {}  # start -> series -> events judged
+        self.registry = SeriesRegistry(limits)  # the series admitted, under the limits
+        self.swept = -(2**62)  # `closed` when idle series were last forgotten
 
 
 class WindowsCore:
@@ -203,7 +212,14 @@ class WindowsCore:
         self.lateness_ms = round(config.allowed_lateness_s * 1000)
         self.hdr = layout(config.hdr_lowest_us, config.hdr_highest_us, config.hdr_digits)
         self.partitions: dict[int, PartitionWindows] = {}
-        self.stats = {"events": 0, "late": 0, "replayed": 0, "rollups": 0}
+        self.stats = {
+            "events": 0,
+            "late": 0,
+            "replayed": 0,
+            "rollups": 0,
+            "series_overflow": 0,  # events counted in an overflow series (over a limit)
+            "series_expired": 0,  # idle series forgotten
+        }
         self.early: EarlyEvaluator | None = None
         if config.early_resolution in self.resolutions and config.early_eval_s > 0:
             self.early = EarlyEvaluator(
@@ -216,7 +232,9 @@ class WindowsCore:
     def _partition(self, partition: int, now: float | None) -> PartitionWindows:
         ps = self.partitions.get(partition)
         if ps is None:
-            ps = self.partitions[partition] = PartitionWindows(len(self.sizes) - 1, now)
+            ps = self.partitions[partition] = PartitionWindows(
+                len(self.sizes) - 1, now, self.config.limits
+            )
         return ps
 
     # --- the hot path ------------------------------------------------------------------------
@@ -262,8 +280,11 @@ class WindowsCore:
             ps.first_offset[start] = offset
         series = service + "|" + endpoint
         window = bucket.get(series)
-        if window is None:
-            window = bucket[series] = Window(self.hdr, start)
+        if window is None:  # once per series and window, or over a cardinality limit
+            series = ps.registry.admit(service, endpoint, start)
+            window = bucket.get(series)
+            if window is None:
+                window = bucket[series] = Window(self.hdr, start)
         values = window.values
         value = int(duration_ms * 1000.0 + 0.5)
         values.append(value)
@@ -322,6 +343,7 @@ class WindowsCore:
             self._close(partition, ps, ps.max_ts - self.lateness_ms, result)
             if self.early is not None and self.early.due(ps, now):
                 self.early.run(self, ps, now, result)
+            self._report_cardinality(partition, ps, result)
             ps.dirty.add(META_KEY)
             self._flush_state(partition, ps, result)
         return result
@@ -334,6 +356,7 @@ class WindowsCore:
                 ps.last_active = now
             elif ps.open and now - ps.last_active >= self.config.idle_flush_s:
                 self._close(partition, ps, max(ps.open) + self.sizes[0], result)
+                self._report_cardinality(partition, ps, result)
                 ps.dirty.add(META_KEY)
                 self._flush_state(partition, ps, result)
         return result
@@ -352,6 +375,22 @@ class WindowsCore:
             self._close_base(ps, start, bucket, result)
             ps.closed = max(ps.closed, start + size)
         self._close_coarse(ps, before, result)
+        if ps.closed - ps.swept >= SWEEP_EVERY_MS:
+            ps.swept = ps.closed
+            idle_ms = round(self.config.limits.series_idle_s * 1000)
+            self.stats["series_expired"] += ps.registry.expire(ps.closed - idle_ms)
+
+    def _report_cardinality(
+        self, partition: int, ps: PartitionWindows, result: StageResult
+    ) -> None:
+        """Count overflowing events and signal the limits newly reached or cleared."""
+        registry = ps.registry
+        if registry.overflow_events:
+            self.stats["series_overflow"] += registry.overflow_events
+            registry.overflow_events = 0
+        for scope, state in registry.take_warnings():
+            signal = cardinality_signal(partition, scope, state, self.config.limits, ps.max_ts)
+            result.emits.append(Emit(SIGNALS_TOPIC, signal["key"], signal))
 
     def _close_base(
         self, ps: PartitionWindows, start: int, bucket: dict[str, Window], result: StageResult
@@ -499,7 +538,9 @@ class WindowsCore:
         if value is None:
             coarse.pop(series, None)
         else:
-            coarse[series] = Window.from_state(self.hdr, value)
+            window = coarse[series] = Window.from_state(self.hdr, value)
+            if not series.endswith("|" + SERVICE_WIDE):
+                ps.registry.seen(series, window.start)
 
     def replay_marks(self) -> dict[int, int]:
         """`replay_until` of every partition that has offsets to replay (restored ones)."""
