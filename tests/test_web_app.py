@@ -10,20 +10,24 @@ import os
 import random
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ops.web.app import Dashboard, WebSettings, start
-from ops.web.security import Guard
+from ops.web.app import Dashboard, WebSettings, build_app, start
+from ops.web.security import Guard, parse_proxies
 from pipeline.config import Config
 from pipeline.topic_reader import read_topic, send_json
 from pipeline.topics import COMMANDS, ISSUES, ROLLUPS, SIGNALS, create_topics
@@ -377,7 +381,8 @@ async def test_actions_need_the_token_off_loopback(live: Live):
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{live.base}/alerts") as resp:
                 page = await resp.text()
-            assert 'href="/login"' in page and 'name="action"' not in page
+            assert resp.url.path == "/login"  # a token is configured: reading needs it too
+            assert 'name="token"' in page and 'name="action"' not in page
             async with http.get(f"{live.base}/login") as resp:
                 anonymous_csrf = csrf_of(await resp.text())
             form = {"action": "ack", "alert_id": alert_id, "csrf": anonymous_csrf}
@@ -467,14 +472,17 @@ async def test_cli_serves_restores_and_stops_on_sigterm(live: Live):
         async with aiohttp.ClientSession() as http:
 
             async def state() -> dict:
-                async with http.get(f"{base}/api/state") as resp:
+                bearer = {"Authorization": f"Bearer {TOKEN}"}
+                async with http.get(f"{base}/api/state", headers=bearer) as resp:
                     return await resp.json()
 
             restored = await wait_for(state, lambda s: s["ready"], timeout_s=30)
-            async with http.get(f"{base}/alerts") as resp:
-                alerts = await resp.text()
+            async with http.get(f"{base}/alerts", allow_redirects=False) as resp:
+                assert resp.status == 303  # a token is configured: pages need a session
+                assert resp.headers["Location"] == "/login?next=/alerts"
+            async with http.get(f"{base}/api/state") as resp:
+                assert resp.status == 401
         assert restored["records"]["rollups"] > 40  # restored from history
-        assert 'href="/login"' in alerts  # a token is configured: actions need a session
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0
@@ -569,3 +577,159 @@ async def test_an_alert_whose_id_holds_crlf_is_acted_on_from_its_page(live: Live
             return (dash.state.alert(alert_id) or {}).get("status")
 
         assert await wait_for(status, lambda s: s == "acknowledged", 30) == "acknowledged"
+
+
+async def _login(http: aiohttp.ClientSession, base: str, token: str, headers=None):
+    """One login attempt as a browser makes it (CSRF from the login page): the response."""
+    async with http.get(f"{base}/login", headers=headers) as resp:
+        csrf = csrf_of(await resp.text())
+    form = {"token": token, "csrf": csrf}
+    return await http.post(f"{base}/login", data=form, headers=headers, allow_redirects=False)
+
+
+async def test_reads_need_the_token_when_one_is_configured(live: Live):
+    dash, base = live.dash, live.base
+    loopback_guard = dash.guard
+    try:
+        dash.guard = Guard("127.0.0.1", token=TOKEN)
+        async with aiohttp.ClientSession() as http:
+            issue_id = next(iter(dash.state._issues))
+            pages = ["/", "/service?name=checkout", "/issues", f"/issue?id={issue_id}", "/alerts"]
+            for page in pages:
+                async with http.get(f"{base}{page}", allow_redirects=False) as resp:
+                    assert resp.status == 303, page
+                    location = urlsplit(resp.headers["Location"])
+                    assert location.path == "/login" and parse_qs(location.query) == {
+                        "next": [page]
+                    }
+                    assert "app/pay.py" not in await resp.text()
+            for path, headers in (
+                ("/api/state", {}),
+                ("/events", {}),
+                ("/alerts", {"X-Prodmon-Fragment": "1"}),  # the live script's refresh
+                ("/api/state", {"Authorization": "Bearer " + "w" * 40}),
+                ("/api/state", {"Cookie": "prodmon_session=forged"}),
+            ):
+                async with http.get(f"{base}{path}", headers=headers) as resp:
+                    assert resp.status == 401, (path, headers)
+                    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+                    assert "checkout" not in await resp.text()
+            for public in ("/login", "/static/app.css", "/static/app.js"):
+                async with http.get(f"{base}{public}") as resp:
+                    assert resp.status == 200, public
+
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            async with http.get(f"{base}/api/state", headers=bearer) as resp:
+                assert resp.status == 200 and (await resp.json())["ready"] is True
+            async with http.get(f"{base}/events", headers=bearer) as stream:
+                assert stream.status == 200
+                await next_event(stream, "hello", 5)
+
+            resp = await _login(http, base, TOKEN)
+            assert resp.status == 303
+            session = {"Cookie": f"prodmon_session={resp.cookies['prodmon_session'].value}"}
+            for page in pages:
+                async with http.get(f"{base}{page}", headers=session) as resp:
+                    assert resp.status == 200, page
+            async with http.get(f"{base}/issue?id={issue_id}", headers=session) as resp:
+                assert "app/pay.py" in await resp.text()
+            async with http.get(f"{base}/events", headers=session) as stream:
+                assert stream.status == 200
+                await next_event(stream, "hello", 5)
+
+            # the login page sends the browser back where it was going, and only on this site
+            async with http.get(f"{base}/issues?status=new", allow_redirects=False) as resp:
+                target = resp.headers["Location"]
+            async with http.get(f"{base}{target}") as resp:
+                assert 'name="next" value="/issues?status=new"' in await resp.text()
+            for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+                async with http.get(f"{base}/login", params={"next": evil}) as resp:
+                    assert 'name="next"' not in await resp.text()
+    finally:
+        dash.guard = loopback_guard
+
+
+async def test_failed_logins_lock_out_their_client_not_the_others(live: Live):
+    """50 guesses sent at once: only the first few are checked, then the guessing client
+    (told apart behind a trusted proxy by X-Forwarded-For) is locked out, even with the
+    right token, while another client still logs in; wrong bearer tokens count the same."""
+    dash, base = live.dash, live.base
+    loopback_guard = dash.guard
+    attacker = {"X-Forwarded-For": "203.0.113.9"}
+    user = {"X-Forwarded-For": "198.51.100.7, 10.0.0.1"}  # the nearest untrusted hop
+    try:
+        dash.guard = Guard("127.0.0.1", token=TOKEN, trusted_proxies=parse_proxies(["127.0.0.1"]))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/login") as resp:
+                csrf = csrf_of(await resp.text())
+
+            async def guess(n: int) -> int:
+                form = {"token": f"guess-{n:04d}-" + "g" * 20, "csrf": csrf}
+                async with http.post(f"{base}/login", data=form, headers=attacker) as resp:
+                    return resp.status
+
+            started = time.monotonic()
+            statuses = await asyncio.gather(*(guess(n) for n in range(50)))
+            assert statuses.count(403) <= 4 and statuses.count(429) >= 46, statuses
+            assert time.monotonic() - started < 10  # refused at once, not held open
+
+            resp = await _login(http, base, TOKEN, attacker)
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+            assert "prodmon_session" not in resp.cookies
+            resp = await _login(http, base, TOKEN, user)
+            assert resp.status == 303 and "prodmon_session" in resp.cookies
+
+            wrong = {"Authorization": "Bearer " + "b" * 40, "X-Forwarded-For": "192.0.2.44"}
+            codes = []
+            for _ in range(6):
+                async with http.get(f"{base}/api/state", headers=wrong) as resp:
+                    codes.append(resp.status)
+            assert codes[:3] == [401] * 3 and codes[3:] == [429] * 3  # the 4th sets the lock
+            right = {**wrong, "Authorization": f"Bearer {TOKEN}"}
+            async with http.get(f"{base}/api/state", headers=right) as resp:
+                assert resp.status == 429  # locked: not even the right token is checked
+    finally:
+        dash.guard = loopback_guard
+
+
+async def test_session_cookie_is_secure_over_tls_and_behind_a_trusted_proxy(live: Live, tmp_path):
+    dash, base = live.dash, live.base
+    loopback_guard = dash.guard
+    https = {"X-Forwarded-Proto": "https"}
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1",
+    ]  # fmt: skip
+    await asyncio.to_thread(subprocess.run, openssl, check=True, capture_output=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    runner = web.AppRunner(build_app(dash), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    tls_base = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_tls)) as http:
+
+            async def cookie(guard: Guard, url: str, headers=None) -> Any:
+                dash.guard = guard
+                resp = await _login(http, url, TOKEN, headers)
+                assert resp.status == 303
+                return resp.cookies["prodmon_session"]
+
+            untrusted = Guard("127.0.0.1", token=TOKEN)
+            trusted = Guard(
+                "127.0.0.1", token=TOKEN, trusted_proxies=parse_proxies(["::1/128", "127.0.0.0/8"])
+            )
+            assert not (await cookie(untrusted, base))["secure"]  # plain HTTP
+            assert not (await cookie(untrusted, base, https))["secure"]  # header not believed
+            assert (await cookie(trusted, base, https))["secure"]  # a trusted proxy's TLS
+            proxied_http = {"X-Forwarded-Proto": "http"}
+            assert not (await cookie(trusted, base, proxied_http))["secure"]
+            assert (await cookie(untrusted, tls_base))["secure"]  # TLS to the dashboard
+    finally:
+        dash.guard = loopback_guard
+        await runner.cleanup()

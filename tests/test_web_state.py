@@ -14,8 +14,9 @@ from ops.sla_view import service_status
 from ops.web import charts, render
 from ops.web.feed import Broadcaster
 from ops.web.handles import action_handle
-from ops.web.security import check_token, is_loopback
+from ops.web.security import LoginThrottle, check_token, is_loopback, parse_proxies
 from ops.web.state import DAY_MS, HOUR_MS, DashboardState, Limits
+from pipeline.config import ConfigError, load_config
 from stages.hdr import SparseHistogram, layout
 from stages.sla import SLAConfig
 
@@ -466,3 +467,37 @@ def test_action_handles_are_opaque_url_safe_and_forgotten_with_their_item():
     for n in range(3):  # evicts the first alert (max_alerts=2), and its handle with it
         state.apply("alerts", "svc", transition(f"svc:r{n}:k", 1, "firing", "firing", NOW + 1 + n))
     assert state.alert(crlf) is None and handle not in state._handles
+
+
+def test_login_throttle_doubles_the_lockout_per_client_and_stays_bounded():
+    now = [0.0]
+    throttle = LoginThrottle(
+        free_failures=3, base_s=1, max_s=60, forget_s=3600, max_clients=100, clock=lambda: now[0]
+    )
+    locks = [throttle.failed("203.0.113.9") for _ in range(12)]
+    assert locks == [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert throttle.retry_after("203.0.113.9") == 60 and throttle.retry_after("other") == 0
+    now[0] += 61
+    assert throttle.retry_after("203.0.113.9") == 0  # may try again, once:
+    assert throttle.failed("203.0.113.9") == 60  # the count was kept
+    now[0] += 3601  # an hour without failures: forgotten
+    assert throttle.retry_after("203.0.113.9") == 0 and len(throttle) == 0
+    assert throttle.failed("203.0.113.9") == 0
+    throttle.failed("198.51.100.7")
+    throttle.succeeded("198.51.100.7")  # a good login clears the client
+    assert throttle.retry_after("198.51.100.7") == 0 and len(throttle) == 1
+    for n in range(1000):  # a spray of addresses never grows it past max_clients
+        throttle.failed(f"10.0.{n // 256}.{n % 256}")
+    assert len(throttle) == 100
+
+
+def test_trusted_proxies_are_checked_at_start():
+    config = load_config(env={"PRODMON_DASHBOARD__TRUSTED_PROXIES": "10.0.0.1, fd00::/8"})
+    assert config.dashboard.trusted_proxies == ("10.0.0.1", "fd00::/8")
+    assert [str(n) for n in parse_proxies(config.dashboard.trusted_proxies)] == [
+        "10.0.0.1/32",
+        "fd00::/8",
+    ]
+    assert load_config(env={}).dashboard.trusted_proxies == ()
+    with pytest.raises(ConfigError, match=r"dashboard\.trusted_proxies"):
+        load_config(env={"PRODMON_DASHBOARD__TRUSTED_PROXIES": "proxy.internal"})

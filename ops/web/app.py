@@ -8,7 +8,8 @@ Routes (docs/dashboard.md):
     POST /actions               ack / resolve / silence -> the `commands` topic
     GET  /events[?since=V]      Server-Sent Events: {"version", "views"} when views change
                                 (since the page's version V, or Last-Event-ID)
-    GET  /login, POST /login, POST /logout   token sessions (when a token is configured)
+    GET  /login[?next=P], POST /login, POST /logout   token sessions (when a token is
+                                configured, every GET but /login and /static/* needs one)
     GET  /api/state             readiness and counts (JSON)
     GET  /static/app.css, /static/app.js
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,7 +36,14 @@ from aiokafka.errors import KafkaError
 
 from ops.web import assets, render
 from ops.web.feed import Broadcaster, TopicFeed
-from ops.web.security import SECURITY_HEADERS, SESSION_COOKIE, SESSION_TTL_S, TOKEN_ENV, Guard
+from ops.web.security import (
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    TOKEN_ENV,
+    Guard,
+    parse_proxies,
+)
 from ops.web.state import DashboardState, Limits
 from pipeline.config import Config
 from pipeline.topics import COMMANDS
@@ -69,7 +78,11 @@ class Dashboard:
         self.state = DashboardState(config.sla, settings.limits)
         self.broadcaster = Broadcaster()
         self.feed = TopicFeed(config.kafka, self.state, self.broadcaster)
-        self.guard = Guard(settings.host, settings.token)
+        self.guard = Guard(
+            settings.host,
+            settings.token,
+            trusted_proxies=parse_proxies(config.dashboard.trusted_proxies),
+        )
         self.clients = 0
 
     @property
@@ -391,14 +404,39 @@ async def act(request: web.Request) -> web.StreamResponse:
 # --- sessions ----------------------------------------------------------------------------------
 
 
+def _next_path(value: Any) -> str:
+    """Where to go after logging in: a path on this site, else nothing (no open redirect)."""
+    if not isinstance(value, str) or not value.startswith("/") or not value.isascii():
+        return ""
+    if (
+        len(value) > 2000
+        or value.startswith(("//", "/\\"))
+        or any(c < " " or c in "\\\x7f" for c in value)
+    ):
+        return ""
+    return value
+
+
+def _locked_out(request: web.Request, wait_s: float) -> web.Response:
+    seconds = max(1, math.ceil(wait_s))
+    reason = f"too many wrong tokens from your address: try again in {seconds} s"
+    response = _refuse(request, 429, reason)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 async def login_form(request: web.Request) -> web.Response:
     dash = request.app[DASHBOARD]
     if not dash.guard.login_required:
         raise web.HTTPSeeOther("/")
-    return _page(request, "log in", "", "", render.login(dash.guard.csrf_token(request), None))
+    body = render.login(dash.guard.csrf_token(request), None, _next_path(request.query.get("next")))
+    return _page(request, "log in", "", "", body)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """Check the token and start a session. Failed attempts lock the client out for a
+    doubling time (security.LoginThrottle): the lock is checked and a failure recorded with
+    no `await` in between, so parallel guesses cannot all slip through before it is set."""
     dash = request.app[DASHBOARD]
     guard = dash.guard
     if not guard.login_required:
@@ -406,23 +444,30 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if not guard.same_origin(request) or not guard.csrf_ok(request, form):
         return _refuse(request, 403, "cross-origin or stale login form: reload and try again")
+    client = guard.client_key(request)
+    wait = guard.throttle.retry_after(client)
+    if wait > 0:
+        log.warning("dashboard_login_locked_out", client=client, retry_after_s=round(wait, 1))
+        return _locked_out(request, wait)
     token = form.get("token")
+    next_path = _next_path(form.get("next"))
     if not isinstance(token, str) or not guard.token_matches(token):
-        await asyncio.sleep(0.5)  # slows guessing down (the token has >= 16 characters)
-        log.warning("dashboard_login_failed", peer=request.remote)
-        body = render.login(guard.csrf_token(request), "Wrong token.")
+        lock = guard.throttle.failed(client)
+        log.warning("dashboard_login_failed", client=client, locked_for_s=lock)
+        body = render.login(guard.csrf_token(request), "Wrong token.", next_path)
         return _page(request, "log in", "", "", body, status=403)
-    response = web.HTTPSeeOther("/alerts")
+    guard.throttle.succeeded(client)
+    response = web.HTTPSeeOther(next_path or "/alerts")
     response.set_cookie(
         SESSION_COOKIE,
         guard.new_session(),
         max_age=SESSION_TTL_S,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=guard.is_tls(request),
         path="/",
     )
-    log.info("dashboard_login", peer=request.remote)
+    log.info("dashboard_login", client=client)
     raise response
 
 
@@ -447,6 +492,31 @@ async def _host_check(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def _read_guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """With a token configured, reading needs it too: every GET (pages, `/api/state`,
+    `/events`) needs a session or the bearer token, except the login page and the static
+    assets. POSTs check for themselves (`/actions`: may_act; `/logout`: CSRF)."""
+    guard = request.app[DASHBOARD].guard
+    path = request.path
+    if (
+        request.method == "POST"
+        or path == "/login"
+        or path.startswith("/static/")
+        or guard.may_read(request)
+    ):
+        return await handler(request)
+    wait = guard.throttle.retry_after(guard.client_key(request))
+    if wait > 0:
+        return _locked_out(request, wait)
+    page = path not in ("/api/state", "/events") and request.headers.get(FRAGMENT_HEADER) != "1"
+    if page and not _wants_json(request):
+        raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+    headers = {"WWW-Authenticate": 'Bearer realm="prodmon"', "Cache-Control": "no-store"}
+    body = orjson.dumps({"error": f"log in or send Authorization: Bearer <{TOKEN_ENV}>"})
+    return web.Response(status=401, body=body, content_type="application/json", headers=headers)
+
+
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -457,7 +527,7 @@ async def _close_streams(app: web.Application) -> None:
 
 
 def build_app(dash: Dashboard) -> web.Application:
-    app = web.Application(middlewares=[_host_check], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[_host_check, _read_guard], client_max_size=64 * 1024)
     app[DASHBOARD] = dash
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_close_streams)

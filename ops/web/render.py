@@ -625,12 +625,15 @@ def alerts(
     return "".join(html)
 
 
-def login(csrf: str, error: str | None) -> str:
+def login(csrf: str, error: str | None, next_path: str = "") -> str:
+    """The login form; `next_path` (a same-site path, checked by the caller) is where a
+    successful login goes."""
     message = f'<p class="flash">{t(error)}</p>' if error else ""
+    after = f'<input type="hidden" name="next" value="{t(next_path, 2000)}">' if next_path else ""
     return (
         f"<h1>Log in</h1>{message}"
         '<form method="post" action="/login">'
-        f'<input type="hidden" name="csrf" value="{t(csrf)}">'
+        f'<input type="hidden" name="csrf" value="{t(csrf)}">{after}'
         '<label>Dashboard token <input type="password" name="token" autocomplete="off">'
         '</label> <button class="primary" type="submit">Log in</button></form>'
         '<p class="muted small">The token is the value of PRODMON_DASHBOARD_TOKEN given to '

@@ -6,9 +6,17 @@
 - Bound elsewhere, actions need the token (env PRODMON_DASHBOARD_TOKEN): browsers log in
   once (`/login`, an HttpOnly SameSite=Strict session cookie), scripts send
   `Authorization: Bearer <token>`. Without a token the dashboard is read-only there.
+- With a token configured (on any address) reading needs it too: every page, `/api/state`
+  and `/events` need a session or the bearer token; only `/login` and `/static/*` do not.
 - Every browser action is a POST that must carry the page's CSRF field (an HMAC of a
   per-process secret and the session) and must not come from another origin (`Origin`,
   `Sec-Fetch-Site`).
+- Wrong tokens (login form or bearer header) lock their client out for a time that doubles
+  with each failure beyond a few (`LoginThrottle`): guesses sent in parallel are refused
+  unchecked once the lock is set, and the memory it takes is bounded.
+- The session cookie is `Secure` when the request came over TLS: to this process, or to a
+  reverse proxy named in `dashboard.trusted_proxies` that says so in `X-Forwarded-Proto`
+  (from any other peer that header is ignored).
 
 The token is compared in constant time and never logged, rendered or put in a cookie.
 """
@@ -21,7 +29,7 @@ import ipaddress
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -33,6 +41,7 @@ SESSION_COOKIE = "prodmon_session"
 SESSION_TTL_S = 12 * 3600
 MAX_SESSIONS = 1000
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+_BEARER_CHECKED = web.RequestKey("prodmon_bearer_checked", bool)  # a wrong token counts once
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -68,14 +77,94 @@ def check_token(token: str | None) -> str | None:
     return token
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_proxies(proxies: Iterable[str]) -> tuple[Network, ...]:
+    """`dashboard.trusted_proxies` as networks (addresses become /32 or /128)."""
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in proxies if p.strip())
+
+
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address((text or "").strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+class LoginThrottle:
+    """Per-client lockout after failed token checks, bounded in memory.
+
+    The first `free_failures` failures of a client cost nothing; each further one locks the
+    client out for `base_s * 2**(n - 1)` seconds (n counting the failures beyond the free
+    ones), at most `max_s`. While locked, a client's tokens are not even checked, so guesses
+    sent in parallel are refused once the lock is set (the handler checks the lock and
+    records a failure with no `await` in between). A client's record is forgotten `forget_s`
+    after its last failure or at its first success; at most `max_clients` are kept, the
+    least recently failing dropped first.
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 3,
+        base_s: float = 1.0,
+        max_s: float = 900.0,
+        forget_s: float = 3600.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free_failures = free_failures
+        self.base_s = base_s
+        self.max_s = max_s
+        self.forget_s = forget_s
+        self.max_clients = max_clients
+        self._clock = clock
+        self._clients: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def retry_after(self, client: str) -> float:
+        """Seconds this client is still locked out for (0: it may try)."""
+        found = self._clients.get(client)
+        if found is None:
+            return 0.0
+        _failures, last, locked_until = found
+        now = self._clock()
+        if now - last > self.forget_s:
+            del self._clients[client]
+            return 0.0
+        return max(locked_until - now, 0.0)
+
+    def failed(self, client: str) -> float:
+        """Record a wrong token; returns the lockout it earned, in seconds."""
+        now = self._clock()
+        failures, last, _ = self._clients.pop(client, (0, now, 0.0))
+        if now - last > self.forget_s:
+            failures = 0
+        failures += 1
+        beyond = failures - self.free_failures
+        lock = min(self.base_s * 2 ** min(beyond - 1, 60), self.max_s) if beyond > 0 else 0.0
+        self._clients[client] = (failures, now, now + lock)
+        while len(self._clients) > self.max_clients:
+            self._clients.popitem(last=False)
+        return lock
+
+    def succeeded(self, client: str) -> None:
+        self._clients.pop(client, None)
+
+
 @dataclass
 class Guard:
     """The dashboard's access decisions for one process."""
 
     bind_host: str
     token: str | None = field(default=None, repr=False)
+    trusted_proxies: tuple[Network, ...] = ()
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     sessions: OrderedDict[str, float] = field(default_factory=OrderedDict, repr=False)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle, repr=False)
 
     @property
     def loopback(self) -> bool:
@@ -132,9 +221,69 @@ class Guard:
         self.sessions.pop(request.cookies.get(SESSION_COOKIE) or "", None)
 
     def bearer(self, request: web.Request) -> bool:
-        """An `Authorization: Bearer <token>` header with the right token."""
+        """An `Authorization: Bearer <token>` header with the right token. A wrong one
+        counts as a failed login of the client; a locked-out client's is not checked."""
+        cached = request.get(_BEARER_CHECKED)
+        if cached is not None:
+            return bool(cached)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and self.token_matches(given.strip())
+        ok = False
+        if scheme.lower() == "bearer" and self.token is not None:
+            client = self.client_key(request)
+            if self.throttle.retry_after(client) <= 0:
+                ok = self.token_matches(given.strip())
+                if ok:
+                    self.throttle.succeeded(client)
+                else:
+                    self.throttle.failed(client)
+        request[_BEARER_CHECKED] = ok
+        return ok
+
+    def may_read(self, request: web.Request) -> bool:
+        """May this request see pages, `/api/state` and `/events`? Without a token, anyone
+        who reaches the dashboard (the Host check aside); with one, a session or bearer."""
+        if self.token is None:
+            return True
+        return self.session(request) is not None or self.bearer(request)
+
+    # --- clients behind proxies -------------------------------------------------------------
+
+    def from_trusted_proxy(self, request: web.Request) -> bool:
+        """The TCP peer is one of `dashboard.trusted_proxies`."""
+        peer = _address(request.remote)
+        return peer is not None and any(peer in net for net in self.trusted_proxies)
+
+    def is_tls(self, request: web.Request) -> bool:
+        """The request reached us over TLS, or reached a trusted proxy over TLS (its
+        `X-Forwarded-Proto`, last value, is `https`). The header is ignored from others."""
+        if request.secure:
+            return True
+        if not self.from_trusted_proxy(request):
+            return False
+        proto = request.headers.get("X-Forwarded-Proto", "").rsplit(",", 1)[-1]
+        return proto.strip().lower() == "https"
+
+    def client_key(self, request: web.Request) -> str:
+        """Who a failed login is counted against: the peer address, or behind a trusted
+        proxy the nearest untrusted address of `X-Forwarded-For`; an IPv6 client by its /64
+        (one host usually holds a whole /64)."""
+        peer = _address(request.remote)
+        if peer is not None and any(peer in net for net in self.trusted_proxies):
+            hops = request.headers.get("X-Forwarded-For", "").split(",")
+            for hop in reversed(hops):
+                address = _address(hop)
+                if address is None:
+                    break
+                peer = address
+                if not any(address in net for net in self.trusted_proxies):
+                    break
+        if peer is None:
+            return request.remote or "?"
+        if isinstance(peer, ipaddress.IPv6Address):
+            if peer.ipv4_mapped is not None:
+                return str(peer.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{peer}/64", strict=False))
+        return str(peer)
 
     def authorized(self, request: web.Request) -> bool:
         """May this request act (CSRF and origin checks aside)?"""
