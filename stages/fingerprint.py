@@ -9,6 +9,17 @@ Lifecycle: the first event of a fingerprint emits "new"; later events are counte
 periodic "count" updates (at most one per issue per `count_interval_s`; the first moves new ->
 active); a "resolve" command emits "resolved"; an event at or after the resolve time emits
 "regressed" (late events older than the resolve are counted but do not regress the issue).
+
+Grouping upgrades (stages/grouping.py `GROUPING_VERSION`): `events.errors` is keyed by the
+current version's fingerprint, so an issue opened under the previous version sits under a key
+that no new event carries. When such an issue is restored, the stage regroups its sample: if
+the new fingerprint differs, it hands the issue over (an `events.errors` element with
+`_handover`, keyed by the new fingerprint) and keeps a `moved` marker under the old key. The
+partition of the new fingerprint adopts the issue under the new key, with its old issue id:
+that alias is its changelog entry, so it survives restores, and every later event of the new
+fingerprint counts into the old issue (no "new" update, no new alert). Commands for the old
+id are forwarded along the marker. If the new fingerprint already has an issue of its own
+(events of it arrived first), that issue stays and the handover is dropped.
 """
 
 from __future__ import annotations
@@ -22,13 +33,19 @@ import orjson
 
 from schemas.issues import issue_record
 from stages.base import Emit, Record, StageResult
-from stages.grouping import parameterise_message
+from stages.grouping import (
+    GROUPING_VERSION,
+    PREVIOUS_VERSION,
+    fingerprint_error,
+    parameterise_message,
+)
 
 __all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
 
 ERRORS_TOPIC = "events.errors"
 COMMANDS_TOPIC = "commands"
 SOURCE_KEY = "__src__:"
+MOVED = "moved_to"  # changelog value of an issue handed over to its new fingerprint's key
 ISSUES_TOPIC = "issues"
 
 MAX_SERVICES = 50
@@ -70,6 +87,9 @@ class IssueState:
     last_emitted_count: int = 0
     last_emitted_at: float = 0.0  # epoch s of the last new/count/regressed update
     updated_at: int = 0  # epoch ms ("now") of the last update of any kind
+    # The grouping version the issue's key was computed with (changelog entries written
+    # before versions existed are version 1).
+    grouping_version: int = PREVIOUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +129,17 @@ def _bounded_sample(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     return small
 
 
+def _regrouped_key(state: IssueState, key: str) -> str | None:
+    """The current grouping's fingerprint of an issue kept under an older version's `key`,
+    from its sample event; None when the sample no longer groups to `key` (trimmed)."""
+    sample = state.sample
+    if not isinstance(sample, dict):
+        return None
+    if fingerprint_error(sample, PREVIOUS_VERSION).id != key:
+        return None
+    return fingerprint_error(sample).id
+
+
 def _emit(emits: list[Emit], kind: str, state: IssueState, now: float) -> None:
     state.updated_at = int(now * 1000)
     emits.append(Emit(ISSUES_TOPIC, state.issue_id, issue_record(kind, state)))
@@ -124,6 +155,7 @@ class ErrorRef(msgspec.Struct, gc=False):
 
     fingerprint_id: Any = None
     src: Any = msgspec.field(default=None, name="_src")
+    handover: Any = msgspec.field(default=None, name="_handover")
     ts: Any = None
     service: Any = None
     release: Any = None
@@ -186,6 +218,7 @@ def _ref(event: Any) -> ErrorRef | None:
         get("service"),
         get("release"),
         get("severity"),
+        get("_handover"),
     )
 
 
@@ -205,6 +238,10 @@ class FingerprintStage:
         # each error event with its `events.raw` position (`_src`); a re-ingested record
         # (ingest crashed before committing) arrives again at or below it and is skipped.
         self._sources: dict[int, dict[int, list[int]]] = {}
+        # Per partition: old issue id -> the new fingerprint it was handed over to.
+        self._moved: dict[int, dict[str, str]] = {}
+        # Issues restored under an older grouping version, waiting to be regrouped.
+        self._to_regroup: list[tuple[int, str]] = []
         self.stats: dict[str, int] = {
             "events": 0,
             "duplicates": 0,
@@ -216,6 +253,9 @@ class FingerprintStage:
             "bad_events": 0,
             "commands_ignored": 0,
             "bad_commands": 0,
+            "handed_over": 0,
+            "adopted": 0,
+            "handovers_dropped": 0,
         }
 
     # -- stage protocol ----------------------------------------------------------------------
@@ -223,6 +263,8 @@ class FingerprintStage:
     def process(self, records: list[Record], now: float) -> StageResult:
         result = StageResult()
         changed: dict[int, set[str]] = {}
+        if self._to_regroup:
+            self._regroup_restored(result)
         for record in records:
             try:
                 if record.topic == COMMANDS_TOPIC:
@@ -241,6 +283,8 @@ class FingerprintStage:
     def tick(self, now: float) -> StageResult:
         result = StageResult()
         changed: dict[int, set[str]] = {}
+        if self._to_regroup:
+            self._regroup_restored(result)
         self._emit_due_counts(now, result.emits, changed)
         self._collect_state(changed, result)
         return result
@@ -253,9 +297,16 @@ class FingerprintStage:
             return
         issues = self._issues.setdefault(partition, {})
         pending = self._pending.setdefault(partition, set())
+        moved = self._moved.setdefault(partition, {})
         if value is None:
             issues.pop(key, None)
             pending.discard(key)
+            moved.pop(key, None)
+            return
+        if isinstance(value, dict) and isinstance(value.get(MOVED), str):
+            issues.pop(key, None)
+            pending.discard(key)
+            moved[key] = value[MOVED]
             return
         try:
             state = IssueState.from_dict(value)
@@ -263,6 +314,9 @@ class FingerprintStage:
             self.stats["bad_records"] += 1
             return
         issues[key] = state
+        moved.pop(key, None)
+        if state.grouping_version < GROUPING_VERSION:
+            self._to_regroup.append((partition, key))
         if state.count != state.last_emitted_count:
             pending.add(key)
         else:
@@ -274,10 +328,13 @@ class FingerprintStage:
             self._pending.setdefault(p, set())
 
     def revoke(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
+        gone = set(partitions)
+        for p in gone:
             self._issues.pop(p, None)
             self._pending.pop(p, None)
             self._sources.pop(p, None)
+            self._moved.pop(p, None)
+        self._to_regroup = [(p, k) for p, k in self._to_regroup if p not in gone]
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -285,9 +342,53 @@ class FingerprintStage:
         """The state of one issue in any owned partition (for tests and tooling)."""
         for issues in self._issues.values():
             state = issues.get(issue_id)
-            if state is not None:
+            if state is not None and state.issue_id == issue_id:
                 return state
+        for issues in self._issues.values():  # adopted under a new fingerprint
+            for state in issues.values():
+                if state.issue_id == issue_id:
+                    return state
         return None
+
+    # -- grouping upgrades -------------------------------------------------------------------
+
+    def _regroup_restored(self, result: StageResult) -> None:
+        """Hand issues restored under an older grouping version over to their new key."""
+        todo, self._to_regroup = self._to_regroup, []
+        for partition, key in todo:
+            state = self._issues.get(partition, {}).get(key)
+            if state is None or state.grouping_version >= GROUPING_VERSION:
+                continue
+            new_key = _regrouped_key(state, key)
+            state.grouping_version = GROUPING_VERSION
+            if new_key is None or new_key == key:
+                # same fingerprint in both versions (frame grouping), or a sample that
+                # cannot be regrouped: the issue stays where it is
+                result.state[(partition, key)] = state.to_dict()
+                continue
+            del self._issues[partition][key]
+            self._pending.get(partition, set()).discard(key)
+            self._moved.setdefault(partition, {})[key] = new_key
+            result.state[(partition, key)] = {MOVED: new_key, "issue_id": state.issue_id}
+            result.emits.append(
+                Emit(
+                    ERRORS_TOPIC,
+                    new_key,
+                    {"fingerprint_id": new_key, "_handover": state.to_dict()},
+                )
+            )
+            self.stats["handed_over"] += 1
+
+    def _adopt(self, issues: dict[str, IssueState], key: str, value: Any) -> bool:
+        """Take over an issue handed over from its old key; False when `key` has its own."""
+        if key in issues or not isinstance(value, dict):
+            self.stats["handovers_dropped"] += 1
+            return False
+        state = IssueState.from_dict(value)
+        state.grouping_version = GROUPING_VERSION
+        issues[key] = state
+        self.stats["adopted"] += 1
+        return True
 
     # -- events ------------------------------------------------------------------------------
 
@@ -314,6 +415,10 @@ class FingerprintStage:
                 issue_id = ref.fingerprint_id if ref is not None else None
                 if not isinstance(issue_id, str) or not issue_id:
                     stats["bad_events"] += 1
+                    continue
+                if ref.handover is not None:
+                    if self._adopt(issues, issue_id, ref.handover):
+                        touched.add(issue_id)
                     continue
                 if already_counted(sources, ref.src):
                     stats["duplicates"] += 1
@@ -384,6 +489,7 @@ class FingerprintStage:
             status="new",
             last_emitted_count=1,
             last_emitted_at=now,
+            grouping_version=GROUPING_VERSION,
         )
         _emit(emits, "new", state, now)
         self.stats["new"] += 1
@@ -473,7 +579,15 @@ class FingerprintStage:
         if not isinstance(target, str):
             self.stats["bad_commands"] += 1
             return
-        state = self._issues.get(record.partition, {}).get(target)
+        key = cmd.get("fingerprint") if isinstance(cmd.get("fingerprint"), str) else target
+        state = self._issues.get(record.partition, {}).get(key)
+        if state is not None and state.issue_id != target:
+            state = None
+        moved_to = self._moved.get(record.partition, {}).get(target)
+        if cmd["command"] == "resolve" and state is None and moved_to is not None:
+            # the issue was handed over to its new fingerprint: forward the command there
+            emits.append(Emit(COMMANDS_TOPIC, moved_to, {**cmd, "fingerprint": moved_to}))
+            return
         if cmd["command"] != "resolve" or state is None:
             self.stats["commands_ignored"] += 1  # alert commands, or an issue owned elsewhere
             return
@@ -496,7 +610,7 @@ class FingerprintStage:
         state.resolved_by = author
         _emit(emits, "resolved", state, now)
         self.stats["resolved"] += 1
-        changed.setdefault(record.partition, set()).add(target)
+        changed.setdefault(record.partition, set()).add(key)
 
     # -- changelog ---------------------------------------------------------------------------
 
