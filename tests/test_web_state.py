@@ -501,3 +501,22 @@ def test_trusted_proxies_are_checked_at_start():
     assert load_config(env={}).dashboard.trusted_proxies == ()
     with pytest.raises(ConfigError, match=r"dashboard\.trusted_proxies"):
         load_config(env={"PRODMON_DASHBOARD__TRUSTED_PROXIES": "proxy.internal"})
+
+
+def test_a_flood_of_tiny_services_cannot_push_busy_ones_off_the_overview():
+    state = DashboardState(SLAConfig(), Limits(max_series=50))
+    busy = {"checkout": 40, "search": 30, "cart": 20}
+    for i in range(6):
+        for service, count in busy.items():
+            values = tuple(float(v % 50 + 1) for v in range(count))
+            state.apply(
+                "rollups", f"{service}|*", rollup(f"{service}|*", NOW + i * 10_000, values=values)
+            )
+    for n in range(200):  # one client's bug: a new service name per event, arriving later
+        state.apply("rollups", f"bug-{n}|*", rollup(f"bug-{n}|*", NOW + 60_000, values=(1.0,)))
+    rows = state.service_rows()
+    names = [row["service"] for row in rows]
+    assert names[:3] == ["checkout", "search", "cart"]  # kept, busiest first
+    assert len(names) <= 50
+    state.apply("alerts", "cart:p99", transition("cart:p99", 1, "firing", "firing", NOW))
+    assert state.service_rows()[0]["service"] == "cart"  # a problem ranks above traffic

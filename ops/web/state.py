@@ -118,12 +118,13 @@ def _str(value: Any, limit: int = 2000) -> str:
 class _Series:
     """The points of one series at one resolution, oldest first, and recent histograms."""
 
-    __slots__ = ("hists", "latest_end", "points")
+    __slots__ = ("hists", "latest_end", "points", "traffic")
 
     def __init__(self) -> None:
         self.points: OrderedDict[int, Point] = OrderedDict()
         self.hists: OrderedDict[int, str] = OrderedDict()
         self.latest_end = 0
+        self.traffic = 0  # events in the points kept: what eviction and ranking weigh
 
     def add(
         self, point: Point, hist: str | None, horizon: int, max_points: int, hist_horizon: int
@@ -134,6 +135,8 @@ class _Series:
         if point.end <= cutoff:
             return
         in_order = not self.points or point.start >= next(reversed(self.points))
+        replaced = self.points.get(point.start)
+        self.traffic += point.count - (replaced.count if replaced is not None else 0)
         self.points[point.start] = point
         if hist is not None and point.end > hist_cutoff:
             self.hists[point.start] = hist
@@ -143,12 +146,27 @@ class _Series:
         while self.points and (
             len(self.points) > max_points or next(iter(self.points.values())).end <= cutoff
         ):
-            self.points.popitem(last=False)
+            self.traffic -= self.points.popitem(last=False)[1].count
         while self.hists:
             first = self.points.get(next(iter(self.hists)))
             if first is not None and first.end > hist_cutoff:
                 break
             self.hists.popitem(last=False)
+
+
+_SLA_RANK = {"critical": 0, "warning": 1}
+
+
+def _service_rank(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Overview order: services with problems first (active alerts, then SLA status), then
+    by traffic, busiest first; the name breaks ties."""
+    sla = row["sla"] or {}
+    return (
+        -row["active_alerts"],
+        _SLA_RANK.get(str(sla.get("status")), 2),
+        -row["traffic"],
+        row["service"],
+    )
 
 
 class DashboardState:
@@ -234,8 +252,17 @@ class DashboardState:
         return True
 
     def _evict_series(self) -> None:
-        """Drop the series that went quiet longest ago (endpoint series before services)."""
-        victim = min(self._series, key=lambda k: (k[1] == SERVICE_WIDE, self._series[k].latest_end))
+        """Drop the series with the least traffic kept (endpoint series before services;
+        of equal traffic, the one quiet longest): a flood of new, tiny series (one client's
+        bug) cannot push the busy services out."""
+        victim = min(
+            self._series,
+            key=lambda k: (
+                k[1] == SERVICE_WIDE,
+                self._series[k].traffic,
+                self._series[k].latest_end,
+            ),
+        )
         del self._series[victim]
         service, endpoint, _ = victim
         if not any(k[:2] == (service, endpoint) for k in self._series):
@@ -476,7 +503,7 @@ class DashboardState:
                 service = _str(alert.get("service"), 200)
                 active[service] = active.get(service, 0) + 1
         rows = []
-        for service in sorted(set(self._endpoints) | set(active)):
+        for service in set(self._endpoints) | set(active):
             latest = self.points(service, SERVICE_WIDE, "10s")[-1:]
             last = latest[0] if latest else None
             rows.append(
@@ -492,9 +519,19 @@ class DashboardState:
                         "errors": last.errors,
                     },
                     "active_alerts": active.get(service, 0),
+                    "traffic": self._traffic(service),
                 }
             )
+        rows.sort(key=_service_rank)
         return rows
+
+    def _traffic(self, service: str) -> int:
+        """Events of the service's whole-service series kept at its finest resolution."""
+        for resolution in ("10s", "1m", "1h"):
+            series = self._series.get((service, SERVICE_WIDE, resolution))
+            if series is not None:
+                return series.traffic
+        return 0
 
     def service_page(self, service: str, endpoint: str = SERVICE_WIDE) -> dict[str, Any] | None:
         """Percentile series per resolution of one series, and the service's endpoint table."""
