@@ -8,6 +8,7 @@ printed: `Config.redacted()` is what logs show.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -101,6 +102,11 @@ class IngestSection:
 @dataclass
 class FingerprintSection:
     count_interval_s: float = 10.0
+    # The user's own variable token classes, {class name: regex} ([fingerprint.token_patterns]
+    # in TOML, a JSON object in PRODMON_FINGERPRINT__TOKEN_PATTERNS): what a pattern matches
+    # becomes <name> in message templates (docs/grouping.md). Every process of a deployment
+    # must use the same patterns.
+    token_patterns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,7 +148,7 @@ class BaselineSection:
     threshold_z: float = 4.0
     min_occurrences: int = 2
     evaluation_window: int = 5
-    cooldown: int = 40
+    cooldown: int = 150  # points; the detector's default (stages/detector.py), tuned on NAB
     # Keep the built-in rules (seeds' thresholds) beside [[rules]]; a rule of the same
     # name replaces a built-in one.
     default_rules: bool = True
@@ -400,6 +406,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be greater than 0, got {value}")
     _validate_windows(config.windows)
     _validate_baseline(config)
+    _validate_token_patterns(config.fingerprint)
     if config.ingest.future_tolerance_s < 0:
         raise ConfigError("ingest.future_tolerance_s: must be >= 0")
     for proxy in filter(None, config.dashboard.trusted_proxies):
@@ -409,6 +416,26 @@ def validate(config: Config) -> None:
             raise ConfigError(
                 f"dashboard.trusted_proxies: {proxy[:60]!r} is not an IP address or network"
             ) from None
+
+
+def _validate_token_patterns(f: FingerprintSection) -> None:
+    from stages.grouping import compile_token_patterns
+
+    patterns = f.token_patterns
+    if isinstance(patterns, str):  # from the environment: a JSON object
+        try:
+            patterns = json.loads(patterns) if patterns.strip() else {}
+        except ValueError:
+            patterns = None
+    if not isinstance(patterns, dict):
+        raise ConfigError(
+            "fingerprint.token_patterns: expected a table of class name = regular expression"
+        )
+    try:
+        compile_token_patterns(patterns)
+    except ValueError as exc:
+        raise ConfigError(f"fingerprint.token_patterns.{exc}") from None
+    f.token_patterns = dict(patterns)
 
 
 def _validate_windows(w: WindowsSection) -> None:

@@ -1,22 +1,24 @@
 """Streaming anomaly detector for one metric series. Pure: no clocks, no I/O, stdlib only.
 
 One `Detector` per series: feed it points in time order with `update(ts, value)` and read
-an `Update` back. Its whole state is a bounded JSON-able dict (`to_state`, about 7 KB with
-both seasonal profiles), so it can live in a compacted Kafka changelog keyed by series and
-be restored exactly (`from_state`). Cost: about 5 us per update on one core.
+an `Update` back. Its whole state is a bounded JSON-able dict (`to_state`, under 16 KB with
+both seasonal profiles filled), so it can live in a compacted Kafka changelog keyed by
+series and be restored exactly (`from_state`). Cost: see tests/bench/bench_detector.py.
 
 Method
 ------
 A point is always judged against what was learned *before* it, then learned from.
 
-1. Seasonal adjustment. For each season in `seasonality` (default hour-of-day, 86 400 s,
-   and hour-of-week, 604 800 s) an additive profile is learned in the background: one
-   offset per `season_bucket` (1 h) relative to a slowly moving level (Holt-Winters
-   style, Huber-clipped updates, so incidents and level shifts barely bend it). A profile
-   is used only once every bucket has data and `season_min_cycles` (2) cycles have been
-   seen, and only while it explains at least `season_strength` of the variance
-   (1 - sigma_within^2 / sigma_total^2, with hysteresis). Then d = x - offset(t), the
-   offset interpolated between bucket centres; before that d = x (global baseline).
+1. Seasonal adjustment. For each season in `seasonality` (default a day, 86 400 s, and
+   a week, 604 800 s) an additive profile is learned in the background: one offset per
+   bucket (`season_buckets` = 144 per season: 10 min of a day, 70 min of a week)
+   relative to a slowly moving level (Holt-Winters style, Huber-clipped updates, so
+   incidents barely bend it). Until a profile is in use it learns from every point (an
+   unexplained daily edge must not keep it from learning); afterwards from normal points.
+   A profile is used once every bucket has data and `season_min_cycles` (1) cycle has
+   been seen, and only while it explains at least `season_strength` of the variance
+   (1 - sigma_within^2 / sigma_total^2, with hysteresis). Then d = x - offset(bucket of
+   t) (a step profile: a square daily pattern stays square); before that d = x.
 2. Fast robust baseline: median of the last `window` values of d (a sorted reservoir).
    Outliers barely move it; a genuine level shift takes it over once it fills about half
    the reservoir, so the detector re-learns instead of alarming forever.
@@ -44,17 +46,23 @@ A point is always judged against what was learned *before* it, then learned from
    `kind`: spike/dip (point), level_shift (shift channel, or >= `shift_run` consecutive
    same-sign excursions), variance_change (variance channel, or excursions of both signs
    within the evaluation window), drift.
-6. Findings follow the seed's AlertRule: a finding fires on an anomalous point when at
-   least `min_occurrences` anomalous points fall within the last `evaluation_window`
-   points, no finding fired within the previous `cooldown` points, and warm-up is over.
-7. Re-learning: during the cooldown after a finding the slow references adopt the current
-   state (slow mean := fast median, long dispersion := short dispersion), so a persistent
-   change raises one finding and then becomes the new normal. A drift that keeps going
-   raises a fresh finding once it has moved far enough again.
-
-Score: 0 during warm-up, else ``score_for(z)``: 0 for |z| <= threshold_z / 2, then
-``1 - 2 ** (-(|z| - threshold_z / 2) / (threshold_z / 2))``: monotone in |z|, exactly 0.5
-at the threshold, 0.75 at 1.5x, approaching 1.
+6. Score (the anomaly likelihood, HTM-style): each point's |z| is capped at 1.5
+   threshold_z; the `min_occurrences`-th largest of the last `evaluation_window` of them
+   (g) is what counts, so one stray point cannot carry a finding. Two channels, each a
+   Gaussian tail probability p, score = -log10(p) / 10 clipped to [0, 1] (0.5: p = 1e-5):
+   - point: u = 4.265 g / threshold_z (0.5 exactly when g reaches threshold_z);
+   - likelihood: the mean of g over `likelihood_window` points against the learned
+     distribution (EWMA mean / variance, Huber-clipped, rate `likelihood_rate`, learned
+     only from points scoring below the threshold) of that mean: a series that is
+     always jumpy stops alarming, a quiet one alarms on a modest sustained change.
+7. Firing (the same rule pages people and scores NAB): a point is anomalous when its
+   score reaches `score_threshold`; the first anomalous point outside a cooldown is a
+   finding; for the next `cooldown` points scores are damped (x0.25, so below the
+   threshold) and nothing fires: NAB counts only the first detection of an incident,
+   and so does an on-call engineer.
+8. Re-learning: for `_RELEARN` points after a finding the slow references adopt the
+   current state (slow mean := fast median, long dispersion := short dispersion), so a
+   persistent change raises one finding and then becomes the new normal.
 
 Quirks: NaN/inf or non-numeric values and timestamps are skipped without touching the
 state; magnitudes beyond 1e150 are clamped so nothing can overflow; irregular sampling is
@@ -71,9 +79,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["STATE_VERSION", "Detector", "DetectorConfig", "Update", "run_detector", "score_for"]
+__all__ = ["STATE_VERSION", "Detector", "DetectorConfig", "Update", "run_detector"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 _Q_GAUSS = 2.5758293035489004  # two-sided 99 % quantile of |N(0, 1)|
 _IQR_SIGMA = 1.3489795003921634  # IQR of N(0, 1)
 _MEAN_ABS = 0.7978845608028654  # E|N(0, 1)|
@@ -87,6 +95,16 @@ _VAR_RATE = 0.4  # speed of the dispersion quantile tracker relative to tail_rat
 _SHIFT_CLIP = 3.0  # residuals (in spreads) are clipped here before the short-window mean
 _FLATLINE_LOG_P = math.log(1e-6)  # a repeat run this unlikely (given the repeat share) is stuck
 _STEP_SIGMA = 1.0 / (_MEAN_ABS * math.sqrt(2.0))  # mean |step| of iid noise -> sigma
+_Z_CAP = 1.5  # |z| is capped at this many threshold_z before the likelihood layer
+_LK_SD_FLOOR = 0.1  # floor of the sigma of the averaged |z| (a quiet series' yardstick)
+_LK_CLIP = 3.0  # Huber clipping (sigmas) of the likelihood distribution's updates
+_U_HALF = 4.264890793922825  # Q(u) = 1e-5: score 0.5
+_LK_AVG = 0.9  # the averaged channel's u is scaled by this (its tail is heavier)
+_LK_MIN = 50  # averages learned before the likelihood layer may score
+_COOLDOWN_DAMP = 0.25  # scores within the cooldown after a finding are scaled by this
+_RELEARN = 40  # points after a finding during which the slow references adopt the new state
+_LN10 = math.log(10.0)
+_REFRESH_S = 3_600.0  # seasonal profiles are re-evaluated once per this much time
 
 
 @dataclass(frozen=True)
@@ -98,10 +116,10 @@ class DetectorConfig:
     threshold_z: float = 4.0  # |z| at which a point is anomalous
     min_occurrences: int = 2  # anomalous points within evaluation_window to make a finding
     evaluation_window: int = 5  # points
-    cooldown: int = 40  # points after a finding before another can be raised
+    cooldown: int = 150  # points after a finding during which scores are damped, no finding
     seasonality: tuple[float, ...] = (86_400.0, 604_800.0)  # season lengths (s) to try
-    season_bucket: float = 3_600.0  # bucket width of a seasonal profile (s)
-    season_min_cycles: float = 2.0  # cycles of history before a profile may be used
+    season_buckets: int = 144  # buckets per season (10 min of a day, 70 min of a week)
+    season_min_cycles: float = 1.0  # cycles of history before a profile may be used
     season_strength: float = 0.3  # share of variance a profile must explain to be used
     window: int = 40  # robust reservoir (median / IQR) size
     tail_quantile: float = 0.99  # quantile of |residual| tracked for tail calibration
@@ -113,9 +131,12 @@ class DetectorConfig:
     huber_c: float = 3.0  # clipping (sigmas) of every learning update
     rel_floor: float = 1e-6  # spread floor relative to |level|
     abs_floor: float = 1e-9  # absolute spread floor
-    shift_run: int = 3  # consecutive same-sign excursions that make a level shift
+    shift_run: int = 4  # consecutive same-sign excursions that make a level shift
     shift_window: int = 5  # points averaged by the short-window shift channel
     shift_z: float = 5.0  # that mean, in Gaussian-equivalent sigmas, that is anomalous
+    score_threshold: float = 0.5  # score at which a point counts towards a finding
+    likelihood_window: int = 10  # points averaged before the tail probability is taken
+    likelihood_rate: float = 0.001  # EWMA rate of the distribution of that average
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -125,6 +146,7 @@ class DetectorConfig:
             "shift_run",
             "flatline_run",
             "shift_window",
+            "likelihood_window",
         )
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
@@ -133,10 +155,10 @@ class DetectorConfig:
             raise ValueError("warmup and cooldown must be >= 0")
         if self.min_occurrences > self.evaluation_window:
             raise ValueError("min_occurrences must be <= evaluation_window")
-        for name in ("alpha", "fast_alpha", "tail_quantile"):
+        for name in ("alpha", "fast_alpha", "tail_quantile", "likelihood_rate", "score_threshold"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1)")
-        positive = ("threshold_z", "drift_z", "shift_z", "huber_c", "tail_rate", "season_bucket")
+        positive = ("threshold_z", "drift_z", "shift_z", "huber_c", "tail_rate")
         for name in positive:
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be > 0")
@@ -145,8 +167,10 @@ class DetectorConfig:
         if self.rel_floor < 0 or self.abs_floor <= 0:
             raise ValueError("rel_floor must be >= 0 and abs_floor > 0")
         for period in self.seasonality:
-            if not period >= 2 * self.season_bucket:
-                raise ValueError(f"season {period!r} must span >= 2 buckets")
+            if not period >= 3_600.0:
+                raise ValueError(f"season {period!r} must be at least an hour")
+        if self.season_buckets < 2:
+            raise ValueError("season_buckets must be >= 2")
 
 
 @dataclass(slots=True)
@@ -160,15 +184,6 @@ class Update:
     kind: str | None  # spike, dip, level_shift, variance_change, drift (when anomalous)
     centre: float  # baseline used for this point (before it was updated), raw units
     spread: float  # sigma used for this point
-
-
-def score_for(z: float, threshold_z: float) -> float:
-    """Map |z| to [0, 1]: 0 up to threshold/2, 0.5 at the threshold, -> 1 beyond."""
-    half = 0.5 * threshold_z
-    excess = abs(z) - half
-    if excess <= 0.0:
-        return 0.0
-    return 1.0 - 2.0 ** (-excess / half)
 
 
 class _Season:
@@ -214,15 +229,8 @@ class _Season:
         return b if b < self.nb else self.nb - 1
 
     def offset(self, t: float) -> float:
-        """Profile offset at t, interpolated between bucket centres, zero-mean."""
-        u = (t % self.period) / self.width - 0.5
-        i0 = math.floor(u)
-        w = u - i0
-        nb = self.nb
-        i0 %= nb
-        o = self.buckets
-        a = o[i0]
-        return a + w * (o[(i0 + 1) % nb] - a) - self.mean_offset
+        """Profile offset at t (its bucket's, a step profile), zero-mean."""
+        return self.buckets[self.bucket(t)] - self.mean_offset
 
     def learn(self, t: float, x: float, dt: float, cfg: DetectorConfig) -> None:
         """One Huber-clipped update of the level, the bucket offset and the two sigmas."""
@@ -327,12 +335,18 @@ class Detector:
         "_first_t",
         "_flat",
         "_flat_quiet",
+        "_gate",
         "_last_finding",
         "_last_t",
+        "_lk",
+        "_lk_n",
+        "_lk_ring",
         "_mu",
         "_n",
         "_n_slow",
         "_p_same",
+        "_peak_kind",
+        "_peak_z",
         "_prev_d",
         "_prev_x",
         "_recent",
@@ -390,9 +404,15 @@ class Detector:
         self._shift_q = 0.0  # slowly tracked 99 % quantile of |their mean|
         self._shift_rms = 0.0  # Huber RMS of their mean
         self._recent: deque[tuple[int, int]] = deque()  # (index, sign) of recent anomalies
+        self._peak_z = 0.0  # largest |z| beyond threshold_z among the recent points
+        self._peak_kind: str | None = None  # and its kind: the kind a finding reports
         self._run = 0  # signed run length of consecutive point excursions
         self._last_finding = -1
-        self._seasons = [_Season(float(p), cfg.season_bucket) for p in cfg.seasonality]
+        self._gate: deque[float] = deque()  # capped |z| of the last evaluation_window points
+        self._lk_ring: deque[float] = deque()  # their min_occurrences-th largest, recent
+        self._lk = [0.0, 0.0]  # EWMA mean and variance of the averaged gated |z|
+        self._lk_n = 0  # averages learned
+        self._seasons = [_Season(float(p), float(p) / cfg.season_buckets) for p in cfg.seasonality]
         self._active: _Season | None = None
         self._refresh_at = -math.inf  # time of the next seasonal re-evaluation
 
@@ -450,14 +470,15 @@ class Detector:
             z, channel = zv, 2
 
         warm = n <= cfg.warmup
-        anomalous = not warm and abs(z) >= thr
+        beyond = not warm and abs(z) >= thr
         run = self._track_run(not warm and abs(r) >= thr * spread, r)
-        finding, kind = self._alert(n, anomalous, z, channel, run)
-        self._learn(t, x, d, abs(r), step, same, gap, spread, body, floor, anomalous)
+        kind = self._note(n, beyond, z, channel, run)
+        score, anomalous, finding = self._score(n, z, warm)
+        self._learn(t, x, d, abs(r), step, same, gap, spread, body, floor, beyond)
         level = centre + off
         if warm:
             return Update(0.0, 0.0, False, False, None, level, spread)
-        return Update(score_for(z, thr), z, anomalous, finding, kind, level, spread)
+        return Update(score, z, anomalous, finding, kind if anomalous else None, level, spread)
 
     def _advance_clock(self, t: float) -> float:
         """Track the latest time and the typical interval; late points count as 'now'."""
@@ -568,23 +589,69 @@ class Detector:
         self._run = run
         return run
 
-    def _alert(
-        self, n: int, anomalous: bool, z: float, channel: int, run: int
-    ) -> tuple[bool, str | None]:
-        """AlertRule: min_occurrences within evaluation_window, then cooldown."""
-        cfg = self._cfg
+    def _note(self, n: int, beyond: bool, z: float, channel: int, run: int) -> str:
+        """Remember the signs of recent points beyond threshold_z; the kind of this one."""
         recent = self._recent
-        while recent and recent[0][0] <= n - cfg.evaluation_window:
+        while recent and recent[0][0] <= n - self._cfg.evaluation_window:
             recent.popleft()
-        if not anomalous:
-            return False, None
-        recent.append((n, 1 if z > 0 else -1))
+        if beyond:
+            recent.append((n, 1 if z > 0 else -1))
         kind = self._kind(channel, z, run)
+        if beyond and abs(z) >= self._peak_z:
+            self._peak_z, self._peak_kind = abs(z), kind
+        elif not recent:
+            self._peak_z, self._peak_kind = 0.0, None
+        return self._peak_kind or kind
+
+    def _score(self, n: int, z: float, warm: bool) -> tuple[float, bool, bool]:
+        """(score, anomalous, finding): the anomaly likelihood of this point, gated.
+
+        The |z| of the last `evaluation_window` points (capped) are ranked and the
+        `min_occurrences`-th largest is kept, so one stray point cannot carry a finding.
+        Its mean over `likelihood_window` points is compared to the learned distribution
+        of that mean (Huber-clipped EWMA, learned only from points below threshold); the
+        score is -log10 of the Gaussian tail probability / 10, clipped to [0, 1] (0.5: one
+        chance in 100 000). A finding fires at the first point at or above
+        `score_threshold`; for the next `cooldown` points scores are damped below it.
+        """
+        cfg = self._cfg
+        cap = _Z_CAP * cfg.threshold_z
+        a = abs(z)
+        gate = self._gate
+        gate.append(a if a < cap else cap)
+        if len(gate) > cfg.evaluation_window:
+            gate.popleft()
+        k = cfg.min_occurrences
+        g = sorted(gate)[-k] if len(gate) >= k else 0.0
+        ring = self._lk_ring
+        ring.append(g)
+        if len(ring) > cfg.likelihood_window:
+            ring.popleft()
+        if warm:
+            return 0.0, False, False
+        lk = self._lk  # [mean, variance] of the averaged g
+        m = sum(ring) / len(ring)
+        e_avg, sd_avg = m - lk[0], _floored_sd(lk[1])
+        lk_n = self._lk_n
+        u = g / cfg.threshold_z * _U_HALF  # the point channel: 0.5 at threshold_z
+        if lk_n >= _LK_MIN:
+            u_avg = e_avg / sd_avg * _LK_AVG
+            if u_avg > u:
+                u = u_avg
+        score = _tail_score(u)
+        thr = cfg.score_threshold
+        if score < thr:  # learn the distribution from ordinary points only
+            lk_n = self._lk_n = lk_n + 1
+            rate = cfg.likelihood_rate if cfg.likelihood_rate * lk_n > 1.0 else 1.0 / lk_n
+            _learn_moments(lk, 0, e_avg, sd_avg, rate)
+        anomalous = score >= thr
         last = self._last_finding
-        if len(recent) >= cfg.min_occurrences and (last < 0 or n - last > cfg.cooldown):
+        if last >= 0 and n - last <= cfg.cooldown:
+            return score * _COOLDOWN_DAMP, anomalous, False
+        if anomalous:
             self._last_finding = n
-            return True, kind
-        return False, kind
+            return score, True, True
+        return score, False, False
 
     def _kind(self, channel: int, z: float, run: int) -> str:
         if channel == 1:
@@ -627,7 +694,7 @@ class Detector:
             self._win_t.popleft()
             del srt[bisect_left(srt, old)]
         last = self._last_finding
-        if last >= 0 and self._n - last <= cfg.cooldown:
+        if last >= 0 and self._n - last <= min(cfg.cooldown, _RELEARN):
             # Cooling down after a finding: adopt the current state as the new normal.
             m = len(srt)
             self._mu = srt[m // 2] if m % 2 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
@@ -637,7 +704,7 @@ class Detector:
         elif not anomalous:
             self._learn_slow(d, step, same, gap, spread, floor)
         self._learn_tail(abs_r, body, floor)
-        if not anomalous and self._seasons:
+        if self._seasons and (not anomalous or self._active is None):
             self._learn_seasons(t, x)
 
     def _learn_slow(
@@ -717,7 +784,7 @@ class Detector:
         for season in self._seasons:
             season.learn(t, x, dt, cfg)
         if t >= self._refresh_at:  # once per bucket of time: re-evaluate the profiles
-            width = cfg.season_bucket
+            width = _REFRESH_S
             self._refresh_at = (math.floor(t / width) + 1.0) * width
             self._refresh_seasons(t)
 
@@ -790,7 +857,12 @@ class Detector:
             "shift_rms": self._shift_rms,
             "recent": [list(item) for item in self._recent],
             "run": self._run,
+            "peak": [self._peak_z, self._peak_kind],
             "last_finding": self._last_finding,
+            "gate": list(self._gate),
+            "lk_ring": list(self._lk_ring),
+            "lk": list(self._lk),
+            "lk_n": self._lk_n,
             "seasons": [season.to_state() for season in self._seasons],
             "active": None if self._active is None else self._active.period,
             "refresh_at": self._refresh_at if math.isfinite(self._refresh_at) else None,
@@ -833,11 +905,16 @@ class Detector:
         det._shift_rms = float(state["shift_rms"])
         det._recent = deque((int(i), int(sign)) for i, sign in state["recent"])
         det._run = int(state["run"])
+        det._peak_z, det._peak_kind = float(state["peak"][0]), state["peak"][1]
         det._last_finding = int(state["last_finding"])
+        det._gate = deque(float(v) for v in state["gate"])
+        det._lk_ring = deque(float(v) for v in state["lk_ring"])
+        det._lk = [float(v) for v in state["lk"]]
+        det._lk_n = int(state["lk_n"])
         stored = {float(s["period"]): s for s in state.get("seasons", [])}
-        width = det._cfg.season_bucket
+        buckets = det._cfg.season_buckets
         det._seasons = [
-            _Season.from_state(stored[s.period], width) if s.period in stored else s
+            _Season.from_state(stored[s.period], s.period / buckets) if s.period in stored else s
             for s in det._seasons
         ]
         active = state.get("active")
@@ -847,6 +924,31 @@ class Detector:
         refresh_at = state.get("refresh_at")
         det._refresh_at = -math.inf if refresh_at is None else float(refresh_at)
         return det
+
+
+def _floored_sd(var: float) -> float:
+    sd = math.sqrt(var)
+    return sd if sd > _LK_SD_FLOOR else _LK_SD_FLOOR
+
+
+def _learn_moments(lk: list[float], i: int, e: float, sd: float, rate: float) -> None:
+    """One Huber-clipped EWMA step of lk[i] (mean) and lk[i + 1] (variance)."""
+    c = _LK_CLIP * sd
+    ec = c if e > c else (-c if e < -c else e)
+    lk[i] += rate * ec
+    lk[i + 1] += rate * (ec * ec - lk[i + 1])
+
+
+def _tail_score(u: float) -> float:
+    """-log10 of the upper Gaussian tail probability Q(u), divided by 10, in [0, 1]."""
+    if u <= 0.0:
+        return 0.0
+    if u < 8.0:
+        q = 0.5 * math.erfc(u / math.sqrt(2.0))
+        s = -math.log10(q) / 10.0
+    else:  # asymptotic: ln Q(u) ~ -u^2/2 - ln(u sqrt(2 pi))
+        s = (0.5 * u * u + math.log(u) + 0.9189385332046727) / _LN10 / 10.0
+    return s if s < 1.0 else 1.0
 
 
 def _median_iqr_sigma(srt: list[float], m: int) -> tuple[float, float]:
