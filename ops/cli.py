@@ -44,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grouping", help="explain error grouping")
     grouping_sub = p.add_subparsers(dest="grouping_command", required=True, metavar="ACTION")
-    grouping_sub.add_parser(
-        "explain", help="read error events as JSON lines on stdin, write fingerprints and parts"
+    explain = grouping_sub.add_parser(
+        "explain",
+        help="read error events as JSON lines on stdin, write fingerprints (current and "
+        "previous grouping version) and the variable tokens with their class",
+    )
+    explain.add_argument(
+        "--config", help="prodmon.toml whose [fingerprint] token_patterns add token classes"
     )
 
     p = sub.add_parser("resolve", help="resolve an issue (or alert) by id, with notes")

@@ -346,11 +346,12 @@ def _parameterise(message: str, found: list[tuple[str, str]] | None) -> str:
         s = _replace(_URL, "url", s, found)
     if "@" in s:
         s = _replace(_EMAIL, "email", s, found)
+    if ":" in s:
+        s = _replace(_MAC, "mac", s, found)
     if _DIGIT.search(s) is not None:
         if "-" in s:
             s = _replace(_UUID, "uuid", s, found)
         if ":" in s:
-            s = _replace(_MAC, "mac", s, found)
             s = _IPV6_CANDIDATE.sub(lambda m: _ipv6_v2(m, found), s)
         if "." in s:
             s = _replace(_IPV4_V2, "ip", s, found)
@@ -414,7 +415,7 @@ def message_variables(message: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if message:
         _parameterise(message, found)
-    return found
+    return sorted(found, key=lambda v: message.find(v[1]))  # in message order
 
 
 # --------------------------------------------------------------------------
