@@ -148,7 +148,7 @@ class BaselineSection:
     threshold_z: float = 4.0
     min_occurrences: int = 2
     evaluation_window: int = 5
-    cooldown: int = 40
+    cooldown: int = 150  # points; the detector's default (stages/detector.py), tuned on NAB
     # Keep the built-in rules (seeds' thresholds) beside [[rules]]; a rule of the same
     # name replaces a built-in one.
     default_rules: bool = True
