@@ -38,8 +38,9 @@ A point is always judged against what was learned *before* it, then learned from
    - shift: mean of the last `shift_window` clipped point residuals over its own 99 %
      quantile (learned online, so autocorrelation and discreteness are priced in),
      anomalous at `shift_z` times the Gaussian-equivalent; catches 2.5-4 sigma shifts;
-   - drift: (fast median - slow mean) / slow sigma, anomalous at `drift_z`; catches slow
-     drifts that the fast baseline follows;
+   - drift: (fast median - slow mean) / max(slow sigma, spread), anomalous at `drift_z`;
+     catches slow drifts that the fast baseline follows (the spread keeps a heavy-tailed
+     series, whose slow sigma Huber-clipping underestimates, from drifting on its spikes);
    - variance: short EWMA (`fast_alpha`) of |step| over its own 99 % quantile, anomalous
      at `variance_ratio` (log-scaled); and a run of exact repeats (a stuck metric) longer
      than `flatline_run` and unlikely (p < 1e-6) given how often the series repeats.
@@ -459,6 +460,8 @@ class Detector:
         gap = centre - self._mu
         if self._n_slow > cfg.warmup:
             ref = self._sigma if self._sigma > floor else floor
+            if spread > ref:  # heavy tails: never sharper than the point scale
+                ref = spread
             zd = gap / ref * (thr / cfg.drift_z)
             if abs(zd) > abs(z):
                 z, channel = zd, 1
