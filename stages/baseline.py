@@ -25,6 +25,7 @@ import orjson
 
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from schemas.signals import signal_id
+from stages.alert_text import issue_facts
 from stages.base import Emit, Record, StageResult
 from stages.detector import Detector, DetectorConfig, Update
 from stages.early import EARLY_OPS, EARLY_TOPIC, provisional_summary
@@ -306,6 +307,7 @@ class BaselineStage:
                 "channels": [],
                 "tags": {"category": "anomaly"},
                 "summary": summary,
+                "issue": labels.get("issue"),
             },
         )
 
@@ -331,6 +333,8 @@ class BaselineStage:
             if not rule.violated(value):
                 return  # nothing to remember for a rule that never fired here
             gate = gates[name] = RuleGate()
+        # For the alert's wording: violations in the window so far, and the first of them.
+        recent = [t for t in gate.violations if t > ts - rule.window_s * 1000 and t != ts]
         state = gate.observe(rule, ts, rule.violated(value))
         result.state[(partition, f"g|{name}")] = gate.to_state()
         if state is None:
@@ -363,6 +367,10 @@ class BaselineStage:
                     "channels": list(rule.channels),
                     "tags": dict(rule.tags),
                     "summary": f"{rule.name}: {key} {rule.metric} {value:.4g} ({verb})",
+                    "occurrences": len(recent) + 1,
+                    "window_s": rule.window_s,
+                    "since": min(recent, default=ts) - (window["end"] - window["start"]),
+                    "issue": labels.get("issue"),
                 },
             )
         )
@@ -445,6 +453,7 @@ class BaselineStage:
             "exception_type": issue.get("exception_type"),
             "message": issue.get("message_template"),
             "severity": issue.get("severity"),
+            "issue": issue_facts(issue, rate),  # what a notification says (alert_text.py)
         }
         window = {"start": previous[1] if previous else int(issue.get("first_seen") or 0)}
         window["end"] = last_seen

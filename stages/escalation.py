@@ -28,6 +28,7 @@ Pure: no Kafka, no clocks, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 import orjson
 
 from schemas.signals import is_signal
+from stages.alert_text import describe, resolution_text
 from stages.base import Emit, Record, StageResult
 from stages.routing import RoutingConfig, Silence, severity_rank
 
@@ -89,6 +91,10 @@ class Alert:
     notes: str | None = None
     resolved_at: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # What the title and summary were built from (stages/alert_text.py `describe`): the
+    # figures the sinks show; `peak` the worst value seen while firing.
+    facts: dict[str, Any] = field(default_factory=dict)
+    peak: float | None = None
 
 
 class EscalationStage:
@@ -185,6 +191,7 @@ class EscalationStage:
         alert.count += 1
         alert.last_seen = int(signal.get("ts") or now_ms)
         alert.evidence = _evidence(signal)
+        _update_figures(alert, signal)
         severity = str(signal.get("severity") or alert.severity)
         if severity_rank(severity) > severity_rank(alert.severity):
             alert.severity = alert.labels["severity"] = severity
@@ -200,14 +207,18 @@ class EscalationStage:
         labels["fingerprint"] = signal.get("fingerprint")
         labels.update({str(k): str(v) for k, v in (signal.get("tags") or {}).items()})
         ts = int(signal.get("ts") or now_ms)
+        wording = describe(signal)
+        value = signal.get("value")
         return Alert(
             alert_id=aid,
             service=str(signal.get("service") or "-"),
             rule=str(signal.get("rule")),
             key=str(signal.get("key")),
             severity=str(signal.get("severity") or "medium"),
-            title=f"{signal.get('rule')}: {signal.get('key')}"[:300],
-            summary=str(signal.get("summary") or "")[:2000],
+            title=wording["title"][:300] or f"{signal.get('rule')}: {signal.get('key')}"[:300],
+            summary=(wording["summary"] or str(signal.get("summary") or ""))[:2000],
+            facts=wording["facts"],
+            peak=float(value) if _finite(value) else None,
             labels=labels,
             seq=previous.seq if previous is not None else 0,
             first_seen=ts,
@@ -316,6 +327,7 @@ class EscalationStage:
                     "service": a.service,
                     "rule": a.rule,
                     "summary": a.summary[:GROUP_SUMMARY_MAX],
+                    **_member_facts(a),
                     "channels": [c for c in channels_of[a.alert_id] if c in shared],
                 }
                 for a in members
@@ -441,12 +453,27 @@ class EscalationStage:
         alert.next_at = alert.pending_until = None
         alert.notes = notes
         alert.ack_by = author or alert.ack_by
+        self._word_resolution(alert, now_ms, notes, author)
         if alert.notified and self.routing.group_wait_s > 0:
             # Resolutions of a group within one group wait are announced together.
             alert.pending_until = self._resolved_flush_time(partition, alert, now_ms)
             self._save(partition, alert, result)
             return
         self._announce_resolved(partition, alert, now_ms, result)
+
+    @staticmethod
+    def _word_resolution(alert: Alert, now_ms: int, notes: str | None, author: str | None) -> None:
+        """The summary of a resolution notice: how long it lasted and its peak (the firing
+        summary stays in `facts["firing_summary"]`). A cleared condition ends at the event
+        time of the signal that cleared it; a resolve command, now."""
+        started = alert.facts.get("since") or alert.first_seen
+        cleared = author is None and notes == "condition cleared"
+        ended = alert.evidence.get("ts") if cleared else None
+        ended = ended if isinstance(ended, int) and ended >= started else now_ms
+        alert.facts = {**alert.facts, "duration_ms": max(ended - started, 0)}
+        alert.facts.setdefault("firing_summary", alert.summary)
+        why = notes or (f"resolved by {author}" if author else "resolved")
+        alert.summary = resolution_text(alert.facts, started, ended, alert.peak, why)
 
     def _resolved_flush_time(self, partition: int, alert: Alert, now_ms: int) -> int:
         """Join the group's pending resolution notice, or wait `group_wait_s` for others."""
@@ -503,6 +530,8 @@ class EscalationStage:
             "notes": alert.notes,
             "author": alert.ack_by,
             "evidence": alert.evidence,
+            "facts": alert.facts,
+            "peak": alert.peak,
         }
         if extra:
             record.update(extra)
@@ -561,3 +590,45 @@ class EscalationStage:
 def _evidence(signal: dict[str, Any]) -> dict[str, Any]:
     keys = ("kind", "metric", "value", "threshold", "op", "baseline", "window", "ts", "id")
     return {k: signal.get(k) for k in keys if signal.get(k) is not None}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _update_figures(alert: Alert, signal: dict[str, Any]) -> None:
+    """A later signal of a firing alert: keep its peak (the worst value: the lowest for a
+    `<` rule or an anomaly below its baseline) and the issue's running counts."""
+    value = signal.get("value")
+    if _finite(value):
+        lower = (
+            str(signal.get("op") or "").startswith("<")
+            or ((signal.get("baseline") or {}).get("z", 0) or 0) < 0
+        )
+        if alert.peak is None:
+            alert.peak = float(value)
+        else:
+            alert.peak = min(alert.peak, value) if lower else max(alert.peak, value)
+    issue = signal.get("issue")
+    if isinstance(issue, dict) and alert.facts.get("kind") == "issue":
+        for name in ("events", "last_seen", "releases", "status"):
+            if issue.get(name) is not None:
+                alert.facts[name] = issue[name]
+        hosts = alert.facts.get("hosts") or []
+        for host in issue.get("hosts") or []:
+            if host not in hosts and len(hosts) < 10:
+                hosts.append(host)
+        alert.facts["hosts"] = hosts
+
+
+def _member_facts(alert: Alert) -> dict[str, Any]:
+    """What a group's line about one member needs beyond its title: what kind of alert it
+    is and where (the group's first line names what the members share)."""
+    facts = alert.facts
+    return {
+        "kind": facts.get("kind"),
+        "reason": facts.get("reason"),
+        "endpoint": alert.labels.get("endpoint"),
+        "release": facts.get("release"),
+        "issue_id": facts.get("issue_id") or alert.labels.get("fingerprint"),
+    }
