@@ -173,10 +173,11 @@ _PATH_V2 = re.compile(
     r"|(?<![\w./\\-])(?:" + _PATH_CHARS + r"+[/\\]+)+" + _PATH_CHARS + r"*\.[A-Za-z]\w{0,7}\b"
 )
 _PATH_QUERY = re.compile(r"<path>\?[^\s\"'`<>]*")  # /servers/detail?changes-since=...
-# "for user alice", "to database orders", "from invalid user admin": after a preposition,
-# a noun that names an account, host or store is followed by its name, a value.
+# "for user alice", "to database orders", "Invalid user admin": after a preposition or
+# "invalid/unknown", a noun that names an account, host or store is followed by its name.
 _NAMED_AS = re.compile(
-    r"(?i:\b(?:for|of|by|to|from|as|on|in)\s+(?:(?:invalid|unknown|illegal|new)\s+)?"
+    r"(?i:\b(?:(?:for|of|by|to|from|as|on|in)\s+(?:(?:invalid|unknown|illegal|new)\s+)?"
+    r"|(?:invalid|unknown|illegal)\s+)"
     r"(?:user|username|account|login|host|hostname|group|role|tenant|database|table|queue"
     r"|topic|bucket)\s+)"
     r"(?!(?i:is|was|has|had|not|does|did|and|or|the|a|an|with|from|to|for|of|in|on|at|by"
@@ -191,7 +192,7 @@ _NUMBER_V2 = re.compile(
     r"(?<![\w.<\x01])(?:[<>~]=?|[-+])?(?:"
     r"(?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s)){2,}"
     r"|\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"
-    r"(?:(?:" + _UNITS + r")|\s(?:" + _SPACED_UNITS + r"))?"
+    r"(?:(?:" + _UNITS + r")|\s(?:" + _SPACED_UNITS + r"|B)\b)?"
     r")(?![\w])",
     re.IGNORECASE,
 )
@@ -324,8 +325,12 @@ def _trailing_digits_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -
 def _digit_run_v2(m: re.Match[str], found: list[tuple[str, str]] | None) -> str:
     token = m.group(0)
     word = _TECH_WORD.match(token)
-    if word is not None and word.group(1).lower() in _TECH_PREFIXES:
-        return token  # sha256, utf8, ipv6, http2
+    if word is not None:
+        letters = word.group(1)
+        if letters.lower() in _TECH_PREFIXES:
+            return token  # sha256, utf8, ipv6, http2
+        if len(token) == len(letters) + 1 and len(letters) >= 2 and letters.islower():
+            return token  # a lowercase name and one digit: ssh2, eth0, tty1
     if _CAMEL_WORDS.match(token):
         return token  # Base64Encoder, Float64Array, utf8mb4
     cls = "num" if token.isdigit() else "id"
