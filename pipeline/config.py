@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pipeline.topics import DEFAULT_PREFIX
 from stages.routing import RoutingConfig, RoutingConfigError
@@ -186,6 +187,9 @@ class DashboardSection:
     # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-Proto/-For are believed:
     # a request they forward with `X-Forwarded-Proto: https` came over TLS. Empty: none.
     trusted_proxies: tuple[str, ...] = ()
+    # Where people reach the dashboard (`https://prodmon.example.com`): every notification
+    # then links to the alert, issue and service pages there (sinks/links.py). Empty: none.
+    external_url: str = ""
 
 
 @dataclass
@@ -416,6 +420,28 @@ def validate(config: Config) -> None:
             raise ConfigError(
                 f"dashboard.trusted_proxies: {proxy[:60]!r} is not an IP address or network"
             ) from None
+    config.dashboard.external_url = _external_url(config.dashboard.external_url)
+
+
+def _external_url(raw: str) -> str:
+    """`dashboard.external_url` without its trailing slash, or ConfigError saying why."""
+    url = raw.strip().rstrip("/")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(c in url for c in " <>|\"'`")
+        or any(ord(c) < 33 or ord(c) > 126 for c in url)
+    ):
+        raise ConfigError(
+            f"dashboard.external_url: expected an http(s) URL like "
+            f"https://prodmon.example.com (no query or fragment), got {raw[:100]!r}"
+        )
+    return url
 
 
 def _validate_token_patterns(f: FingerprintSection) -> None:

@@ -57,6 +57,7 @@ from pipeline.topic_reader import history_consumer, read_to_end
 from pipeline.topics import ALERTS, DELIVERIES, EVENTS_DLQ, TopicNames
 from sinks.base import DeliveryOutcome, Sink
 from sinks.delivery import Deliverer, DeliveryPolicy
+from sinks.links import with_links
 from sinks.text import for_channel
 
 log = structlog.get_logger("prodmon.notifier")
@@ -276,12 +277,14 @@ class Notifier(ConsumerRebalanceListener):
                 with contextlib.suppress(Exception):
                     self._consumer.seek(tp, messages[0].offset)
             return
+        external_url = self.config.dashboard.external_url  # links back (sinks/links.py)
         for message in messages:
             transition = _transition(message.value)
             if transition is not None:
                 self.stats["transitions"] += 1
                 for channel in transition.get("channels") or []:
                     view = for_channel(transition, str(channel))  # a group: its members there
+                    view = with_links(view, external_url)
                     self._schedule(progress, message.offset, view, str(channel))
             progress.read(message.offset)
 

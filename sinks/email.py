@@ -30,13 +30,18 @@ import aiosmtplib
 
 from sinks.base import Alert, DeliveryError
 from sinks.http import describe_error
+from sinks.links import LINK_LABELS
 from sinks.text import (
     color_for,
+    context_line,
+    fact_rows,
+    facts_of,
     group_members,
     header_token,
     heading,
     human_utc,
     json_bytes,
+    links_of,
     member_line,
     one_line,
     scrubbed_quote,
@@ -67,6 +72,18 @@ def thread_id(alert_id: str, domain: str) -> str:
 
 
 def _rows(alert: Alert) -> list[tuple[str, str]]:
+    if facts_of(alert):  # worded: figures first, identifiers go to the context line
+        rows = fact_rows(alert)
+        rows += [
+            ("Severity", severity_of(alert).upper()),
+            ("Service", one_line(alert.get("service") or "-", 200)),
+            ("Status", one_line(alert.get("status") or "-", 50)),
+        ]
+        if alert.get("level"):
+            rows.append(("Level", one_line(alert.get("level"), 10)))
+        if alert.get("author"):
+            rows.append(("By", one_line(alert.get("author"), 200)))
+        return rows
     labels = alert.get("labels") or {}
     rows = [
         ("Severity", severity_of(alert).upper()),
@@ -90,10 +107,16 @@ def _rows(alert: Alert) -> list[tuple[str, str]]:
 
 
 def _evidence(alert: Alert) -> str:
-    if not alert.get("evidence"):
+    if not alert.get("evidence") or facts_of(alert):
         return ""
     text = json_bytes(alert["evidence"], sort_keys=True, indent=True).decode("utf-8", "replace")
     return truncate(text, EVIDENCE_MAX)
+
+
+def _link(member: dict[str, Any]) -> str:
+    """A group member's dashboard link (sinks/links.py), or ``."""
+    link = member.get("link")
+    return link if isinstance(link, str) and link.startswith(("https://", "http://")) else ""
 
 
 class EmailSink:
@@ -139,7 +162,7 @@ class EmailSink:
             return one_line(f"[prodmon] {heading(alert)}", SUBJECT_MAX)
         service = one_line(alert.get("service"), 100)
         title = one_line(alert.get("title") or alert.get("alert_id"), SUBJECT_MAX)
-        where = f"{service}: " if service else ""
+        where = f"{service}: " if service and not facts_of(alert) else ""
         return one_line(f"[prodmon] [{severity_of(alert).upper()}] {where}{title}", SUBJECT_MAX)
 
     def build_message(self, alert: Alert) -> EmailMessage:
@@ -178,9 +201,15 @@ class EmailSink:
 
     def _text(self, alert: Alert) -> str:
         members = group_members(alert)
+        links = links_of(alert)
         if members:
-            listed = [f"- {member_line(m, SUMMARY_MAX)}" for m in members]
-            return "\n".join([heading(alert), "", *listed, "", "-- ", "prodmon"]) + "\n"
+            listed = []
+            for m in members:
+                listed.append(f"- {member_line(m, SUMMARY_MAX)}")
+                if _link(m):
+                    listed.append(f"  {_link(m)}")
+            tail = ["", "-- ", "prodmon"]
+            return "\n".join([heading(alert), "", *listed, *tail]) + "\n"
         lines = [heading(alert), ""]
         summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
         if summary:
@@ -191,6 +220,10 @@ class EmailSink:
         evidence = _evidence(alert)
         if evidence:
             lines += ["", "Evidence:", evidence]
+        if links:
+            lines += [""] + [f"{LINK_LABELS[name]}: {url}" for name, url in links.items()]
+        if facts_of(alert):
+            lines += ["", context_line(alert)]
         lines += ["", "-- ", "prodmon"]
         return "\n".join(lines) + "\n"
 
@@ -208,8 +241,14 @@ class EmailSink:
             f"<h2>{esc(heading(alert))}</h2>",
         ]
         members = group_members(alert)
+        links = links_of(alert)
         if members:
-            items = "".join(f"<li>{esc(member_line(m, SUMMARY_MAX))}</li>" for m in members)
+            items = "".join(
+                f"<li>{esc(member_line(m, SUMMARY_MAX))}"
+                + (f' <a href="{esc(_link(m))}">open</a>' if _link(m) else "")
+                + "</li>"
+                for m in members
+            )
             parts.append(f"<ul>{items}</ul><p><small>prodmon</small></p></div></body></html>")
             return "".join(parts)
         summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
@@ -222,6 +261,20 @@ class EmailSink:
         evidence = _evidence(alert)
         if evidence:
             parts.append(f"<h3>Evidence</h3><pre>{esc(evidence)}</pre>")
+        if links.get("chart"):  # the dashboard draws it from the rollups (ops/web/chart)
+            parts.append(
+                f'<p><img src="{esc(links["chart"])}" width="480" height="160" '
+                f'alt="{esc(one_line(alert.get("title"), 200))}: chart"></p>'
+            )
+        if links:
+            anchors = " · ".join(
+                f'<a href="{esc(url)}">{esc(LINK_LABELS[name])}</a>'
+                for name, url in links.items()
+                if name != "chart"
+            )
+            parts.append(f"<p>{anchors}</p>")
+        if facts_of(alert):
+            parts.append(f'<p style="color:#777"><small>{esc(context_line(alert))}</small></p>')
         parts.append("<p><small>prodmon</small></p></div></body></html>")
         return "".join(parts)
 

@@ -16,7 +16,17 @@ import aiohttp
 
 from sinks.base import Alert
 from sinks.http import check_answer, post, url_destination
-from sinks.text import iso_utc, json_bytes, one_line, severity_of
+from sinks.links import LINK_LABELS
+from sinks.text import (
+    context_line,
+    fact_rows,
+    headline,
+    iso_utc,
+    json_bytes,
+    links_of,
+    one_line,
+    severity_of,
+)
 
 __all__ = ["DEFAULT_EVENTS_URL", "PagerDutySink", "event_action", "pd_severity"]
 
@@ -74,6 +84,10 @@ def _details(alert: Alert) -> dict[str, Any]:
         "author": alert.get("author"),
         "evidence": alert.get("evidence"),
     }
+    rows = fact_rows(alert)
+    if rows:  # a worded alert's figures, readable in PagerDuty's incident view
+        details = {**{label: value for label, value in rows}, **details}
+        details["context"] = context_line(alert)
     if len(json_bytes(details)) > DETAILS_JSON_MAX:
         evidence = json_bytes(details.pop("evidence")).decode("utf-8", "replace")
         details["evidence_truncated"] = evidence[: DETAILS_JSON_MAX // 4]
@@ -111,10 +125,8 @@ class PagerDutySink:
         }
         if action == "trigger":
             service = one_line(alert.get("service"), 255)
-            title = one_line(alert.get("title") or alert.get("alert_id"), SUMMARY_MAX)
-            prefix = f"[{severity_of(alert).upper()}] {service + ': ' if service else ''}"
             payload: dict[str, Any] = {
-                "summary": one_line(prefix + title, SUMMARY_MAX),
+                "summary": headline(alert, SUMMARY_MAX),
                 "source": service or "prodmon",
                 "severity": pd_severity(severity_of(alert)),
                 "component": one_line((alert.get("labels") or {}).get("endpoint") or service, 255)
@@ -128,6 +140,12 @@ class PagerDutySink:
                 payload["timestamp"] = timestamp
             event["payload"] = {k: v for k, v in payload.items() if v is not None}
             event["client"] = "prodmon"
+            links = links_of(alert)
+            if links:
+                event["client_url"] = links.get("alert", next(iter(links.values())))
+                event["links"] = [
+                    {"href": url, "text": LINK_LABELS[name]} for name, url in links.items()
+                ]
         return event
 
     async def send(self, alert: Alert) -> None:

@@ -21,15 +21,20 @@ import aiohttp
 
 from sinks.base import Alert
 from sinks.http import check_answer, post, url_destination, url_secrets
+from sinks.links import LINK_LABELS
 from sinks.text import (
     ELLIPSIS,
     alert_line,
     bounded_json,
     color_for,
+    context_line,
+    fact_rows,
+    facts_of,
     group_members,
     heading,
     human_utc,
     json_bytes,
+    links_of,
     member_line,
     one_line,
     severity_of,
@@ -72,12 +77,26 @@ def _group_list(members: list[dict[str, Any]]) -> dict[str, Any]:
     size = 0
     for n, member in enumerate(members):
         line = "• " + slack_escape(member_line(member, 500), 500)
+        link = member.get("link")
+        if isinstance(link, str) and link.startswith(("https://", "http://")):
+            line += f" <{slack_escape(link, 2000)}|open>"
         if size + len(line) + 1 > TEXT_MAX - 40:
             shown.append(f"…and {len(members) - n} more")
             break
         shown.append(line)
         size += len(line) + 1
     return {"type": "section", "text": _mrkdwn("\n".join(shown))}
+
+
+def _links(alert: Alert) -> dict[str, Any] | None:
+    """`Open alert · Issue · Service · Acknowledge · Silence · Chart`, as Slack links."""
+    links = links_of(alert)
+    if not links:
+        return None
+    text = " · ".join(
+        f"<{slack_escape(url, 2000)}|{LINK_LABELS[name]}>" for name, url in links.items()
+    )
+    return {"type": "section", "text": _mrkdwn(text[:TEXT_MAX])}
 
 
 def _field(label: str, value: Any) -> dict[str, Any]:
@@ -111,10 +130,17 @@ class SlackSink:
             _field("Severity", severity.upper()),
             _field("Service", alert.get("service") or "-"),
             _field("Status", alert.get("status") or "-"),
-            _field("Count", alert.get("count") if alert.get("count") is not None else "-"),
-            _field("First seen", human_utc(alert.get("first_seen"))),
-            _field("Last seen", human_utc(alert.get("last_seen"))),
         ]
+        rows = fact_rows(alert)
+        if rows:  # a worded alert: its figures say more than count and times
+            fields += [_field(label, value) for label, value in rows]
+        else:
+            count = alert.get("count")
+            fields += [
+                _field("Count", count if count is not None else "-"),
+                _field("First seen", human_utc(alert.get("first_seen"))),
+                _field("Last seen", human_utc(alert.get("last_seen"))),
+            ]
         if alert.get("level"):
             fields.append(_field("Level", alert.get("level")))
         if alert.get("author"):
@@ -122,13 +148,13 @@ class SlackSink:
 
         details: list[dict[str, Any]] = [
             {"type": "section", "text": _mrkdwn(slack_escape(summary, TEXT_MAX))},
-            {"type": "section", "fields": fields},
+            {"type": "section", "fields": fields[:10]},  # Slack's limit
         ]
         if alert.get("notes"):
             prefix = "*Notes*\n"
             text = prefix + slack_escape(alert["notes"], TEXT_MAX - len(prefix))
             details.append({"type": "section", "text": _mrkdwn(text)})
-        if alert.get("evidence"):
+        if alert.get("evidence") and not facts_of(alert):  # worded alerts show figures
             evidence = slack_escape(bounded_json(alert["evidence"], TEXT_MAX), TEXT_MAX - 20)
             details.append({"type": "section", "text": _mrkdwn(f"*Evidence*\n```{evidence}```")})
         return self._message(alert, details)
@@ -136,17 +162,14 @@ class SlackSink:
     def _message(self, alert: Alert, details: list[dict[str, Any]]) -> dict[str, Any]:
         """Header, the detail blocks and the context line, in Slack's envelope."""
         header = slack_escape(heading(alert), HEADER_MAX)
-        transition = str(alert.get("transition") or "")
-        if group_members(alert):  # the leader's id would name an alert not listed here
-            context = f"prodmon · {transition or '-'} · grouped alerts"
-        else:
-            context = (
-                f"prodmon · {transition or '-'} · alert {one_line(alert.get('alert_id'), 300)}"
-                f" · rule {one_line(alert.get('rule') or '-', 100)}"
-            )
+        links = _links(alert)
         details = [
             *details,
-            {"type": "context", "elements": [_mrkdwn(slack_escape(context, CONTEXT_MAX))]},
+            *([links] if links else []),
+            {
+                "type": "context",
+                "elements": [_mrkdwn(slack_escape(context_line(alert), CONTEXT_MAX))],
+            },
         ]
         return {
             "text": slack_escape(alert_line(alert, FALLBACK_MAX), FALLBACK_MAX),

@@ -17,19 +17,27 @@ from typing import Any
 import orjson
 
 from sinks.base import Alert
+from sinks.links import LINK_LABELS
+from stages.alert_text import duration_text, format_value, metric_label, peak_text
 
 __all__ = [
     "ELLIPSIS",
     "alert_line",
     "bounded_json",
     "color_for",
+    "context_line",
+    "fact_rows",
+    "facts_of",
     "for_channel",
+    "group_common",
     "group_members",
     "header_token",
     "heading",
+    "headline",
     "human_utc",
     "iso_utc",
     "json_bytes",
+    "links_of",
     "member_line",
     "one_line",
     "scrubbed_quote",
@@ -158,8 +166,41 @@ def member_line(member: dict[str, Any], limit: int) -> str:
     return truncate(text, limit)
 
 
+def group_common(members: list[dict[str, Any]]) -> str:
+    """What the members of a group share, said once: `all in checkout, release 1.4.3:
+    3 new issues` (service, endpoint and release when every member has the same; the
+    issues by what happened to them), or `` when nothing is shared."""
+    shared = []
+    for name, word in (("service", "in"), ("endpoint", "on"), ("release", "release")):
+        values = {str(m.get(name) or "") for m in members}
+        if len(values) == 1 and "" not in values and values != {"*"}:
+            shared.append(f"{word} {one_line(values.pop(), 100)}")
+    tally: dict[str, int] = {}
+    for m in members:
+        reason = str(m.get("reason") or "")
+        kind = (
+            "new issue"
+            if reason.startswith("new")
+            else "regressed issue"
+            if reason.startswith("regressed")
+            else "issue"
+            if m.get("kind") == "issue"
+            else "metric alert"
+            if m.get("kind") == "metric"
+            else ""
+        )
+        if kind:
+            tally[kind] = tally.get(kind, 0) + 1
+    counted = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in tally.items())
+    where = ", ".join(shared)
+    if where and counted:
+        return f"all {where}: {counted}"
+    return f"all {where}" if where else counted
+
+
 def _group_head(alert: Alert, members: list[dict[str, Any]]) -> str:
-    """`3 alerts: service=checkout`: the group's size and its labels."""
+    """`3 alerts: service=checkout · all in checkout, release 1.4.3: 3 new issues`: the
+    group's size, its labels and what its members have in common."""
     labels = (alert.get("group") or {}).get("labels") or {}
     where = (
         ", ".join(f"{k}={v}" for k, v in labels.items() if v is not None)
@@ -167,7 +208,9 @@ def _group_head(alert: Alert, members: list[dict[str, Any]]) -> str:
         else ""
     )
     noun = "alert" if len(members) == 1 else "alerts"
-    return one_line(f"{len(members)} {noun}" + (f": {where}" if where else ""), 300)
+    common = group_common(members) if len(members) > 1 else ""
+    text = f"{len(members)} {noun}" + (f": {where}" if where else "")
+    return one_line(text + (f" · {common}" if common else ""), 300)
 
 
 def _top_severity(members: list[dict[str, Any]]) -> str:
@@ -191,12 +234,116 @@ def alert_line(alert: Alert, limit: int) -> str:
     title = one_line(alert.get("title") or alert.get("alert_id") or "", 300)
     summary = one_line(alert.get("summary") or "", 2000)
     head = f"[{severity_of(alert).upper()}] {transition}"
-    if service:
+    if service and not facts_of(alert):  # a worded title names its service already
         head += f" {service}:"
     text = f"{head} {title}"
     if summary and summary != title:
         text += f" — {summary}"
+    link = links_of(alert).get("alert")
+    if link and len(link) < limit // 2:  # the link is kept whole, the text cut before it
+        return truncate(text, limit - len(link) - 1) + " " + link
     return truncate(text, limit)
+
+
+def facts_of(alert: Alert) -> dict[str, Any]:
+    """The facts the alert's wording was built from (stages/alert_text.py), or {}."""
+    facts = alert.get("facts")
+    return facts if isinstance(facts, dict) else {}
+
+
+def links_of(alert: Alert) -> dict[str, str]:
+    """The record's dashboard links (sinks/links.py), http(s) only, in display order."""
+    links = alert.get("links")
+    if not isinstance(links, dict):
+        return {}
+    return {
+        name: links[name]
+        for name in LINK_LABELS
+        if isinstance(links.get(name), str)
+        and links[name].startswith(("https://", "http://"))
+        and len(links[name]) <= 2000
+    }
+
+
+def headline(alert: Alert, limit: int = 1024) -> str:
+    """The one sentence that wakes someone up (PagerDuty's summary): `[CRITICAL] title —
+    summary` for an issue, `[WARNING] summary` for a metric alert (its summary says it
+    all); `[CRITICAL] checkout: title` for an alert without worded facts."""
+    severity = severity_of(alert).upper()
+    title = one_line(alert.get("title") or alert.get("alert_id"), limit)
+    summary = one_line(alert.get("summary"), limit)
+    kind = facts_of(alert).get("kind")
+    if kind == "metric" and summary:
+        return truncate(f"[{severity}] {summary}", limit)
+    if kind == "issue" and summary:
+        return truncate(f"[{severity}] {title} — {summary}", limit)
+    service = one_line(alert.get("service"), 255)
+    return truncate(f"[{severity}] {service + ': ' if service else ''}{title}", limit)
+
+
+def fact_rows(alert: Alert) -> list[tuple[str, str]]:
+    """The figures of a worded alert as (label, value) rows, most telling first: for an
+    issue its culprit, events, hosts, releases and first seen; for a metric its value,
+    threshold or baseline and since when; for a resolution how long it lasted and its
+    peak. Empty for an alert without facts."""
+    facts = facts_of(alert)
+    kind = facts.get("kind")
+    rows: list[tuple[str, str]] = []
+    if alert.get("transition") == "resolved" and facts.get("duration_ms") is not None:
+        rows.append(("Lasted", duration_text(facts.get("duration_ms"))))
+        peak = peak_text(facts, alert.get("peak"))
+        if peak:
+            rows.append(("Peak", peak))
+    if kind == "issue":
+        culprit = facts.get("culprit") if isinstance(facts.get("culprit"), dict) else {}
+        if culprit.get("text"):
+            rows.append(("Culprit", one_line(culprit["text"], 500)))
+        rows.append(("Events", f"{facts.get('events') or 0:,}"))
+        hosts = [one_line(h, 100) for h in facts.get("hosts") or []]
+        if hosts:
+            rows.append(("Hosts", ", ".join(hosts[:5]) + (" …" if len(hosts) > 5 else "")))
+        releases = [one_line(r, 100) for r in facts.get("releases") or []]
+        if releases:
+            shown = ", ".join(releases[:5]) + (" …" if len(releases) > 5 else "")
+            rows.append(("Releases", shown))
+        if facts.get("release"):
+            word = "Regressed in" if facts.get("update") == "regressed" else "Appeared in"
+            rows.append((word, one_line(facts["release"], 100)))
+        rows.append(("First seen", human_utc(facts.get("first_seen"))))
+        if facts.get("reason"):
+            rows.append(("Why", one_line(facts["reason"], 200)))
+    elif kind == "metric":
+        metric = str(facts.get("metric") or "")
+        rows.append((metric_label(metric).capitalize(), one_line(facts.get("value_text"), 60)))
+        if facts.get("threshold_text"):
+            op = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
+            word = op.get(str(facts.get("op")), "limit")
+            rows.append(("Threshold", f"{word} {one_line(facts['threshold_text'], 60)}"))
+        if facts.get("baseline_text"):
+            rows.append(("Baseline", one_line(facts["baseline_text"], 60)))
+        if facts.get("since"):
+            rows.append(("Since", human_utc(facts.get("since"))))
+        peak = alert.get("peak")
+        if (
+            alert.get("transition") != "resolved"
+            and peak is not None
+            and peak != facts.get("value")
+        ):
+            rows.append(("Peak", format_value(metric, peak)))
+    return rows
+
+
+def context_line(alert: Alert) -> str:
+    """Identifiers, last: `prodmon · firing · alert <id> · issue <id> · rule <rule>`."""
+    transition = one_line(alert.get("transition") or "-", 20)
+    if group_members(alert):  # the leader's id would name an alert not listed here
+        return f"prodmon · {transition} · grouped alerts"
+    parts = [f"prodmon · {transition} · alert {one_line(alert.get('alert_id'), 300)}"]
+    issue_id = facts_of(alert).get("issue_id") or (alert.get("labels") or {}).get("fingerprint")
+    if issue_id:
+        parts.append(f"issue {one_line(issue_id, 100)}")
+    parts.append(f"rule {one_line(alert.get('rule') or '-', 100)}")
+    return " · ".join(parts)
 
 
 SEVERITY_COLORS = {

@@ -262,6 +262,15 @@ def pagerduty_event_errors(event: Any) -> list[str]:
         details = payload.get("custom_details")
         if details is not None and not isinstance(details, dict):
             errors.append("'payload.custom_details' must be an object")
+        links = event.get("links", [])
+        if not isinstance(links, list) or not all(
+            isinstance(link, dict)
+            and isinstance(link.get("href"), str)
+            and link["href"].startswith(("http://", "https://"))
+            and isinstance(link.get("text", ""), str)
+            for link in links
+        ):
+            errors.append("'links' must be a list of {href, text}")
     return errors
 
 
