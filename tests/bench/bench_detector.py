@@ -1,0 +1,216 @@
+"""State size and per-point cost of the anomaly detector (stages/detector.py), alone and in
+the live baseline stage. Budgets (issue 17): <= 16 KB of state per series and <= 50 us per
+point in the live stage, so that 100k series fit one process.
+
+Series, 1-minute resolution, 21 days each (fixed seed), shaped like what the stage learns:
+
+* p99_ms: a daily and a weekly pattern, log-normal noise, a few incidents;
+* error_rate_pct: mostly near zero, sparse bursts;
+* throughput_rps: a strong daily cycle with Poisson noise.
+
+Reported per series kind: microseconds per `Detector.update`, per update plus
+`to_state()` (the stage writes the state of every detector it updates to its changelog),
+and the JSON size of the state (orjson, as the runtime writes it): the largest seen
+(sampled hourly) and the size after 21 days. Then the live stage itself: `BaselineStage`
+fed 1-minute rollups of many series (4 metrics each, the default), microseconds per
+(series, metric) point, everything included (decoding, detectors, state, rules). Times
+are best of 3 runs. Ratios are to the budgets (< 1 is within).
+
+    python -m tests.bench.bench_detector [--days 21] [--series 200] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from stages.base import Record
+from stages.baseline import BaselineStage
+from stages.detector import Detector
+
+SEED = 20_261_206
+T0 = 1_795_305_600.0  # a Monday, 00:00 UTC
+STATE_BUDGET = 16 * 1024  # bytes per series
+POINT_BUDGET_US = 50.0  # us per point in the live stage
+
+
+def p99_series(rng: random.Random, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        day = math.sin(2 * math.pi * (i % 1440) / 1440)
+        weekend = 0.8 if (i // 1440) % 7 >= 5 else 1.0
+        v = 180.0 * weekend * (1.0 + 0.3 * day) * rng.lognormvariate(0.0, 0.15)
+        if i % 9000 < 20:  # an incident every ~6 days
+            v *= 3.0
+        out.append(v)
+    return out
+
+
+def error_series(rng: random.Random, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        v = 0.0 if rng.random() < 0.7 else rng.expovariate(1 / 0.2)
+        if i % 11000 < 10:
+            v += 5.0
+        out.append(v)
+    return out
+
+
+def throughput_series(rng: random.Random, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        lam = 400.0 + 300.0 * math.sin(2 * math.pi * (i % 1440) / 1440)
+        out.append(max(0.0, rng.gauss(lam, math.sqrt(lam))) / 60.0)
+    return out
+
+
+KINDS = {"p99_ms": p99_series, "error_rate_pct": error_series, "throughput_rps": throughput_series}
+
+
+def best_of(runs: int, fn: Any) -> float:
+    return min(fn() for _ in range(runs))
+
+
+def measure_kind(name: str, days: int) -> dict[str, Any]:
+    n = days * 1440
+    values = KINDS[name](random.Random(f"{SEED}{name}"), n)
+    ts = [T0 + 60.0 * i for i in range(n)]
+
+    def updates_only() -> float:
+        det = Detector()
+        update = det.update
+        start = time.perf_counter()
+        for t, v in zip(ts, values, strict=True):
+            update(t, v)
+        return (time.perf_counter() - start) / n * 1e6
+
+    def with_state() -> float:
+        det = Detector()
+        update, to_state = det.update, det.to_state
+        start = time.perf_counter()
+        for t, v in zip(ts, values, strict=True):
+            update(t, v)
+            to_state()
+        return (time.perf_counter() - start) / n * 1e6
+
+    det = Detector()
+    largest = 0
+    for i, (t, v) in enumerate(zip(ts, values, strict=True)):
+        det.update(t, v)
+        if i % 60 == 0:
+            largest = max(largest, len(orjson.dumps(det.to_state())))
+    final = len(orjson.dumps(det.to_state()))
+    largest = max(largest, final)
+    return {
+        "kind": name,
+        "points": n,
+        "us_per_update": best_of(3, updates_only),
+        "us_per_update_and_state": best_of(3, with_state),
+        "state_bytes_max": largest,
+        "state_bytes_final": final,
+        "season": det.season,
+    }
+
+
+def rollup_records(n_series: int, minutes: int) -> list[list[Record]]:
+    """One batch per minute: one 1-minute rollup per series (endpoint-level series)."""
+    rng = random.Random(SEED)
+    bases = [rng.lognormvariate(4.5, 0.5) for _ in range(n_series)]
+    batches = []
+    offset = 0
+    for m in range(minutes):
+        start = int((T0 + 60 * m) * 1000)
+        day = math.sin(2 * math.pi * (m % 1440) / 1440)
+        batch = []
+        for s, base in enumerate(bases):
+            count = max(1, int(rng.gauss(600 + 300 * day, 25)))
+            p50 = base * rng.lognormvariate(0.0, 0.05)
+            rollup = {
+                "id": f"svc{s}|/api|1m|{start}",
+                "series": f"svc{s}|/api",
+                "service": f"svc{s}",
+                "endpoint": "/api",
+                "resolution": "1m",
+                "start": start,
+                "end": start + 60_000,
+                "count": count,
+                "errors": int(rng.random() < 0.3),
+                "client_errors": 0,
+                "p50_ms": p50,
+                "p90_ms": p50 * 1.8,
+                "p95_ms": p50 * 2.2,
+                "p99_ms": p50 * 3.0 * rng.lognormvariate(0.0, 0.1),
+                "p999_ms": p50 * 4.0,
+                "max_ms": p50 * 5.0,
+                "mean_ms": p50 * 1.2,
+            }
+            value = orjson.dumps(rollup)
+            batch.append(Record("rollups", 0, offset, rollup["series"].encode(), value))
+            offset += 1
+        batches.append(batch)
+    return batches
+
+
+def measure_stage(n_series: int, minutes: int) -> dict[str, Any]:
+    batches = rollup_records(n_series, minutes)
+    stage = BaselineStage()
+    metrics = len(stage.config.metrics)
+    points = n_series * minutes * metrics
+
+    def run() -> float:
+        stage = BaselineStage()
+        start = time.perf_counter()
+        for batch in batches:
+            stage.process(batch, 0.0)
+        return (time.perf_counter() - start) / points * 1e6
+
+    return {
+        "series": n_series,
+        "minutes": minutes,
+        "metrics": metrics,
+        "us_per_point": best_of(3, run),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=21)
+    parser.add_argument("--series", type=int, default=200, help="series in the stage run")
+    parser.add_argument("--minutes", type=int, default=1440, help="minutes in the stage run")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args(argv)
+
+    kinds = [measure_kind(name, args.days) for name in KINDS]
+    print(f"detector, 1-minute series over {args.days} days (budget: 16 KB, 50 us):")
+    print(
+        f"  {'series':16s} {'us/update':>10s} {'+to_state':>10s} {'state max':>10s} "
+        f"{'final':>7s} {'state/budget':>13s}  season"
+    )
+    for k in kinds:
+        print(
+            f"  {k['kind']:16s} {k['us_per_update']:10.1f} {k['us_per_update_and_state']:10.1f} "
+            f"{k['state_bytes_max']:10d} {k['state_bytes_final']:7d} "
+            f"{k['state_bytes_max'] / STATE_BUDGET:13.2f}  {k['season']}"
+        )
+    stage = measure_stage(args.series, args.minutes)
+    ratio = stage["us_per_point"] / POINT_BUDGET_US
+    print(
+        f"live baseline stage, {stage['series']} series x {stage['metrics']} metrics x "
+        f"{stage['minutes']} one-minute rollups: {stage['us_per_point']:.1f} us per point "
+        f"({ratio:.2f} of the 50 us budget)"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"detector": kinds, "stage": stage}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
