@@ -207,7 +207,7 @@ _SIGNED = re.compile(r"(?<![A-Za-z0-9])[-+#~]<\*>")
 _RUN = re.compile(r"(?<!\S)(\S*<\*>\S*?)(?:[\s,;|]+\1)+(?![^\s,;.:)\]])")
 # A word that holds a value is a value as a whole (blk_<*>, web-<*>, core.<*>, <*>_perf,
 # R<*>-M<*>:J<*>): the generated part decides, and its glue varies with it.
-_IN_TOKEN = re.compile(r"[\w.#@+/\\-]*<\*>(?:[\w.#@+/\\-]|<\*>)*(?<![.-])")
+_IN_TOKEN = re.compile(r"(?<![\w.#@+/\\-])[\w.#@+/\\-]*<\*>(?:[\w.#@+/\\-]|<\*>)*(?<![.-])")
 _ALT_SPELLING = re.compile(r"<\*> ?\((?:<\*>)?\)")
 
 
