@@ -92,6 +92,7 @@ class BaselineStage:
         self.issue_counts: dict[int, dict[str, list[int]]] = {}
         self.minutes: dict[int, dict[str, dict[int, list[int]]]] = {}
         self.anomaly_seen: dict[int, dict[str, int]] = {}  # key -> last anomalous ts (firing)
+        self.peaks: dict[int, dict[str, float]] = {}  # rule|key -> worst violating value
         self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0}
 
     # --- Stage protocol ---------------------------------------------------------------------
@@ -140,6 +141,12 @@ class BaselineStage:
             self.minutes.setdefault(partition, {})[name] = {
                 int(start): [int(c), int(e)] for start, c, e in value
             }
+        elif kind == "p":
+            peaks = self.peaks.setdefault(partition, {})
+            if value is None:
+                peaks.pop(name, None)
+            else:
+                peaks[name] = float(value)
         elif kind == "a":
             seen = self.anomaly_seen.setdefault(partition, {})
             if value is None:
@@ -159,6 +166,7 @@ class BaselineStage:
                 self.issue_counts,
                 self.minutes,
                 self.anomaly_seen,
+                self.peaks,
             ):
                 store.pop(partition, None)
 
@@ -337,6 +345,7 @@ class BaselineStage:
         recent = [t for t in gate.violations if t > ts - rule.window_s * 1000 and t != ts]
         state = gate.observe(rule, ts, rule.violated(value))
         result.state[(partition, f"g|{name}")] = gate.to_state()
+        peak = self._peak(partition, rule, name, value, gate, state, result)
         if state is None:
             return
         verb = f"{rule.op} {rule.threshold:g}" if state == "firing" else "cleared"
@@ -370,10 +379,35 @@ class BaselineStage:
                     "occurrences": len(recent) + 1,
                     "window_s": rule.window_s,
                     "since": min(recent, default=ts) - (window["end"] - window["start"]),
+                    "peak": peak,
                     "issue": labels.get("issue"),
                 },
             )
         )
+
+    def _peak(
+        self,
+        partition: int,
+        rule: Rule,
+        name: str,
+        value: float,
+        gate: RuleGate,
+        state: str | None,
+        result: StageResult,
+    ) -> float | None:
+        """The worst violating value of the rule's current episode (the resolution notice
+        says it): kept from the first violation, forgotten once the episode ends."""
+        peaks = self.peaks.setdefault(partition, {})
+        peak = peaks.get(name)
+        if rule.violated(value):
+            worse = min if rule.op.startswith("<") else max
+            peak = value if peak is None else worse(peak, value)
+            peaks[name] = peak
+            result.state[(partition, f"p|{name}")] = peak
+        elif name in peaks and (state == "resolved" or not (gate.firing or gate.violations)):
+            del peaks[name]
+            result.state[(partition, f"p|{name}")] = None
+        return peak
 
     # --- per service: SLA and error budget ------------------------------------------------
 

@@ -179,6 +179,7 @@ class EscalationStage:
         if signal.get("state") == "resolved":
             if alert is not None and alert.status != "resolved":
                 alert.evidence = _evidence(signal)  # when and why it cleared
+                _update_figures(alert, signal, firing=False)
                 self._resolve(partition, alert, now_ms, "condition cleared", None, result)
             return
         if alert is None or alert.status == "resolved":
@@ -218,7 +219,9 @@ class EscalationStage:
             title=wording["title"][:300] or f"{signal.get('rule')}: {signal.get('key')}"[:300],
             summary=(wording["summary"] or str(signal.get("summary") or ""))[:2000],
             facts=wording["facts"],
-            peak=float(value) if _finite(value) else None,
+            peak=float(signal["peak"] if _finite(signal.get("peak")) else value)
+            if _finite(value)
+            else None,
             labels=labels,
             seq=previous.seq if previous is not None else 0,
             first_seen=ts,
@@ -596,10 +599,13 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _update_figures(alert: Alert, signal: dict[str, Any]) -> None:
-    """A later signal of a firing alert: keep its peak (the worst value: the lowest for a
-    `<` rule or an anomaly below its baseline) and the issue's running counts."""
-    value = signal.get("value")
+def _update_figures(alert: Alert, signal: dict[str, Any], firing: bool = True) -> None:
+    """A later signal of the alert: keep its peak (the worst value: the lowest for a `<`
+    rule or an anomaly below its baseline; a threshold signal says its episode's own
+    `peak`) and the issue's running counts."""
+    value = signal.get("peak") if _finite(signal.get("peak")) else signal.get("value")
+    if not firing and not _finite(signal.get("peak")):
+        value = None  # a cleared anomaly's value is back to normal: no peak
     if _finite(value):
         lower = (
             str(signal.get("op") or "").startswith("<")
