@@ -22,6 +22,7 @@ __all__ = ["LINK_LABELS", "alert_links", "with_links"]
 
 # What each link is called in a message, in the order the messages show them.
 LINK_LABELS = {
+    "alerts": "All alerts",
     "alert": "Open alert",
     "issue": "Issue",
     "service": "Service",
@@ -64,13 +65,18 @@ def alert_links(alert: Alert, base_url: str) -> dict[str, str]:
 
 
 def with_links(alert: Alert, base_url: str | None) -> Alert:
-    """`alert` with its `links` (and a `link` per group member); unchanged without a base."""
+    """`alert` with its `links` (a group's: the alerts page and the service, and a `link`
+    per member); unchanged without a base."""
     if not base_url:
         return alert
     linked = {**alert, "links": alert_links(alert, base_url)}
     group = alert.get("group")
     if isinstance(group, dict) and isinstance(group.get("alerts"), list):
         base = base_url.rstrip("/")
+        # A group message is about all its members: the alerts page and their service,
+        # not the leader's own pages.
+        service = linked["links"].get("service")
+        linked["links"] = {"alerts": base + "/alerts", **({"service": service} if service else {})}
         members = [
             {**m, "link": _url(base, "/alert", id=action_handle(str(m.get("alert_id") or "")))}
             if isinstance(m, dict)
