@@ -228,6 +228,10 @@ class Pipeline:
                 await producer.stop()
             return
         await self._ensure_internal_topics()
+        if self.config.fingerprint.token_patterns:  # part of grouping: ingest, fingerprint
+            from stages.grouping import set_token_patterns
+
+            set_token_patterns(self.config.fingerprint.token_patterns)
         self.runners = [
             StageRunner(STAGE_FACTORIES[name](self.config), self.config, producer)
             for name in self.stage_names

@@ -147,3 +147,31 @@ async def test_resolved_issue_that_recurs_is_regressed(bootstrap, topics):
     regressed = next(i for i in issues if i["issue_id"] == target)
     assert regressed["status"] == "regressed"
     assert regressed["count"] == want[target] + 1
+
+
+async def test_the_users_token_patterns_group_errors_in_the_running_pipeline(bootstrap, topics):
+    from stages.grouping import set_token_patterns
+
+    config = make_config(
+        bootstrap, topics, **{"fingerprint.token_patterns": {"colour": r"\b(?:red|blue)\b"}}
+    )
+    now = int(time.time() * 1000)
+    events = [
+        {
+            "schema": "error/1",
+            "event_id": f"paint-{i}",
+            "ts": now - 1000 + i,
+            "service": "painter",
+            "exception": {"type": "PaintError", "message": f"cannot mix {colour} paint"},
+        }
+        for i, colour in enumerate(["red", "blue", "red", "blue"])
+    ]
+    try:
+        async with running_pipeline(config, STAGES):
+            await send_raw(config, as_batches(events))
+            issues = await wait_for(
+                issues_probe(config), lambda got: sum(i["count"] for i in got) >= 4
+            )
+    finally:
+        set_token_patterns({})
+    assert [i["count"] for i in issues] == [4]  # one issue: the colour is a value
