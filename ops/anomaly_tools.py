@@ -21,8 +21,10 @@ Input CSV
 
 Output CSV (`score_csv`)
     ``timestamp,value,anomaly_score`` in time order: timestamp and value written exactly
-    as they appeared in the input, the score (see stages.detector: 0 during warm-up, 0.5 at
-    the detector's threshold, monotone in |z|) with 6 decimals.
+    as they appeared in the input, the score with 6 decimals: stages.detector's anomaly
+    likelihood in [0, 1], 0 during warm-up; the live stage pages at the first point at or
+    above its `score_threshold` (0.5) and damps the scores of the `cooldown` points after
+    it, so a threshold of 0.5 on this column reproduces its findings.
 """
 
 from __future__ import annotations
