@@ -56,7 +56,12 @@ case "${1:-}" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     # pytest exits 5 when it collects nothing: that is a failure here too.
-    exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" ;;
+    PYTEST=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
+    if [ "$#" -gt 0 ]; then exec "${PYTEST[@]}" "$@"; fi
+    # Two lanes: the broker-free tests first (fast, fail early), then the tests that need
+    # a broker, spread over workers that each start their own (tests/conftest.py marks them).
+    "${PYTEST[@]}" -m "not broker"
+    exec "${PYTEST[@]}" -m broker -n "${PRODMON_TEST_WORKERS:-3}" ;;
   *)
     echo "usage: bash run.sh demo|test" >&2; exit 2 ;;
 esac

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--csv", required=True, help="input CSV with header timestamp,value")
     score.add_argument("--out", required=True, help="output CSV: timestamp,value,anomaly_score")
 
-    p = sub.add_parser("baseline", help="baseline analysis (seed 003)")
+    p = sub.add_parser("baseline", help="baseline analysis of a metric CSV")
     baseline_sub = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
     analyze = baseline_sub.add_parser(
         "analyze", help="statistics, thresholds, outliers, anomalies and stability"
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-lateness", type=float, default=2.0, help="windows.allowed_lateness_s")
     p.add_argument("--out", default="loadtest-report", help="report directory")
 
-    p = sub.add_parser("dashboard", help="seed 000's dashboard from the topics")
+    p = sub.add_parser("dashboard", help="dashboard from the topics; serve: the live one")
     _kafka_options(p)
     p.add_argument("--format", choices=("text", "json", "markdown", "html"), default="text")
     # `prodmon dashboard serve`: the live web dashboard (ops/web, docs/dashboard.md)

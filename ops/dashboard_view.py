@@ -1,8 +1,8 @@
-"""Seed 000's dashboard data, materialised from topic records, and its renderers.
+"""The one-shot dashboard's data, materialised from topic records, and its renderers.
 
 `dashboard_data` takes the records of `issues`, `alerts` and `rollups` (already read) and
-the current time; the renderers turn the result into text (seed 000's CLI dashboard),
-JSON, Markdown or a self-contained HTML page (seed 003). Pure: no I/O.
+the current time; the renderers turn the result into text (the CLI dashboard),
+JSON, Markdown or a self-contained HTML page. Pure: no I/O.
 
 - active exceptions: issues whose latest status is not resolved;
 - total (24 h): events counted in the last 24 hours, from each issue's count updates
@@ -113,7 +113,7 @@ def dashboard_data(
 
 
 def format_text(data: dict[str, Any]) -> str:
-    """Seed 000's CLI dashboard."""
+    """The CLI dashboard."""
     lines = [
         f"[DASHBOARD] {data['generated_at']}",
         f"Active Exceptions: {data['active_exceptions']}",

@@ -150,7 +150,7 @@ class BaselineSection:
     min_occurrences: int = 2
     evaluation_window: int = 5
     cooldown: int = 150  # points; the detector's default (stages/detector.py), tuned on NAB
-    # Keep the built-in rules (seeds' thresholds) beside [[rules]]; a rule of the same
+    # Keep the built-in rules (the default thresholds) beside [[rules]]; a rule of the same
     # name replaces a built-in one.
     default_rules: bool = True
 

@@ -1,4 +1,4 @@
-"""Baseline analysis of one metric series (seed 003's BaselineAnalyzer), as pure functions.
+"""Baseline analysis of one metric series , as pure functions.
 
 `analyze(values, timestamps)` summarises a stretch of history and recommends alert
 thresholds for it:
@@ -54,7 +54,7 @@ NO_CLOCK_STEP_S = 60.0  # spacing assumed when no timestamps are given
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Recommended alert thresholds (seed 003's sigma ladder plus P95)."""
+    """Recommended alert thresholds (the sigma ladder plus P95)."""
 
     critical_upper: float  # mean + 3 sigma
     high_upper: float  # mean + 2 sigma

@@ -3,7 +3,7 @@
 Alertmanager-style routing tree: an ordered list of routes, the first whose matchers all
 match an alert's labels wins, then its child routes are tried the same way (a child
 inherits its parent's channels and timing unless it sets its own); the deepest match is
-used. When no route matches, the severity defaults of seed 000 apply:
+used. When no route matches, the default severity table applies:
 
     critical -> pagerduty + sms, escalate after 5 min
     high     -> slack + email,   escalate after 15 min

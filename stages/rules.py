@@ -1,4 +1,4 @@
-"""Alert rules: static thresholds with seed 003's evaluation window, min occurrences and cooldown.
+"""Alert rules: static thresholds with an evaluation window, min occurrences and cooldown.
 
 A rule names a metric, a selector (which series or issues it watches), a comparison, a
 threshold, and how sustained a violation must be before it becomes a finding: at least
@@ -153,7 +153,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         min_occurrences=3,
         tags={"category": "performance"},
     ),
-    # One request in ten slower than the p99 objective (seed 000: 1000 ms) spends the
+    # One request in ten slower than the p99 objective (default: 1000 ms) spends the
     # slow-request budget (1 %) ten times as fast as allowed: a severe slowdown, not noise,
     # so one window is enough (with early evaluation, about a second).
     Rule(

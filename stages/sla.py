@@ -381,7 +381,7 @@ class SLAReport:
 
 
 def status_for(violations: int) -> str:
-    """Seed 000's levels: 0 healthy, 1-2 warning, 3+ critical."""
+    """Status levels: 0 healthy, 1-2 warning, 3+ critical."""
     if violations == 0:
         return "healthy"
     return "warning" if violations <= 2 else "critical"

@@ -1,7 +1,10 @@
-"""Shared fixtures: one real local broker per test session; tests isolate by topic prefix."""
+"""Shared fixtures: one real local broker per test session (per xdist worker); tests
+isolate by topic prefix. Tests that need a broker are marked `broker` here, so the fast
+broker-free lane (`-m "not broker"`) never starts one."""
 
 from __future__ import annotations
 
+import inspect
 import uuid
 
 import pytest
@@ -9,6 +12,33 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.broker import LocalBroker
 from pipeline.topics import create_topics
+
+BROKER_FIXTURES = frozenset({"broker", "bootstrap", "topics"})
+# Modules that start brokers or prodmon processes of their own.
+_BROKER_WORDS = ("LocalBroker(", "start_prodmon(")
+_module_needs_broker: dict[str, bool] = {}
+
+
+def _needs_broker(item: pytest.Item) -> bool:
+    if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    name = module.__name__
+    if name not in _module_needs_broker:
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):
+            source = ""
+        _module_needs_broker[name] = any(word in source for word in _BROKER_WORDS)
+    return _module_needs_broker[name]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs_broker(item):
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture(scope="session")

@@ -114,6 +114,7 @@ def test_emits_keep_the_order_of_their_inputs():
 
 def test_every_emit_value_is_json_serialisable():
     emits = run(IngestStage(), record([error_event(), latency_event(), {"bad": 1}]))
+    assert sorted(e.topic for e in emits) == ["events.dlq", "events.errors", "events.latency"]
     for emit in emits:
         orjson.dumps(emit.value)
 
