@@ -208,7 +208,7 @@ class EmailSink:
                 listed.append(f"- {member_line(m, SUMMARY_MAX)}")
                 if _link(m):
                     listed.append(f"  {_link(m)}")
-            tail = ["", "-- ", "prodmon"]
+            tail = ["", context_line(alert), "", "-- ", "prodmon"]
             return "\n".join([heading(alert), "", *listed, *tail]) + "\n"
         lines = [heading(alert), ""]
         summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
@@ -249,7 +249,10 @@ class EmailSink:
                 + "</li>"
                 for m in members
             )
-            parts.append(f"<ul>{items}</ul><p><small>prodmon</small></p></div></body></html>")
+            context = f'<p style="color:#777"><small>{esc(context_line(alert))}</small></p>'
+            parts.append(
+                f"<ul>{items}</ul>{context}<p><small>prodmon</small></p></div></body></html>"
+            )
             return "".join(parts)
         summary = truncate(str(alert.get("summary") or ""), SUMMARY_MAX)
         if summary:

@@ -156,14 +156,24 @@ def group_members(alert: Alert) -> list[dict[str, Any]] | None:
 
 
 def member_line(member: dict[str, Any], limit: int) -> str:
-    """`[HIGH] checkout: title — summary`: one member of a group, one line, bounded."""
+    """`[HIGH] checkout: title — summary`: one member of a group, one line, bounded (a
+    worded member's title names its service already)."""
     service = one_line(member.get("service") or "", 60)
     title = one_line(member.get("title") or member.get("alert_id") or "", 300)
     summary = one_line(member.get("summary") or "", 300)
-    text = f"[{severity_of(member).upper()}] " + (f"{service}: " if service else "") + title
-    if summary and summary != title:
-        text += f" — {summary}"
-    return truncate(text, limit)
+    where = f"{service}: " if service and not member.get("kind") else ""
+    text = f"[{severity_of(member).upper()}] " + where + title
+    return truncate(_with_summary(text, title, summary), limit)
+
+
+def _with_summary(text: str, title: str, summary: str) -> str:
+    """`text — summary`, unless the summary says nothing more than the title; a summary
+    that begins with the title (a metric's sentence) replaces it."""
+    if not summary or summary == title:
+        return text
+    if title and summary.startswith(title):
+        return text[: len(text) - len(title)] + summary
+    return f"{text} — {summary}"
 
 
 def group_common(members: list[dict[str, Any]]) -> str:
@@ -236,9 +246,7 @@ def alert_line(alert: Alert, limit: int) -> str:
     head = f"[{severity_of(alert).upper()}] {transition}"
     if service and not facts_of(alert):  # a worded title names its service already
         head += f" {service}:"
-    text = f"{head} {title}"
-    if summary and summary != title:
-        text += f" — {summary}"
+    text = _with_summary(f"{head} {title}", title, summary)
     link = links_of(alert).get("alert")
     if link and len(link) < limit // 2:  # the link is kept whole, the text cut before it
         return truncate(text, limit - len(link) - 1) + " " + link
@@ -291,7 +299,7 @@ def fact_rows(alert: Alert) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if alert.get("transition") == "resolved" and facts.get("duration_ms") is not None:
         rows.append(("Lasted", duration_text(facts.get("duration_ms"))))
-        peak = peak_text(facts, alert.get("peak"))
+        peak = peak_text(facts, alert.get("peak")).removeprefix("peak ")
         if peak:
             rows.append(("Peak", peak))
     if kind == "issue":
@@ -336,8 +344,11 @@ def fact_rows(alert: Alert) -> list[tuple[str, str]]:
 def context_line(alert: Alert) -> str:
     """Identifiers, last: `prodmon · firing · alert <id> · issue <id> · rule <rule>`."""
     transition = one_line(alert.get("transition") or "-", 20)
-    if group_members(alert):  # the leader's id would name an alert not listed here
-        return f"prodmon · {transition} · grouped alerts"
+    members = group_members(alert)
+    if members:  # the leader's id would name an alert not listed here: the members' rules
+        rules = sorted({one_line(m.get("rule"), 100) for m in members if m.get("rule")})
+        listed = truncate(", ".join(rules), 300)
+        return f"prodmon · {transition} · grouped alerts" + (f" · rules {listed}" if rules else "")
     parts = [f"prodmon · {transition} · alert {one_line(alert.get('alert_id'), 300)}"]
     issue_id = facts_of(alert).get("issue_id") or (alert.get("labels") or {}).get("fingerprint")
     if issue_id:

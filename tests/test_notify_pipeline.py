@@ -175,4 +175,5 @@ async def test_a_service_s_alerts_in_one_group_wait_reach_each_channel_as_one_me
     assert "RESOLVED" in str(resolution_mail["Subject"])
     assert "2 alerts" in str(resolution_mail["Subject"])
     (page,) = fakes["pagerduty"].received  # its own incident: PagerDuty is never grouped
-    assert "db-down" in page.json["payload"]["summary"]
+    assert page.json["payload"]["class"] == "db-down"  # the summary is a sentence (issue 23)
+    assert page.json["payload"]["summary"].startswith("[CRITICAL] shop ")

@@ -5,6 +5,9 @@ Routes (docs/dashboard.md):
     GET  /service?name=S[&endpoint=E]   latency charts (10 s / 1 min / 1 h) and endpoints
     GET  /issues[?status=S]     issues;  GET /issue?id=ID  one issue, stack trace, hints
     GET  /alerts                alerts, deliveries, silences, and the action forms
+    GET  /alert?id=H            one alert (H: its action handle, as notifications link it):
+                                wording, figures, chart, actions (#ack, #silence), history
+    GET  /alert/chart.svg?id=H  the chart of a metric alert around its incident (SVG)
     POST /actions               ack / resolve / silence -> the `commands` topic
     GET  /events[?since=V]      Server-Sent Events: {"version", "views"} when views change
                                 (since the page's version V, or Last-Event-ID)
@@ -34,7 +37,7 @@ import structlog
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from ops.web import assets, render
+from ops.web import assets, charts, render
 from ops.web.feed import Broadcaster, TopicFeed
 from ops.web.security import (
     SECURITY_HEADERS,
@@ -48,6 +51,7 @@ from ops.web.state import DashboardState, Limits
 from pipeline.config import Config
 from pipeline.topics import COMMANDS
 from schemas.rollups import SERVICE_WIDE
+from stages.alert_text import format_value, metric_label
 
 log = structlog.get_logger("prodmon.dashboard")
 
@@ -191,6 +195,79 @@ async def alerts(request: web.Request) -> web.Response:
         dash.ready,
     )
     return _page(request, "alerts", "alerts", render.ALERT_VIEWS, body)
+
+
+def _alert_chart(dash: Dashboard, alert: dict[str, Any], now_ms: int) -> str | None:
+    """The SVG chart of a metric alert's metric around its incident, from the rollup view
+    (1 min windows, else 10 s): 30 min before it began to 15 min after it ended."""
+    facts = alert.get("facts") if isinstance(alert.get("facts"), dict) else {}
+    metric = str(facts.get("metric") or "")
+    if facts.get("kind") != "metric" or not metric:
+        return None
+    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+    service = str(alert.get("service") or "")
+    endpoint = str(labels.get("endpoint") or SERVICE_WIDE)
+    started = facts.get("since") or alert.get("first_seen")
+    started = started if isinstance(started, int) else None
+    ended = None
+    if alert.get("status") == "resolved" and started is not None:
+        lasted = facts.get("duration_ms")
+        ended = started + lasted if isinstance(lasted, int) else alert.get("ts")
+    points = []
+    for resolution in ("1m", "10s"):
+        points = dash.state.points(service, endpoint, resolution)
+        if points:
+            break
+    lo = (started or now_ms) - 30 * 60_000
+    hi = (ended if isinstance(ended, int) else now_ms) + 15 * 60_000
+    values = [(p.start, charts.metric_value(p, metric)) for p in points if lo <= p.start <= hi]
+    limit = facts.get("threshold")
+    limit_label = f"threshold {format_value(metric, limit)}"
+    if not isinstance(limit, int | float):
+        limit = facts.get("baseline")
+        limit_label = f"baseline {format_value(metric, limit)}"
+    unit = " ms" if metric.endswith("_ms") else " %" if metric.endswith("_pct") else ""
+    where = service + ("" if endpoint == SERVICE_WIDE else f" {endpoint}")
+    return charts.incident_chart(
+        values,
+        title=f"{where} {metric_label(metric)}",
+        unit=unit,
+        limit=float(limit) if isinstance(limit, int | float) else None,
+        limit_label=limit_label,
+        started=started,
+        ended=ended if isinstance(ended, int) else None,
+    )
+
+
+def _alert_of(request: web.Request) -> dict[str, Any] | None:
+    """The alert named by `?id=` (its action handle, as in notification links)."""
+    state = request.app[DASHBOARD].state
+    alert_id = state.alert_by_handle(request.query.get("id", ""))
+    return state.alert(alert_id) if alert_id else None
+
+
+async def alert(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    found = _alert_of(request)
+    if found is None:
+        return _message(request, 404, "Unknown alert", "No alert with this id (expired?).")
+    details = dash.state.alert_details(str(found.get("alert_id")))
+    chart = _alert_chart(dash, found, _now_ms())
+    body = render.alert_page(found, details, chart, _actions(dash, request), dash.ready)
+    return _page(
+        request, str(found.get("title") or "alert"), "alerts", f"{render.ALERT_VIEWS},rollups", body
+    )
+
+
+async def alert_chart(request: web.Request) -> web.Response:
+    dash = request.app[DASHBOARD]
+    found = _alert_of(request)
+    chart = _alert_chart(dash, found, _now_ms()) if found is not None else None
+    if chart is None:
+        raise web.HTTPNotFound()
+    return web.Response(
+        text=chart, content_type="image/svg+xml", headers={"Cache-Control": "max-age=60"}
+    )
 
 
 async def api_state(request: web.Request) -> web.Response:
@@ -536,6 +613,8 @@ def build_app(dash: Dashboard) -> web.Application:
     app.router.add_get("/issues", issues)
     app.router.add_get("/issue", issue)
     app.router.add_get("/alerts", alerts)
+    app.router.add_get("/alert", alert)
+    app.router.add_get("/alert/chart.svg", alert_chart)
     app.router.add_post("/actions", act)
     app.router.add_get("/events", events)
     app.router.add_get("/login", login_form)

@@ -169,3 +169,106 @@ def bars(
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- the chart of an alert's metric around its incident -------------------------------------
+
+INCIDENT_COLOUR = "#c0392b"
+LIMIT_COLOUR = "#555"
+
+
+def metric_value(point: object, metric: str) -> float | None:
+    """One dashboard point's value of a rule/anomaly metric (stages/rules.py names), or None
+    when the rollup view does not keep it (p90, p99.9, mean)."""
+    count = getattr(point, "count", 0) or 0
+    if metric in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        return getattr(point, metric, None)
+    if metric == "error_rate_pct":
+        return 100.0 * getattr(point, "errors", 0) / count if count else 0.0
+    if metric == "client_error_rate_pct":
+        return 100.0 * getattr(point, "client_errors", 0) / count if count else 0.0
+    if metric == "throughput_rps":
+        span = (getattr(point, "end", 0) - getattr(point, "start", 0)) / 1000
+        return count / span if span > 0 else None
+    if metric == "count":
+        return float(count)
+    return None
+
+
+def incident_chart(
+    values: Sequence[tuple[int, float | None]],
+    *,
+    title: str,
+    unit: str,
+    limit: float | None,
+    limit_label: str,
+    started: int | None,
+    ended: int | None,
+    width: int = 480,
+    height: int = 160,
+) -> str:
+    """A small SVG chart of one metric around an incident: the metric's line, the
+    threshold or baseline as a dashed horizontal line (`class="limit"`), and the incident
+    span shaded (`class="incident"`). Pure; every label escaped."""
+    left, right, top, bottom = 52, 10, 24, 24
+    plot_w, plot_h = width - left - right, height - top - bottom
+    shown = [(t, v) for t, v in values if v is not None and math.isfinite(v)]
+    head = (
+        f'<svg class="chart incident" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_esc(title)}" data-points="{len(shown)}">'
+        f'<text x="{left}" y="15" font-size="12" font-weight="bold" fill="#222">'
+        f"{_esc(title)}</text>"
+    )
+    if not shown:
+        return (
+            head + f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" '
+            'font-size="12" fill="#777">no rollups for this period</text></svg>'
+        )
+    times = [t for t, _ in shown] + [t for t in (started, ended) if t]
+    t0, t1 = min(times), max(times)
+    span = max(t1 - t0, 1)
+    peak = max(v for _, v in shown)
+    y_max = _nice_ceiling(max(peak, limit or 0.0) * 1.1)
+
+    def x(t: int) -> float:
+        return left + plot_w * (t - t0) / span
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - max(v, 0.0) / y_max)
+
+    parts = [head]
+    if started:
+        x0, x1 = x(started), x(ended or t1)
+        parts.append(
+            f'<rect class="incident" x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" '
+            f'height="{plot_h}" fill="{INCIDENT_COLOUR}" fill-opacity="0.08"/>'
+        )
+    for i in range(3):
+        v = y_max * i / 2
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+            'stroke="#eee"/>'
+            f'<text x="{left - 5}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="10" '
+            f'fill="#555">{_esc(_fmt(v, unit))}</text>'
+        )
+    for t, anchor in ((t0, "start"), (t1, "end")):
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{height - 7}" text-anchor="{anchor}" font-size="10" '
+            f'fill="#555">{_esc(_time_label(t, span))} UTC</text>'
+        )
+    if limit is not None and math.isfinite(limit):
+        parts.append(
+            f'<line class="limit" x1="{left}" x2="{width - right}" y1="{y(limit):.1f}" '
+            f'y2="{y(limit):.1f}" stroke="{LIMIT_COLOUR}" stroke-width="1.2" '
+            f'stroke-dasharray="5 3"><title>{_esc(limit_label)}</title></line>'
+            f'<text x="{width - right}" y="{y(limit) - 4:.1f}" text-anchor="end" '
+            f'font-size="10" fill="{LIMIT_COLOUR}">{_esc(limit_label)}</text>'
+        )
+    points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in shown)
+    parts.append(
+        f'<polyline class="line" fill="none" stroke="{INCIDENT_COLOUR}" stroke-width="1.6" '
+        f'points="{points}"/>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 from ops.web import charts
 from ops.web.handles import action_handle
 from schemas.rollups import SERVICE_WIDE
+from sinks.text import context_line, fact_rows  # the figures the notifications show
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 ALERT_VIEWS = "alerts,deliveries,commands"
@@ -531,6 +532,79 @@ def _action_forms(alert: dict[str, Any], actions: Actions) -> str:
     return "".join(out)
 
 
+def alert_page(
+    alert: dict[str, Any],
+    info: dict[str, Any],
+    chart: str | None,
+    actions: Actions,
+    ready: bool,
+) -> str:
+    """One alert: what it says (title, summary, figures), the chart of its metric around
+    the incident, links to its issue and service, the actions (anchors `#ack` and
+    `#silence`, where notifications link), its transitions and deliveries, and last its
+    identifiers."""
+    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+    facts = alert.get("facts") if isinstance(alert.get("facts"), dict) else {}
+    html = [
+        _restoring(ready),
+        f'<h1 class="sev-{t(alert.get("severity"), 16)}">{t(alert.get("title"))}</h1>',
+        f"<p>{badge(alert.get('status'))} {t(str(alert.get('severity') or '').upper(), 16)}"
+        f" · {t(alert.get('service'), 200)} · last change {when(alert.get('ts'))}</p>",
+        f'<p class="summary">{t(alert.get("summary"), 1000)}</p>',
+    ]
+    rows = fact_rows(alert)
+    if rows:
+        html.append(
+            "<table class='facts'><tbody>"
+            + "".join(f"<tr><th>{t(k, 40)}</th><td>{t(v, 500)}</td></tr>" for k, v in rows)
+            + "</tbody></table>"
+        )
+    if chart:
+        html.append(f'<div class="chart-wrap">{chart}</div>')
+    related = []
+    issue_id = facts.get("issue_id") or labels.get("fingerprint")
+    if issue_id:
+        related.append(f'<a href="{url("/issue", id=issue_id)}">issue</a>')
+    if alert.get("service") and alert.get("service") != "-":
+        endpoint = labels.get("endpoint")
+        endpoint = endpoint if endpoint and endpoint != SERVICE_WIDE else None
+        related.append(
+            f'<a href="{url("/service", name=alert.get("service"), endpoint=endpoint)}">service</a>'
+        )
+    related.append('<a href="/alerts">all alerts</a>')
+    html.append(f"<p>{' · '.join(related)}</p>")
+    html.append(
+        '<h2 id="actions">Actions</h2><p id="ack"><span id="silence"></span>'
+        f"{_action_forms(alert, actions) or '-'}</p>"
+    )
+    html.append("<h2>Transitions</h2>")
+    html.append(
+        _table(
+            ["#", "transition", "when", "channels", "by"],
+            [
+                f"<tr><td>{t(x.get('seq'), 8)}</td><td>{t(x.get('transition'), 32)}</td>"
+                f"<td>{when(x.get('ts'))}</td><td>{t(', '.join(x.get('channels') or []))}</td>"
+                f"<td>{t(x.get('author') or '', 64)}</td></tr>"
+                for x in info.get("transitions") or []
+            ],
+            "No transitions recorded.",
+        )
+    )
+    html.append(
+        _table(
+            ["channel", "status", "reason"],
+            [
+                f"<tr><td>{t(d['channel'], 32)}</td><td>{badge(d['status'])}</td>"
+                f"<td>{t(d.get('reason') or '', 300)}</td></tr>"
+                for d in info.get("deliveries") or []
+            ],
+            "No deliveries yet.",
+        )
+    )
+    html.append(f'<p class="small muted"><code>{t(context_line(alert), 1000)}</code></p>')
+    return "".join(html)
+
+
 def alerts(
     items: list[dict[str, Any]],
     details: dict[str, dict[str, Any]],
@@ -579,7 +653,8 @@ def alerts(
             f'data-handle="{action_handle(str(a.get("alert_id")))}">'
             f'<td class="sev-{t(a.get("severity"), 16)}">{t(a.get("severity"), 16)}</td>'
             f'<td class="status">{badge(a.get("status"))}{pending}</td>'
-            f"<td><b>{t(a.get('title'))}</b><div class='small muted'>"
+            f'<td><a href="{url("/alert", id=action_handle(str(a.get("alert_id"))))}">'
+            f"<b>{t(a.get('title'))}</b></a><div class='small muted'>"
             f"{t(a.get('summary'), 300)}</div>{who}{muted}"
             f'<div class="small muted"><code>{t(a.get("alert_id"), 300)}</code></div></td>'
             f"<td>{t(a.get('service'), 200)}</td>"
