@@ -92,6 +92,7 @@ def _baseline(config: Config) -> Stage:
             anomaly_severity=b.anomaly_severity,
             detector=detector_config(b),
             resolve_after_s=b.resolve_after_s,
+            idle_expiry_s=b.idle_expiry_s,
         ),
         rules=config.rules,
         sla=config.sla,

@@ -145,6 +145,9 @@ class BaselineSection:
     learn_issue_rates: bool = True
     anomaly_severity: str = "medium"
     resolve_after_s: float = 300.0
+    # Series and issues with no data this long (event time) and nothing firing are
+    # forgotten (0 = never).
+    idle_expiry_s: float = 86_400.0
     warmup: int = 30
     threshold_z: float = 4.0
     min_occurrences: int = 2
@@ -500,6 +503,10 @@ def _validate_baseline(config: Config) -> None:
     from stages.rules import ROLLUP_METRICS, SEVERITIES
 
     b = config.baseline
+    if b.idle_expiry_s < 0:
+        raise ConfigError(
+            f"baseline.idle_expiry_s: must be >= 0 (0 = never), got {b.idle_expiry_s}"
+        )
     resolutions = {"10s"} | {_resolution(s) for s in config.windows.rollup_resolutions_s}
     resolutions.add(_resolution(config.windows.window_s))
     if b.resolution not in resolutions:

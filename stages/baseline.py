@@ -51,6 +51,9 @@ class BaselineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     # An anomaly resolves after this long without an anomalous point (event time).
     resolve_after_s: float = 300.0
+    # A series or issue with no data for this long (event time) and nothing firing is
+    # forgotten, its changelog keys tombstoned (0 = never).
+    idle_expiry_s: float = 86_400.0
 
 
 def rollup_metrics(rollup: dict[str, Any]) -> dict[str, float]:
@@ -65,6 +68,9 @@ def rollup_metrics(rollup: dict[str, Any]) -> dict[str, float]:
     metrics["throughput_rps"] = count / seconds
     metrics["count"] = float(count)
     return metrics
+
+
+EXPIRY_SWEEP_MS = 60_000
 
 
 class BaselineStage:
@@ -93,7 +99,8 @@ class BaselineStage:
         self.minutes: dict[int, dict[str, dict[int, list[int]]]] = {}
         self.anomaly_seen: dict[int, dict[str, int]] = {}  # key -> last anomalous ts (firing)
         self.peaks: dict[int, dict[str, float]] = {}  # rule|key -> worst violating value
-        self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0}
+        self.swept: dict[int, int] = {}  # partition -> event time of the last idle sweep
+        self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0, "expired": 0}
 
     # --- Stage protocol ---------------------------------------------------------------------
 
@@ -170,6 +177,62 @@ class BaselineStage:
             ):
                 store.pop(partition, None)
 
+    # --- expiry -----------------------------------------------------------------------------
+
+    def _expire_idle(self, partition: int, now_ms: int, result: StageResult) -> None:
+        """Forget the series and issues of `partition` with no data for `idle_expiry_s`
+        (event time) and nothing firing: detectors, gates, peaks and their changelog keys
+        (tombstones), so idle series give their memory back and restores stay small.
+        Swept at most once a minute of event time."""
+        idle_ms = self.config.idle_expiry_s * 1000
+        if idle_ms <= 0 or now_ms - self.swept.get(partition, -(2**62)) < EXPIRY_SWEEP_MS:
+            return
+        self.swept[partition] = now_ms
+        cutoff = now_ms - idle_ms
+        idle = {s for s, start in self.last_window.get(partition, {}).items() if start < cutoff}
+        idle |= {
+            fp for fp, (_, last) in self.issue_counts.get(partition, {}).items() if last < cutoff
+        }
+        if not idle:
+            return
+        owner_of = {
+            "d": lambda name: name.rpartition("|")[0],  # key|metric
+            "a": lambda name: name.rpartition("|")[0],
+            "g": lambda name: name.partition("|")[2],  # rule|key
+            "p": lambda name: name.partition("|")[2],
+            "w": lambda name: name,
+            "i": lambda name: name,
+        }
+        stores = {
+            "d": self.detectors,
+            "a": self.anomaly_seen,
+            "g": self.gates,
+            "p": self.peaks,
+            "w": self.last_window,
+            "i": self.issue_counts,
+        }
+
+        def owner(kind: str, name: str) -> str | None:
+            key = owner_of[kind](name)
+            if key in idle:
+                return key
+            base = key.rpartition("|")[0]  # e.g. a burn-rate pair's `service|*|burn:1h`
+            return base if base in idle else None
+
+        firing = {owner("a", name) for name in self.anomaly_seen.get(partition, {})}
+        firing |= {
+            owner("g", name) for name, gate in self.gates.get(partition, {}).items() if gate.firing
+        }
+        idle -= firing
+        if not idle:
+            return
+        for kind, store in stores.items():
+            names = store.get(partition, {})
+            for name in [n for n in names if owner(kind, n) is not None]:
+                del names[name]
+                result.state[(partition, f"{kind}|{name}")] = None
+        self.stats["expired"] += len(idle)
+
     # --- rollups ----------------------------------------------------------------------------
 
     def _on_rollup(self, partition: int, rollup: dict[str, Any], result: StageResult) -> None:
@@ -183,6 +246,7 @@ class BaselineStage:
         seen[series] = rollup["start"]
         result.state[(partition, f"w|{series}")] = rollup["start"]
         self.stats["rollups"] += 1
+        self._expire_idle(partition, rollup["end"], result)
         metrics = rollup_metrics(rollup)
         labels = {
             "service": rollup["service"],
@@ -470,6 +534,7 @@ class BaselineStage:
             self.stats["ignored"] += 1  # nothing new (or a re-delivered update)
             return
         self.stats["issues"] += 1
+        self._expire_idle(partition, last_seen, result)
         if previous is None:
             first_seen = int(issue.get("first_seen") or last_seen)
             delta, span_ms = count, last_seen - first_seen

@@ -166,3 +166,25 @@ def test_error_budget_burn_and_sla_critical_fire_on_an_outage():
     assert {"error-budget-burn", "sla-critical", "high-5xx-rate"} <= rules
     burns = {s["key"]: s["severity"] for s in out if s["rule"] == "error-budget-burn"}
     assert burns == {"checkout|*|burn:6h/30m": "high", "checkout|*|burn:1h/5m": "critical"}
+
+
+def test_idle_series_are_forgotten_with_tombstones_unless_something_fires():
+    stage = BaselineStage(BaselineConfig(idle_expiry_s=3600))
+    rng = random.Random(3)
+    changelog: dict = {}
+    run_minutes(stage, rng, range(0, 60), slow_from=50, changelog=changelog)  # /pay fires
+    for minute in range(0, 30):  # a short-lived series, quiet from minute 30 on
+        changelog.update(feed(stage, [healthy(rng, "batch|/job", minute)]).state)
+    assert any(k.startswith("batch|/job|") for k in stage.detectors[0])
+    for minute in range(60, 130):  # only search reports; /pay stops while still firing
+        changelog.update(feed(stage, [healthy(rng, "search|/q", minute)]).state)
+    kept = {k.rpartition("|")[0] for k in stage.detectors[0]}
+    assert "batch|/job" not in kept  # idle for over an hour: gone from memory
+    assert "search|/q" in kept and "checkout|/pay" in kept  # active / still firing
+    gone = [k for (_, k), v in changelog.items() if "batch|/job" in k]
+    assert gone and all(changelog[(0, k)] is None for k in gone)  # tombstoned
+    assert stage.stats["expired"] >= 1
+    restored = BaselineStage(BaselineConfig(idle_expiry_s=3600))
+    for (partition, key), value in changelog.items():
+        restored.restore(partition, key, value)
+    assert {k.rpartition("|")[0] for k in restored.detectors[0]} == kept
