@@ -20,7 +20,8 @@ Fields:
     summary     one human-readable line
     occurrences, window_s, since   threshold findings: violating observations within the
                 rule's window (this one included), its length (s), and the start of the
-                first of them (epoch ms): "above 1 s in 3 of the last 5 minutes, since ..."
+                first of them (epoch ms): "above 1 s in 3 of the last 5 minutes, since ...";
+    peak        threshold findings: the worst violating value of the rule's episode
     issue       signals about an issue: what a notification says of it
                 (stages/alert_text.py `issue_facts`: exception_type, message, culprit,
                 events, releases, release, hosts, first_seen, update, rate_per_min)

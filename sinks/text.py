@@ -238,7 +238,12 @@ def alert_line(alert: Alert, limit: int) -> str:
     if members:
         label = _label(alert)
         head = f"[{_top_severity(members).upper()}] {label} {_group_head(alert, members)}"
-        return truncate(f"{head} — " + "; ".join(member_line(m, 400) for m in members), limit)
+        # Short: each member by its title only, then the alerts page.
+        text = f"{head} — " + "; ".join(member_line({**m, "summary": None}, 300) for m in members)
+        link = links_of(alert).get("alerts")
+        if link and len(link) < limit // 2:
+            return truncate(text, limit - len(link) - 1) + " " + link
+        return truncate(text, limit)
     transition = one_line(alert.get("transition") or "", 20).upper()
     service = one_line(alert.get("service") or "", 60)
     title = one_line(alert.get("title") or alert.get("alert_id") or "", 300)
