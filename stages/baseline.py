@@ -130,10 +130,16 @@ class BaselineStage:
         kind, _, name = key.partition("|")
         if kind == "d":
             store = self.detectors.setdefault(partition, {})
-            if value is None:
+            try:
+                detector = (
+                    None if value is None else Detector.from_state(value, self.config.detector)
+                )
+            except (ValueError, KeyError, TypeError, IndexError):
+                detector = None  # another detector version's state: learn this series afresh
+            if detector is None:
                 store.pop(name, None)
             else:
-                store[name] = Detector.from_state(value, self.config.detector)
+                store[name] = detector
         elif kind == "g":
             gates = self.gates.setdefault(partition, {})
             if value is None:
