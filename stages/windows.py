@@ -576,6 +576,11 @@ class CoreStageMixin:
 
     core: WindowsCore
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """The windowing counters (events, late, rollups, series over the limits, ...)."""
+        return self.core.stats
+
     def tick(self, now: float) -> StageResult:
         return self.core.flush_idle(now)
 

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from pipeline.config import ConfigError, load_config
+from pipeline.metrics import exposition
 from pipeline.topics import ROLLUPS, SIGNALS
 from stages.cardinality import OTHER, CardinalityLimits, SeriesRegistry
 from stages.ingest import IngestStage
@@ -119,7 +120,7 @@ async def test_a_flood_of_endpoints_through_the_pipeline_is_capped_and_signalled
         for n in range(50)
     ] + [latency(T0 + 30_000, 5.0, service="api", endpoint="/item/0") | {"event_id": "end"}]
     payload = [(b"api", orjson.dumps(events[i : i + 10])) for i in range(0, len(events), 10)]
-    async with running_pipeline(config, ["ingest", "windows"]):
+    async with running_pipeline(config, ["ingest", "windows"]) as pipeline:
         await send_raw(config, payload)
         rollups = await wait_for(
             topic_probe(config, ROLLUPS),
@@ -127,9 +128,11 @@ async def test_a_flood_of_endpoints_through_the_pipeline_is_capped_and_signalled
             timeout_s=30,
         )
         signals = await wait_for(topic_probe(config, SIGNALS), bool, timeout_s=10)
+        metrics = await exposition(pipeline)
     base = {r["series"]: r for r in rollups if r["resolution"] == "10s" and r["start"] == T0}
     assert base[f"api|{OTHER}"]["count"] == 47 and len(base) == 5  # 3 admitted, other, *
     assert base["api|*"]["count"] == 50
     [warning] = signals
     assert warning["rule"] == "cardinality-limit" and warning["state"] == "firing"
     assert warning["service"] == "api" and "more than 3 endpoints" in warning["summary"]
+    assert 'prodmon_stage_events_total{stage="windows",kind="series_overflow"} 47' in metrics
