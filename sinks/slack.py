@@ -93,10 +93,13 @@ def _links(alert: Alert) -> dict[str, Any] | None:
     links = links_of(alert)
     if not links:
         return None
-    text = " · ".join(
-        f"<{slack_escape(url, 2000)}|{LINK_LABELS[name]}>" for name, url in links.items()
-    )
-    return {"type": "section", "text": _mrkdwn(text[:TEXT_MAX])}
+    shown: list[str] = []
+    for name, url in links.items():  # whole links only, within Slack's text limit
+        link = f"<{slack_escape(url, 2000)}|{LINK_LABELS[name]}>"
+        if len(" · ".join([*shown, link])) > TEXT_MAX:
+            break
+        shown.append(link)
+    return {"type": "section", "text": _mrkdwn(" · ".join(shown))} if shown else None
 
 
 def _field(label: str, value: Any) -> dict[str, Any]:
