@@ -19,6 +19,10 @@ Fields (ISSUE_FIELDS):
     updated_at         processing time of this update, epoch ms (orders updates with equal counts)
     services           services that reported it (bounded)
     releases           releases that reported it (bounded)
+    hosts              the first 20 distinct hosts that reported it (records written before
+                       hosts were kept have none)
+    host_count         distinct hosts that reported it: exact up to 20, estimated beyond
+                       (within a few %), from bounded state
     first_release      release of the first event, or None
     severity           highest severity seen: critical | high | medium | low
     sample             one event (bounded size)
@@ -58,6 +62,8 @@ ISSUE_FIELDS = (
     "updated_at",
     "services",
     "releases",
+    "hosts",
+    "host_count",
     "first_release",
     "severity",
     "sample",
@@ -105,6 +111,8 @@ def issue_record(kind: str, state: Any) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "services": list(state.services),
         "releases": list(state.releases),
+        "hosts": list(state.hosts),
+        "host_count": state.host_count,
         "first_release": state.first_release,
         "severity": state.severity,
         "sample": state.sample,

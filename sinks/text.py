@@ -313,8 +313,13 @@ def fact_rows(alert: Alert) -> list[tuple[str, str]]:
             rows.append(("Culprit", one_line(culprit["text"], 500)))
         rows.append(("Events", f"{facts.get('events') or 0:,}"))
         hosts = [one_line(h, 100) for h in facts.get("hosts") or []]
+        host_count = facts.get("host_count")
+        host_count = host_count if isinstance(host_count, int) else len(hosts)
         if hosts:
-            rows.append(("Hosts", ", ".join(hosts[:5]) + (" …" if len(hosts) > 5 else "")))
+            shown = ", ".join(hosts[:5])
+            if host_count > 5:  # `web-12, web-7, … (23 hosts)`
+                shown += f", … ({host_count:,} hosts)"
+            rows.append(("Hosts", shown))
         releases = [one_line(r, 100) for r in facts.get("releases") or []]
         if releases:
             shown = ", ".join(releases[:5]) + (" …" if len(releases) > 5 else "")

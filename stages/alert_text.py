@@ -8,7 +8,7 @@ sinks show as fields); `resolution_text` says how long an alert lasted and its p
 
 Examples:
     TimeoutError: upstream pay-api timed out after <num> ms in checkout
-    New issue in checkout: 15 events on web-12 (release 1.4.2), first seen 14:02 UTC.
+    New issue in checkout (release 1.4.2): 15 events on 3 hosts, first seen 14:02 UTC.
     checkout /api/pay p99 1.37 s, above 1 s in 3 of the last 5 minutes, since 14:02 UTC
     checkout 5xx rate 6.9 % against a baseline of 0.2 % (4.1 sigma above), since 14:04 UTC
 
@@ -191,12 +191,16 @@ def _culprit(sample: dict[str, Any]) -> dict[str, Any] | None:
 def issue_facts(issue: dict[str, Any], rate_per_min: float | None = None) -> dict[str, Any]:
     """What a notification says about an issue, from its `issues` record (schemas/issues.py).
 
-    Hosts: the issue record keeps no host list, so only the sample event's host is known.
+    Hosts: the record's first hosts (up to MAX_LISTED here) and `host_count`, the distinct
+    hosts in all; a record written before issues kept hosts names its sample event's.
     """
     sample = issue.get("sample") if isinstance(issue.get("sample"), dict) else {}
     releases = [_text(r, 100) for r in issue.get("releases") or [] if r][:MAX_LISTED]
     services = [_text(s, 100) for s in issue.get("services") or [] if s][:MAX_LISTED]
-    host = _text(sample.get("host"), 100)
+    hosts = [_text(h, 100) for h in issue.get("hosts") or [] if h][:MAX_LISTED]
+    if not hosts and "hosts" not in issue and sample.get("host"):
+        hosts = [_text(sample.get("host"), 100)]
+    host_count = max(_int(issue.get("host_count")) or 0, len(hosts))
     kind = issue.get("type") if issue.get("type") in ("new", "regressed") else "count"
     release = sample.get("release") if kind == "regressed" else issue.get("first_release")
     facts = {
@@ -212,7 +216,8 @@ def issue_facts(issue: dict[str, Any], rate_per_min: float | None = None) -> dic
         "last_seen": _int(issue.get("last_seen")),
         "releases": releases,
         "release": _text(release, 100) or None,
-        "hosts": [host] if host else [],
+        "hosts": hosts,
+        "host_count": host_count,
         "culprit": _culprit(sample),
     }
     if rate_per_min is not None:
@@ -265,10 +270,11 @@ def _issue_summary(opening: str, facts: dict[str, Any]) -> str:
     events = facts.get("events") or 0
     parts = [_plural(events, "event")]
     hosts = facts.get("hosts") or []
-    if len(hosts) == 1:
+    host_count = max(_int(facts.get("host_count")) or 0, len(hosts))
+    if host_count == 1 and hosts:
         parts.append(f"on {hosts[0]}")
-    elif hosts:
-        parts.append(f"on {_plural(len(hosts), 'host')}")
+    elif host_count:
+        parts.append(f"on {_plural(host_count, 'host')}")
     releases = facts.get("releases") or []
     if len(releases) > 1:
         parts.append(f"across {_plural(len(releases), 'release')}")

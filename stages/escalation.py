@@ -620,11 +620,13 @@ def _update_figures(alert: Alert, signal: dict[str, Any], firing: bool = True) -
         for name in ("events", "last_seen", "releases", "status"):
             if issue.get(name) is not None:
                 alert.facts[name] = issue[name]
-        hosts = alert.facts.get("hosts") or []
+        hosts = list(alert.facts.get("hosts") or [])
         for host in issue.get("hosts") or []:
             if host not in hosts and len(hosts) < 10:
                 hosts.append(host)
         alert.facts["hosts"] = hosts
+        counts = (alert.facts.get("host_count"), issue.get("host_count"), len(hosts))
+        alert.facts["host_count"] = max(c for c in counts if isinstance(c, int))
 
 
 def _member_facts(alert: Alert) -> dict[str, Any]:

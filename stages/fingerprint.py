@@ -24,6 +24,8 @@ id are forwarded along the marker. If the new fingerprint already has an issue o
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -50,6 +52,8 @@ ISSUES_TOPIC = "issues"
 
 MAX_SERVICES = 50
 MAX_RELEASES = 100
+MAX_HOSTS = 20  # hosts named per issue; the rest are only counted (`host_bits`)
+HOST_BITS = 1024  # linear-counting bitmap of the hosts beyond the named ones
 MAX_TITLE_CHARS = 200
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 _SAMPLE_TEXT_CHARS = 2048
@@ -77,6 +81,11 @@ class IssueState:
     count: int = 0
     services: list[str] = field(default_factory=list)
     releases: list[str] = field(default_factory=list)
+    # The first MAX_HOSTS distinct hosts, and how many distinct hosts reported it in all
+    # (exact up to MAX_HOSTS, then estimated from `host_bits`: 128 bytes whatever the fleet).
+    hosts: list[str] = field(default_factory=list)
+    host_count: int = 0
+    host_bits: int = 0  # bit crc32(host) % HOST_BITS of every host beyond `hosts`
     first_release: str | None = None
     severity: str = "medium"
     sample: dict[str, Any] | None = None
@@ -92,17 +101,51 @@ class IssueState:
     grouping_version: int = PREVIOUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["host_bits"] = format(self.host_bits, "x")  # 1024 bits: beyond JSON's integers
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IssueState:
-        """Rebuild from a changelog value; unknown keys are ignored, missing ones defaulted."""
+        """Rebuild from a changelog value; unknown keys are ignored, missing ones defaulted
+        (a record written before hosts were kept starts from its sample event's host)."""
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         state = cls(**kwargs)
         state.services = list(state.services or [])
         state.releases = list(state.releases or [])
+        state.hosts = [h for h in state.hosts or [] if isinstance(h, str)][:MAX_HOSTS]
+        bits = state.host_bits
+        state.host_bits = int(bits, 16) if isinstance(bits, str) and bits else 0
+        state.host_bits &= (1 << HOST_BITS) - 1
+        if "hosts" not in data:
+            host = (state.sample or {}).get("host")
+            state.hosts = [host] if isinstance(host, str) and host else []
+        state.host_count = count_hosts(state)
         return state
+
+    def add_host(self, host: str) -> None:
+        """Count a host not in `hosts` (the caller checked): named while there is room,
+        else set its bit."""
+        if len(self.hosts) < MAX_HOSTS:
+            self.hosts.append(host)
+            self.host_count += 1
+            return
+        bit = 1 << (zlib.crc32(host.encode("utf-8", "surrogatepass")) % HOST_BITS)
+        if not self.host_bits & bit:
+            self.host_bits |= bit
+            self.host_count = count_hosts(self)
+
+
+def count_hosts(state: IssueState) -> int:
+    """Distinct hosts: the named ones plus the linear-counting estimate of the others
+    (-m ln(share of bits still clear); within a few % up to a few thousand hosts)."""
+    ones = state.host_bits.bit_count()
+    if not ones:
+        return len(state.hosts)
+    clear = HOST_BITS - ones
+    estimate = HOST_BITS * math.log(HOST_BITS / clear) if clear else HOST_BITS * math.log(HOST_BITS)
+    return len(state.hosts) + max(ones, round(estimate))
 
 
 def _bounded_sample(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
@@ -160,10 +203,11 @@ class ErrorRef(msgspec.Struct, gc=False):
     service: Any = None
     release: Any = None
     severity: Any = None
+    host: Any = None
 
 
 _REFS = msgspec.json.Decoder(list[ErrorRef])
-_REF_FIELDS = ("fingerprint_id", "_src", "ts", "service", "release", "severity")
+_REF_FIELDS = ("fingerprint_id", "_src", "ts", "service", "release", "severity", "host")
 
 
 class _ErrorBatch:
@@ -212,13 +256,14 @@ def _ref(event: Any) -> ErrorRef | None:
         return None
     get = event.get
     return ErrorRef(
-        get("fingerprint_id"),
-        get("_src"),
-        get("ts"),
-        get("service"),
-        get("release"),
-        get("severity"),
-        get("_handover"),
+        fingerprint_id=get("fingerprint_id"),
+        src=get("_src"),
+        handover=get("_handover"),
+        ts=get("ts"),
+        service=get("service"),
+        release=get("release"),
+        severity=get("severity"),
+        host=get("host"),
     )
 
 
@@ -473,6 +518,8 @@ class FingerprintStage:
         release = event.get("release") if isinstance(event.get("release"), str) else None
         service = event.get("service")
         severity = event.get("severity")
+        host = event.get("host")
+        hosts = [host] if isinstance(host, str) and host else []
         state = IssueState(
             issue_id=issue_id,
             title=_title(exc_type, template),
@@ -483,6 +530,8 @@ class FingerprintStage:
             count=1,
             services=[service] if isinstance(service, str) else [],
             releases=[release] if release else [],
+            hosts=hosts,
+            host_count=len(hosts),
             first_release=release,
             severity=severity if severity in _SEVERITY_RANK else "medium",
             sample=_bounded_sample(event, self.config.sample_max_bytes),
@@ -526,6 +575,9 @@ class FingerprintStage:
             and len(state.releases) < MAX_RELEASES
         ):
             state.releases.append(release)
+        host = ref.host
+        if type(host) is str and host and host not in state.hosts:
+            state.add_host(host)
         severity = ref.severity
         if _SEVERITY_RANK.get(severity, -1) > _SEVERITY_RANK.get(state.severity, -1):
             state.severity = severity

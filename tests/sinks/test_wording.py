@@ -56,7 +56,7 @@ def test_issue_alert_leads_with_exception_message_and_service():
     record = issue_alert()
     assert record["title"] == ISSUE_TITLE
     assert record["summary"].startswith("New issue in checkout (release 1.4.2), rate 14.9/min")
-    assert "15 events on web-12 across 2 releases" in record["summary"]
+    assert "15 events on 3 hosts across 2 releases" in record["summary"]
     assert "first seen 2026-11-22 04:00 UTC" in record["summary"]
     assert CULPRIT in record["summary"]
     facts = record["facts"]
@@ -103,7 +103,12 @@ async def test_slack_issue_alert_has_title_culprit_figures_links_and_ids_last(
     escaped = ISSUE_TITLE.replace("<", "&lt;").replace(">", "&gt;")
     assert payload["blocks"][0]["text"]["text"] == f"FIRING [MEDIUM] {escaped}"
     text = _texts(payload)
-    for expected in (CULPRIT, "*Events*\n15", "*Hosts*\nweb-12", "*Appeared in*\n1.4.2"):
+    for expected in (
+        CULPRIT,
+        "*Events*\n15",
+        "*Hosts*\nweb-12, web-7, web-3",
+        "*Appeared in*\n1.4.2",
+    ):
         assert expected in text
     handle = action_handle(record["alert_id"])
     assert f"<{BASE_URL}/alert?id={handle}|Open alert>" in text
@@ -224,6 +229,7 @@ async def test_email_shows_figures_chart_and_links_in_both_parts(smtp: FakeSmtp)
     assert issue["Subject"] == f"[prodmon] [MEDIUM] {ISSUE_TITLE}"
     text = issue.get_body(("plain",)).get_content()
     assert f"Culprit: {CULPRIT}" in text and "Events: 15" in text
+    assert "Hosts: web-12, web-7, web-3\r\n" in text
     assert f"Issue: {BASE_URL}/issue?id={FINGERPRINT}" in text
     assert text.rstrip().splitlines()[-4].startswith("prodmon · firing · alert checkout:issue:")
     html = metric.get_body(("html",)).get_content()

@@ -46,6 +46,8 @@ def issue_record(
         "updated_at": T0 + 61_000,
         "services": ["checkout"],
         "releases": ["1.4.1", release],
+        "hosts": ["web-12", "web-7", "web-3"],
+        "host_count": 3,
         "first_release": release,
         "severity": "critical",
         "sample": {
