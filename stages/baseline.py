@@ -11,12 +11,15 @@ default) so the baseline learns from a steady cadence. A rollup re-emitted after
 (same window) is recognised and ignored, so nothing is learned twice.
 
 State (changelog `state.baseline`, per input partition): detectors, rule gates, the last
-window seen per series, issue counters and each service's per-minute request/error buckets
-(6 h, for burn rates). Pure: no Kafka, no clocks, no I/O.
+window seen per series, issue counters, each service's per-minute request/error buckets
+(6 h, for burn rates) and each series' last RECENT_POINTS observations of the metrics its
+rules and detectors watch (the chart a firing or resolved signal carries as `points`).
+Pure: no Kafka, no clocks, no I/O.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +59,27 @@ class BaselineConfig:
     idle_expiry_s: float = 86_400.0
 
 
+def _rounded(value: float) -> float:
+    """Four significant figures: enough for a chart, short in the changelog."""
+    return float(f"{value:.4g}") if math.isfinite(value) else 0.0
+
+
+def _restored_points(value: Any, names: tuple[str, ...]) -> dict[str, list] | None:
+    """A series' recent points from their changelog value, or None (a tombstone, or points
+    of other metrics than this configuration watches: they start afresh)."""
+    if not isinstance(value, dict) or value.get("metrics") != list(names):
+        return None
+    try:
+        points = [
+            [int(p[0]), *map(float, p[1:])]
+            for p in value.get("points") or []
+            if isinstance(p, list) and len(p) == len(names) + 1
+        ]
+    except (TypeError, ValueError):
+        return None
+    return {"metrics": list(names), "points": points[-RECENT_POINTS:]}
+
+
 def rollup_metrics(rollup: dict[str, Any]) -> dict[str, float]:
     """The observed metrics of one rollup window."""
     count = rollup["count"]
@@ -71,6 +95,9 @@ def rollup_metrics(rollup: dict[str, Any]) -> dict[str, float]:
 
 
 EXPIRY_SWEEP_MS = 60_000
+# A series' recent observations kept for the charts of its signals (`points`): this many
+# windows of `resolution`, values to 4 significant figures.
+RECENT_POINTS = 45
 
 
 class BaselineStage:
@@ -100,6 +127,10 @@ class BaselineStage:
         self.anomaly_seen: dict[int, dict[str, int]] = {}  # key -> last anomalous ts (firing)
         self.peaks: dict[int, dict[str, float]] = {}  # rule|key -> worst violating value
         self.swept: dict[int, int] = {}  # partition -> event time of the last idle sweep
+        # series -> {"metrics": [names], "points": [[window start, value per metric], ...]}
+        self.recent: dict[int, dict[str, dict[str, list]]] = {}
+        watched = {r.metric for r in self._rollup_rules} | set(self.config.metrics)
+        self._point_metrics = tuple(m for m in ROLLUP_METRICS if m in watched)
         self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0, "expired": 0}
 
     # --- Stage protocol ---------------------------------------------------------------------
@@ -166,6 +197,13 @@ class BaselineStage:
                 seen.pop(name, None)
             else:
                 seen[name] = int(value)
+        elif kind == "r":
+            recent = self.recent.setdefault(partition, {})
+            restored = _restored_points(value, self._point_metrics)
+            if restored is None:
+                recent.pop(name, None)
+            else:
+                recent[name] = restored
 
     def assign(self, partitions: Iterable[int]) -> None:
         return None
@@ -180,6 +218,7 @@ class BaselineStage:
                 self.minutes,
                 self.anomaly_seen,
                 self.peaks,
+                self.recent,
             ):
                 store.pop(partition, None)
 
@@ -208,6 +247,7 @@ class BaselineStage:
             "p": lambda name: name.partition("|")[2],
             "w": lambda name: name,
             "i": lambda name: name,
+            "r": lambda name: name,
         }
         stores = {
             "d": self.detectors,
@@ -216,6 +256,7 @@ class BaselineStage:
             "p": self.peaks,
             "w": self.last_window,
             "i": self.issue_counts,
+            "r": self.recent,
         }
 
         def owner(kind: str, name: str) -> str | None:
@@ -261,6 +302,8 @@ class BaselineStage:
         }
         window = {"start": rollup["start"], "end": rollup["end"]}
         ts = rollup["end"]
+        self._remember_point(partition, series, window, metrics, result)
+        first_emit = len(result.emits)
         if rollup["count"] > 0:
             for metric in self.config.metrics:
                 self._learn(partition, series, metric, metrics[metric], ts, labels, window, result)
@@ -268,8 +311,60 @@ class BaselineStage:
             if rule.matches(labels):
                 value = metrics[rule.metric]
                 self._gate(partition, rule, series, value, ts, labels, window, result)
+        self._attach_points(partition, series, result.emits[first_emit:])
         if rollup["endpoint"] == SERVICE_WIDE:
             self._service_checks(partition, rollup, labels, window, result)
+
+    # --- recent points (the charts of signals) ---------------------------------------------
+
+    def _remember_point(
+        self,
+        partition: int,
+        series: str,
+        window: dict[str, int],
+        metrics: dict[str, float],
+        result: StageResult,
+    ) -> None:
+        """Keep this window's values of the watched metrics in the series' recent points:
+        at most RECENT_POINTS, none older than RECENT_POINTS windows before this one."""
+        names = self._point_metrics
+        if not names:
+            return
+        recent = self.recent.setdefault(partition, {})
+        kept = recent.get(series)
+        if kept is None or kept["metrics"] != list(names):
+            kept = recent[series] = {"metrics": list(names), "points": []}
+        oldest = window["start"] - RECENT_POINTS * (window["end"] - window["start"])
+        points = [p for p in kept["points"][-(RECENT_POINTS - 1) :] if p[0] > oldest]
+        points.append([window["start"], *(_rounded(metrics[m]) for m in names)])
+        kept = recent[series] = {"metrics": kept["metrics"], "points": points}
+        result.state[(partition, f"r|{series}")] = kept
+
+    def _attach_points(
+        self,
+        partition: int,
+        series: str,
+        emits: list[Emit],
+        early: dict[str, Any] | None = None,
+    ) -> None:
+        """Give each threshold or anomaly signal of a watched metric in `emits` the series'
+        recent points of its metric, `[[window start ms, value], ...]` (with the open
+        window's provisional value last for an early finding)."""
+        kept = self.recent.get(partition, {}).get(series)
+        if kept is None:
+            return
+        for emit in emits:
+            signal = emit.value
+            metric = signal.get("metric")
+            if signal.get("kind") not in ("threshold", "anomaly") or signal.get("key") != series:
+                continue
+            if metric not in kept["metrics"]:
+                continue
+            column = kept["metrics"].index(metric) + 1
+            points = [[p[0], p[column]] for p in kept["points"]]
+            if early is not None and isinstance(signal.get("value"), int | float):
+                points = [*points[1 - RECENT_POINTS :], [early["start"], signal["value"]]]
+            signal["points"] = points
 
     def _on_early(self, partition: int, early: dict[str, Any], result: StageResult) -> None:
         """A provisional observation of an open window (stages/early.py): for each of this
@@ -293,12 +388,14 @@ class BaselineStage:
         labels = {"service": early["service"], "endpoint": early["endpoint"], "series": series}
         window = {"start": early["start"], "end": early["end"]}
         ts = early["end"]  # the window's, as the closed window's rollup will say
+        first_emit = len(result.emits)
         for rule in self._rollup_rules:
             value = metrics.get(rule.metric)
             if not isinstance(value, int | float) or rule.op not in EARLY_OPS:
                 continue
             if rule.violated(value) and rule.matches(labels):
                 self._gate(partition, rule, series, value, ts, labels, window, result, early=early)
+        self._attach_points(partition, series, result.emits[first_emit:], early)
 
     def _learn(
         self,
