@@ -22,9 +22,13 @@ Fields:
                 rule's window (this one included), its length (s), and the start of the
                 first of them (epoch ms): "above 1 s in 3 of the last 5 minutes, since ...";
     peak        threshold findings: the worst violating value of the rule's episode
+    points      threshold and anomaly signals of a series (firing and resolved): the metric's
+                last windows at the baseline resolution, [[window start ms, value], ...]
+                (at most 45), for the notification's chart
     issue       signals about an issue: what a notification says of it
                 (stages/alert_text.py `issue_facts`: exception_type, message, culprit,
-                events, releases, release, hosts, first_seen, update, rate_per_min)
+                events, releases, release, hosts, host_count, first_seen, update,
+                rate_per_min)
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ RESOLVED_RETENTION_MS = 24 * 3600 * 1000
 # its own incident, acknowledged and resolved by its own dedup key.
 PER_ALERT_CHANNELS = frozenset({"pagerduty"})
 GROUP_SUMMARY_MAX = 300
+MAX_POINTS = 60  # recent points of an alert's metric kept for its chart (signals' `points`)
 
 
 def alert_id_for(signal: dict[str, Any]) -> str:
@@ -95,6 +96,9 @@ class Alert:
     # figures the sinks show; `peak` the worst value seen while firing.
     facts: dict[str, Any] = field(default_factory=dict)
     peak: float | None = None
+    # The metric's recent points from the latest signal that had them, `[[ms, value], ...]`
+    # (at most MAX_POINTS): the email draws its chart from them.
+    points: list[list[float]] = field(default_factory=list)
 
 
 class EscalationStage:
@@ -180,6 +184,7 @@ class EscalationStage:
             if alert is not None and alert.status != "resolved":
                 alert.evidence = _evidence(signal)  # when and why it cleared
                 _update_figures(alert, signal, firing=False)
+                alert.points = _points(signal) or alert.points
                 self._resolve(partition, alert, now_ms, "condition cleared", None, result)
             return
         if alert is None or alert.status == "resolved":
@@ -193,6 +198,7 @@ class EscalationStage:
         alert.last_seen = int(signal.get("ts") or now_ms)
         alert.evidence = _evidence(signal)
         _update_figures(alert, signal)
+        alert.points = _points(signal) or alert.points
         severity = str(signal.get("severity") or alert.severity)
         if severity_rank(severity) > severity_rank(alert.severity):
             alert.severity = alert.labels["severity"] = severity
@@ -229,6 +235,7 @@ class EscalationStage:
             fired_at=now_ms,
             evidence=_evidence(signal),
             override=list(signal.get("channels") or []) or None,
+            points=_points(signal),
         )
 
     def _start(self, partition: int, alert: Alert, now_ms: int, result: StageResult) -> None:
@@ -535,6 +542,7 @@ class EscalationStage:
             "evidence": alert.evidence,
             "facts": alert.facts,
             "peak": alert.peak,
+            "points": alert.points,
         }
         if extra:
             record.update(extra)
@@ -593,6 +601,25 @@ class EscalationStage:
 def _evidence(signal: dict[str, Any]) -> dict[str, Any]:
     keys = ("kind", "metric", "value", "threshold", "op", "baseline", "window", "ts", "id")
     return {k: signal.get(k) for k in keys if signal.get(k) is not None}
+
+
+def _points(signal: dict[str, Any]) -> list[list[float]]:
+    """The signal's recent points of its metric, checked and bounded: the last MAX_POINTS
+    `[epoch ms, finite value]` pairs in time order ([] when it has none)."""
+    raw = signal.get("points")
+    if not isinstance(raw, list):
+        return []
+    points = [
+        [int(p[0]), float(p[1])]
+        for p in raw[-MAX_POINTS:]
+        if isinstance(p, list | tuple)
+        and len(p) == 2
+        and _finite(p[0])
+        and _finite(p[1])
+        and abs(p[0]) < 2**53
+    ]
+    points.sort(key=lambda p: p[0])
+    return points
 
 
 def _finite(value: Any) -> bool:
