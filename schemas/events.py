@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 
@@ -193,6 +193,10 @@ def _iso_ms(text: str) -> int:
         raise InvalidEvent("ts", f"ts string {text!r} is out of range") from None
 
 
+@overload
+def _ident(value: Any, field: str, limits: Limits, required: Literal[True]) -> str: ...
+@overload
+def _ident(value: Any, field: str, limits: Limits, required: bool) -> str | None: ...
 def _ident(value: Any, field: str, limits: Limits, required: bool) -> str | None:
     """A bounded identifier string; None when absent and optional."""
     if type(value) is str:
@@ -522,7 +526,9 @@ def _plain_latency_fields(obj: dict[str, Any], now_ms: int, limits: Limits) -> L
     ts = get("ts")
     service = get("service")
     endpoint = get("endpoint")
-    duration = get("duration_ms")
+    # Any, not Any | None: the check below (`type(duration) in _NUMBER_TYPES`) rules out
+    # None, in a form a type checker does not follow.
+    duration: Any = get("duration_ms")
     status = get("status")
     event_id = get("event_id")
     method = get("method")

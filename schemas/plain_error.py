@@ -60,7 +60,9 @@ def plain_error_decoder(limits: Limits) -> PlainErrorDecoder:
     ident = Annotated[str, Meta(min_length=1, max_length=limits.max_id_len)]
     optional_ident = Annotated[str, Meta(max_length=limits.max_id_len)] | None
     text = Annotated[str, Meta(max_length=limits.max_text_len)] | None
-    frame = msgspec.defstruct(
+    # The struct types are made here, at run time, from `limits`: a type checker cannot
+    # know their fields, so they are typed Any (as are the types built from them).
+    frame: Any = msgspec.defstruct(
         "PlainFrame",
         [
             ("module", text, None),
@@ -75,7 +77,7 @@ def plain_error_decoder(limits: Limits) -> PlainErrorDecoder:
         "PlainException", [("type", ident), ("message", text, None)], gc=False
     )
     part = Annotated[str, Meta(max_length=limits.max_id_len)]
-    event = msgspec.defstruct(
+    event: Any = msgspec.defstruct(
         "PlainError",
         [
             ("schema", Literal[ERROR_SCHEMA]),
@@ -103,7 +105,7 @@ def plain_error_decoder(limits: Limits) -> PlainErrorDecoder:
         rename={"src": "_src"},
         gc=False,  # decoded JSON holds no reference cycles
     )
-    batch = Annotated[
+    batch: Any = Annotated[
         list[event],
         Meta(min_length=1, max_length=limits.max_events_per_message),
     ]

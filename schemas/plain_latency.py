@@ -39,7 +39,9 @@ def plain_latency_decoder(limits: Limits) -> PlainDecoder:
     """The decoder for `limits` (built once per distinct limits)."""
     ident = Annotated[str, Meta(min_length=1, max_length=limits.max_id_len)]
     text = Annotated[str, Meta(max_length=limits.max_id_len)]
-    event = msgspec.defstruct(
+    # The struct type is made here, at run time, from `limits`: a type checker cannot know
+    # its fields, so it is typed Any (as is the batch type built from it).
+    event: Any = msgspec.defstruct(
         "PlainLatency",
         [
             ("schema", Literal[LATENCY_SCHEMA]),
@@ -55,7 +57,7 @@ def plain_latency_decoder(limits: Limits) -> PlainDecoder:
         ],
         gc=False,  # only strings and numbers: nothing for the cycle collector to find
     )
-    batch = Annotated[
+    batch: Any = Annotated[
         list[event],
         Meta(min_length=1, max_length=limits.max_events_per_message),
     ]
