@@ -118,6 +118,8 @@ if _supported(_Base):
     class _PartitionRecords(_Base):  # type: ignore[misc, valid-type]
         """aiokafka's `PartitionRecords`, yielding `Record`s for `SlimRecords` consumers."""
 
+        next_fetch_offset: int  # set by aiokafka's `PartitionRecords`: the fetch position
+
         def __iter__(self) -> Iterator[Any]:
             # `getall` loops over this object: for slim records, hand it the generator
             # itself, so a record costs one generator step and no Python `__next__` call.

@@ -404,7 +404,7 @@ def evaluate(service: str, inputs: SLAInputs, threshold: SLAThreshold) -> SLARep
         bad = _breached(metric, value, limit)
         metrics.append(MetricResult(metric, value, limit, not bad))
         if bad:
-            advice = _RECOMMENDERS[metric](inputs, threshold)
+            advice = _RECOMMENDERS[metric](value, inputs, threshold)
             violations.append(Violation(metric, value, limit, advice))
     return SLAReport(
         service, status_for(len(violations)), inputs, tuple(metrics), tuple(violations)
@@ -427,31 +427,35 @@ def _duration(ms: float) -> str:
     return f"{ms / HOUR_MS:.1f} h"
 
 
-def _advise_p50(i: SLAInputs, t: SLAThreshold) -> str:
+# Each recommender gets the breached metric's measured value (known: `evaluate` advises
+# only on known values), the rest of the inputs and the thresholds.
+
+
+def _advise_p50(p50_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
     return (
-        f"Median latency {_ms(i.p50_ms)} is above the {_ms(t.p50_ms)} target, so the typical "
+        f"Median latency {_ms(p50_ms)} is above the {_ms(t.p50_ms)} target, so the typical "
         "request is slow, not just outliers: profile the common path for slow or repeated "
         "database queries and missing indexes, check CPU and connection-pool saturation, and "
         "compare with the latency before the last deploy."
     )
 
 
-def _advise_p95(i: SLAInputs, t: SLAThreshold) -> str:
+def _advise_p95(p95_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
     return (
-        f"p95 latency {_ms(i.p95_ms)} exceeds {_ms(t.p95_ms)}, so about one request in twenty "
+        f"p95 latency {_ms(p95_ms)} exceeds {_ms(t.p95_ms)}, so about one request in twenty "
         "is slow: break latency down by endpoint to find the slow routes, then look at cache "
         "misses, slow downstream calls and request queueing under peak load."
     )
 
 
-def _advise_p99(i: SLAInputs, t: SLAThreshold) -> str:
-    head = f"p99 latency {_ms(i.p99_ms)} exceeds {_ms(t.p99_ms)}"
+def _advise_p99(p99_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
+    head = f"p99 latency {_ms(p99_ms)} exceeds {_ms(t.p99_ms)}"
     if not i.p50_ms or i.p50_ms <= 0:
         return (
             f"{head}: the slowest 1% of requests are too slow; look for GC pauses, lock "
             "contention, and timeouts or retries against a dependency."
         )
-    gap = i.p99_ms / i.p50_ms
+    gap = p99_ms / i.p50_ms
     if gap >= TAIL_GAP_FACTOR:
         return (
             f"{head} while the median is {_ms(i.p50_ms)} ({gap:.0f}x gap), so the problem is "
@@ -466,27 +470,27 @@ def _advise_p99(i: SLAInputs, t: SLAThreshold) -> str:
     )
 
 
-def _advise_errors(i: SLAInputs, t: SLAThreshold) -> str:
+def _advise_errors(error_rate_pct: float, i: SLAInputs, t: SLAThreshold) -> str:
     share = f" ({i.errors:,} of {i.count:,} requests failed with 5xx)" if i.count else ""
     return (
-        f"Error rate {_pct(i.error_rate_pct)}{share} exceeds the {_pct(t.error_rate_pct)} "
+        f"Error rate {_pct(error_rate_pct)}{share} exceeds the {_pct(t.error_rate_pct)} "
         "limit: open the service's top issues for this period, new and regressed ones first, "
         "and check whether the rise lines up with a recent release or config change; roll "
         "back if it does."
     )
 
 
-def _advise_uptime(i: SLAInputs, t: SLAThreshold) -> str:
+def _advise_uptime(uptime_pct: float, i: SLAInputs, t: SLAThreshold) -> str:
     lost = f" ({_duration(i.downtime_ms)} of bad windows)" if i.downtime_ms else ""
     return (
-        f"Uptime {_pct(i.uptime_pct)} is below the {_pct(t.uptime_pct)} target{lost}, counting "
+        f"Uptime {_pct(uptime_pct)} is below the {_pct(t.uptime_pct)} target{lost}, counting "
         f"windows whose error rate went above {_pct(t.error_rate_pct)}: review the incidents "
         "in those windows, failing health checks and dependency outages, and make sure a "
         "burn-rate alert paged while they happened."
     )
 
 
-_RECOMMENDERS: dict[str, Callable[[SLAInputs, SLAThreshold], str]] = {
+_RECOMMENDERS: dict[str, Callable[[float, SLAInputs, SLAThreshold], str]] = {
     "p50_ms": _advise_p50,
     "p95_ms": _advise_p95,
     "p99_ms": _advise_p99,
