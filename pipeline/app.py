@@ -6,13 +6,17 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from pipeline.config import Config, ConfigError
+from pipeline.member import GroupMember
+
+if TYPE_CHECKING:
+    from pipeline.notifier import Notifier
 from pipeline.runner import Backoff, StageRunner
 from stages.base import Stage
 from stages.cardinality import CardinalityLimits
@@ -197,8 +201,15 @@ class Pipeline:
         self.config = config
         self.stage_names = stages
         self.runners: list[StageRunner] = []
-        self.notifier = None
+        self.notifier: Notifier | None = None
         self.producer: AIOKafkaProducer | None = None
+
+    def members(self) -> list[GroupMember]:
+        """The process's consumer group members: each stage's runner, then the notifier."""
+        members: list[GroupMember] = list(self.runners)
+        if self.notifier is not None:
+            members.append(self.notifier)
+        return members
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop`; serves /health and /metrics when `health.port` is set."""

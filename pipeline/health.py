@@ -21,12 +21,19 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from pipeline.metrics import CONTENT_TYPE, assigned_count, consumer_lag, exposition
+from pipeline.config import Config
+from pipeline.member import GroupMember
+from pipeline.metrics import CONTENT_TYPE, exposition
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.app import Pipeline
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 _RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
@@ -45,15 +52,16 @@ class HealthSettings:
     max_loop_lag_s: float = 1.0  # event loop stalls longer than this make liveness degraded
 
     @classmethod
-    def from_config(cls, config: Any) -> HealthSettings:
-        """Settings from `config.health` when the config has that section, else defaults."""
-        settings = cls()
-        section = getattr(config, "health", None)
-        if section is not None:
-            for f in fields(cls):
-                if hasattr(section, f.name):
-                    setattr(settings, f.name, getattr(section, f.name))
-        return settings
+    def from_config(cls, config: Config) -> HealthSettings:
+        """Settings from the config's `[health]` section."""
+        section = config.health
+        return cls(
+            host=section.host,
+            port=section.port,
+            max_lag=section.max_lag,
+            max_lag_unhealthy=section.max_lag_unhealthy,
+            check_timeout_s=section.check_timeout_s,
+        )
 
 
 @dataclass
@@ -85,49 +93,36 @@ class Report:
 
 
 class HealthChecker:
-    """Evaluates the probes against a `Pipeline` (or anything shaped like one)."""
+    """Evaluates the probes against a `Pipeline`."""
 
-    def __init__(self, pipeline: Any, settings: HealthSettings | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, settings: HealthSettings | None = None) -> None:
         self.pipeline = pipeline
-        self.settings = settings or HealthSettings.from_config(getattr(pipeline, "config", None))
+        self.settings = settings or HealthSettings.from_config(pipeline.config)
         self.started = time.monotonic()
         self._loop_lags: deque[float] = deque(maxlen=40)  # ~10 s of samples
         self._seen: dict[tuple[str, str], int] = {}  # (stage, counter) -> value at last probe
 
     # ---- the pipeline's parts ----------------------------------------------------------------
 
-    def _runners(self) -> list[Any]:
-        return list(getattr(self.pipeline, "runners", None) or [])
-
     def _wants_notifier(self) -> bool:
-        return NOTIFY in (getattr(self.pipeline, "stage_names", None) or [])
+        return NOTIFY in self.pipeline.stage_names
 
     def _wanted_stages(self) -> list[str]:
-        return [n for n in getattr(self.pipeline, "stage_names", None) or [] if n != NOTIFY]
+        return [n for n in self.pipeline.stage_names if n != NOTIFY]
 
-    def _producer(self) -> Any:
-        producer = getattr(self.pipeline, "producer", None)
-        if producer is None:
-            for runner in self._runners():
-                producer = getattr(runner, "producer", None)
-                if producer is not None:
-                    break
-        return producer
+    def _producer(self) -> AIOKafkaProducer | None:
+        return self.pipeline.producer
 
-    def _members(self) -> list[tuple[str, Any]]:
-        """(name, runner-or-notifier) for every consumer group member of the process."""
-        members = [(str(r.stage.name), r) for r in self._runners()]
-        notifier = getattr(self.pipeline, "notifier", None)
-        if notifier is not None:
-            members.append((NOTIFY, notifier))
-        return members
+    def _members(self) -> list[tuple[str, GroupMember]]:
+        """(name, member) for every consumer group member of the process."""
+        return [(m.member_name, m) for m in self.pipeline.members()]
 
     def _not_started(self, report: Report) -> bool:
         """Unhealthy when the stages the process should run do not exist yet."""
         missing = []
-        if self._wanted_stages() and not self._runners():
+        if self._wanted_stages() and not self.pipeline.runners:
             missing = self._wanted_stages()
-        if self._wants_notifier() and getattr(self.pipeline, "notifier", None) is None:
+        if self._wants_notifier() and self.pipeline.notifier is None:
             missing.append(NOTIFY)
         for name in missing:
             report.checks[name] = {"started": False}
@@ -162,11 +157,10 @@ class HealthChecker:
         report = Report()
         self._not_started(report)
         for name, member in self._members():
-            restored = bool(getattr(member, "ready", None) and member.ready.is_set())
+            restored = member.ready.is_set()
             check: dict[str, Any] = {"restored": restored}
-            stats = getattr(member, "stats", None)
-            if hasattr(stats, "restored_keys"):
-                check["restored_keys"] = stats.restored_keys
+            if member.restored_keys is not None:
+                check["restored_keys"] = member.restored_keys
             report.checks[name] = check
             if not restored:
                 report.worsen(UNHEALTHY, f"{name}: state not restored yet (no assignment so far)")
@@ -182,8 +176,8 @@ class HealthChecker:
         for name, member in members:
             check: dict[str, Any] = {}
             report.checks[name] = check
-            connected = getattr(member, "_consumer", None) is not None
-            restored = bool(getattr(member, "ready", None) and member.ready.is_set())
+            connected = member.connected
+            restored = member.ready.is_set()
             check["consumer_connected"] = connected
             check["restored"] = restored
             if not connected:
@@ -192,7 +186,7 @@ class HealthChecker:
             if not restored:
                 report.worsen(UNHEALTHY, f"{name}: waiting for its first partition assignment")
                 continue
-            partitions = assigned_count(member)
+            partitions = member.assigned_partitions()
             check["assigned_partitions"] = partitions
             if partitions == 0:
                 report.worsen(
@@ -247,8 +241,7 @@ class HealthChecker:
 
     async def _tcp_probe(self) -> str:
         """The first bootstrap address that accepts a TCP connection (raises if none)."""
-        config = getattr(self.pipeline, "config", None)
-        bootstrap = getattr(getattr(config, "kafka", None), "bootstrap", "") or ""
+        bootstrap = self.pipeline.config.kafka.bootstrap
         errors = []
         for address in [a.strip() for a in bootstrap.split(",") if a.strip()]:
             host, _, port = address.rpartition(":")
@@ -263,11 +256,11 @@ class HealthChecker:
             return address
         raise ConnectionError("; ".join(errors) or "no bootstrap servers configured")
 
-    async def _lags(self, members: list[tuple[str, Any]], report: Report) -> dict[str, int]:
+    async def _lags(self, members: list[tuple[str, GroupMember]], report: Report) -> dict[str, int]:
         """Total lag per member, read concurrently and bounded by `check_timeout_s`."""
 
-        async def one(member: Any) -> int | None:
-            parts = await consumer_lag(member)
+        async def one(member: GroupMember) -> int | None:
+            parts = await member.lags()
             return sum(lag for _, _, lag in parts) if parts else None
 
         try:
@@ -279,11 +272,12 @@ class HealthChecker:
             return {}
         return {name: t for (name, _), t in zip(members, totals, strict=True) if t is not None}
 
-    def _retries(self, name: str, member: Any, check: dict[str, Any], report: Report) -> None:
+    def _retries(
+        self, name: str, member: GroupMember, check: dict[str, Any], report: Report
+    ) -> None:
         """Produce retries since the previous probe mean the broker is refusing writes now."""
-        stats = getattr(member, "stats", None)
-        value = getattr(stats, "produce_retries", None)
-        if not isinstance(value, int):
+        value = member.produce_retries
+        if value is None:
             return
         previous = self._seen.get((name, "produce_retries"), value)
         self._seen[(name, "produce_retries")] = value
@@ -337,7 +331,7 @@ async def _watch(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def build_app(pipeline: Any, settings: HealthSettings | None = None) -> web.Application:
+def build_app(pipeline: Pipeline, settings: HealthSettings | None = None) -> web.Application:
     """The health and metrics app for `pipeline` (a `pipeline.app.Pipeline`)."""
     app = web.Application()
     app[CHECKER] = HealthChecker(pipeline, settings)
@@ -351,7 +345,7 @@ def build_app(pipeline: Any, settings: HealthSettings | None = None) -> web.Appl
 
 
 async def serve(
-    pipeline: Any,
+    pipeline: Pipeline,
     host: str = "127.0.0.1",
     port: int = 0,
     settings: HealthSettings | None = None,
@@ -371,12 +365,12 @@ async def serve(
 
 
 @contextlib.asynccontextmanager
-async def serving(pipeline: Any) -> AsyncIterator[int | None]:
+async def serving(pipeline: Pipeline) -> AsyncIterator[int | None]:
     """Serve while the block runs when the config's `health.port` is set (0 = disabled).
 
     Yields the bound port, or None when disabled.
     """
-    settings = HealthSettings.from_config(getattr(pipeline, "config", None))
+    settings = HealthSettings.from_config(pipeline.config)
     if settings.port <= 0:
         yield None
         return

@@ -1,8 +1,8 @@
 """Prometheus text exposition (format 0.0.4) of a running pipeline, built on demand.
 
-Nothing is registered ahead of time: every scrape reads the live objects (each
-`StageRunner`'s `RunnerStats`, its stage's `stats`, its consumer's positions and the
-`Notifier`'s counters) and renders them. The one thing that must be recorded as it
+Nothing is registered ahead of time: every scrape reads the live objects through their
+typed members (`pipeline/member.py`: each `StageRunner`'s `RunnerStats`, its stage's
+counters, its consumer's positions, and the `Notifier`'s counters) and renders them. The one thing that must be recorded as it
 happens is batch processing time: `BATCH_TIMER` keeps a histogram per stage, fed by
 the runner around `_process` (see docs/health.md for the two-line hook).
 
@@ -11,13 +11,15 @@ No client library: the format is small, and this keeps the dependency list as it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.app import Pipeline
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -58,9 +60,6 @@ RUNNER_COUNTERS: tuple[tuple[str, str], ...] = (
 # Where a stage keeps its per-partition state ({partition: {key: ...}}), for the
 # state size gauge. A stage may instead expose `state_size() -> int`.
 STATE_ATTRS: tuple[str, ...] = ("_issues", "alerts", "detectors", "partitions")
-
-LAG_TIMEOUT_S = 0.5
-
 
 # ---- exposition ------------------------------------------------------------------------
 
@@ -200,9 +199,9 @@ BATCH_TIMER = BatchTimer()
 # ---- reading the live objects ---------------------------------------------------------------
 
 
-def stage_stats(stage: Any) -> dict[str, int]:
+def stage_stats(stage: Any) -> dict[str, float]:
     """A stage's own `stats` counters (a fused ingest+windows stage merges both)."""
-    merged: dict[str, int] = {}
+    merged: dict[str, float] = {}
     for obj in (getattr(stage, "ingest", None), stage):
         stats = getattr(obj, "stats", None) if obj is not None else None
         if isinstance(stats, Mapping):
@@ -235,49 +234,9 @@ def _count_keys(value: Any) -> int:
     return 1
 
 
-def assigned_count(member: Any) -> int:
-    """Topic-partitions the member's consumer holds (all input topics), else its stats."""
-    consumer = getattr(member, "_consumer", None)
-    if consumer is not None:
-        with contextlib.suppress(Exception):
-            return len(consumer.assignment())
-    return len(getattr(getattr(member, "stats", None), "assigned", ()) or ())
-
-
-async def consumer_lag(runner: Any) -> list[tuple[str, int, int]]:
-    """(logical topic, partition, lag) for each assigned partition with a known highwater.
-
-    Lag is `highwater - position`; a partition not fetched yet has no highwater and is
-    left out. Bounded: a position that needs a broker round trip gives up quickly.
-    """
-    consumer = getattr(runner, "_consumer", None)
-    if consumer is None:
-        return []
-    try:
-        assigned = sorted(consumer.assignment())
-    except Exception:
-        return []
-    names = getattr(runner, "names", None)
-    out: list[tuple[str, int, int]] = []
-    for tp in assigned:
-        try:
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            position = await asyncio.wait_for(consumer.position(tp), LAG_TIMEOUT_S)
-        except Exception:  # includes TimeoutError; unassigned meanwhile
-            continue
-        topic = names.logical(tp.topic) if names is not None else tp.topic
-        out.append((topic, tp.partition, max(0, int(high) - int(position))))
-    return out
-
-
-async def collect(pipeline: Any, timer: BatchTimer | None = None) -> list[Family]:
+async def collect(pipeline: Pipeline, timer: BatchTimer | None = None) -> list[Family]:
     """Every family for the pipeline's runners and notifier, read now."""
     timer = timer or BATCH_TIMER
-    runners = list(getattr(pipeline, "runners", None) or [])
-    notifier = getattr(pipeline, "notifier", None)
-
     counters = {
         name: Family(f"prodmon_{name}_total", "counter", text) for name, text in RUNNER_COUNTERS
     }
@@ -306,44 +265,36 @@ async def collect(pipeline: Any, timer: BatchTimer | None = None) -> list[Family
     )
 
     timed: set[str] = set()
-    for runner in runners:
-        stage = getattr(runner, "stage", None)
-        name = str(getattr(stage, "name", "unknown"))
-        stats = getattr(runner, "stats", None)
+    for runner in list(pipeline.runners):
+        name = runner.member_name
+        values = runner.stats.counters()
         for key, family in counters.items():
-            value = getattr(stats, key, None)
-            if isinstance(value, int):
-                family.add(value, stage=name)
-        assigned.add(assigned_count(runner), stage=name)
-        event = getattr(runner, "ready", None)
-        ready.add(1 if event is not None and event.is_set() else 0, stage=name)
-        own = stage_stats(stage)
+            family.add(values[key], stage=name)  # a counter renamed away fails loudly here
+        assigned.add(runner.assigned_partitions(), stage=name)
+        ready.add(1 if runner.ready.is_set() else 0, stage=name)
+        own = runner.stage_counters()
         if "dead_letters" in own:
             dlq.add(own["dead_letters"], stage=name)
         for kind, value in sorted(own.items()):
             stage_events.add(value, stage=name, kind=kind)
-        size = state_size(stage)
+        size = runner.state_keys()
         if size is not None:
             state.add(size, stage=name)
-        for topic, partition, behind in await consumer_lag(runner):
+        for topic, partition, behind in await runner.lags():
             lag.add(behind, stage=name, topic=topic, partition=partition)
         if name not in timed:
             timed.add(name)
             batch.samples.extend(timer.samples(name))
 
+    notifier = pipeline.notifier
     if notifier is not None:
-        name = str(getattr(notifier, "name", "notify"))
+        name = notifier.member_name
         ready.add(1 if notifier.ready.is_set() else 0, stage=name)
-        by_channel = getattr(notifier, "channel_outcomes", None)
-        if isinstance(by_channel, Mapping):
-            for (channel, status), count in sorted(by_channel.items()):
-                deliveries.add(count, channel=channel, status=status)
-        else:
-            for status, count in sorted(dict(getattr(notifier, "outcomes", {})).items()):
-                deliveries.add(count, status=status)
-        for kind, value in sorted(dict(getattr(notifier, "stats", {})).items()):
+        for (channel, status), count in sorted(notifier.channel_outcomes.items()):
+            deliveries.add(count, channel=channel, status=status)
+        for kind, value in sorted(notifier.stats.items()):
             notifier_events.add(value, kind=kind)
-        for topic, partition, behind in await consumer_lag(notifier):
+        for topic, partition, behind in await notifier.lags():
             lag.add(behind, stage=name, topic=topic, partition=partition)
 
     return [
@@ -360,6 +311,6 @@ async def collect(pipeline: Any, timer: BatchTimer | None = None) -> list[Family
     ]
 
 
-async def exposition(pipeline: Any, timer: BatchTimer | None = None) -> str:
+async def exposition(pipeline: Pipeline, timer: BatchTimer | None = None) -> str:
     """The pipeline's metrics as Prometheus text format 0.0.4."""
     return render(await collect(pipeline, timer))

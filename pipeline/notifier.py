@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from pipeline.config import Config
+from pipeline.member import assigned_count, consumer_lag
 from pipeline.runner import connect_with_backoff, start_group_consumer
 from pipeline.slim_records import SlimRecords, UnreadableBatch, install_slim_records
 from pipeline.topic_reader import history_consumer, read_to_end
@@ -175,6 +176,30 @@ class Notifier(ConsumerRebalanceListener):
         self._slim = SlimRecords(self.names.logical)
         self.ready = asyncio.Event()
         self.log = log.bind(stage="notify", group=self.group_id)
+
+    # --- what health and metrics read (pipeline/member.py) -------------------------------------
+
+    @property
+    def member_name(self) -> str:
+        return "notify"
+
+    @property
+    def connected(self) -> bool:
+        return self._consumer is not None
+
+    def assigned_partitions(self) -> int:
+        return assigned_count(self._consumer, len(self._progress))
+
+    async def lags(self) -> list[tuple[str, int, int]]:
+        return await consumer_lag(self._consumer, self.names.logical)
+
+    @property
+    def produce_retries(self) -> int | None:
+        return None  # outcome records are retried by the producer itself
+
+    @property
+    def restored_keys(self) -> int | None:
+        return None
 
     @property
     def pending(self) -> int:
@@ -392,7 +417,9 @@ class Notifier(ConsumerRebalanceListener):
         offsets = {}
         for tp in tps:
             progress = self._progress.get(tp)
-            point = progress.commit_point() if progress is not None else None
+            if progress is None:
+                continue
+            point = progress.commit_point()
             if point is not None and point != progress.committed:
                 offsets[tp] = point
         with contextlib.suppress(Exception):

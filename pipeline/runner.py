@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import orjson
@@ -28,7 +28,8 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.config import Config
-from pipeline.metrics import BATCH_TIMER
+from pipeline.member import assigned_count, consumer_lag
+from pipeline.metrics import BATCH_TIMER, stage_stats, state_size
 from pipeline.output import (
     OFFSET_MARKER,
     Message,
@@ -76,6 +77,10 @@ class RunnerStats:
     unreadable_batches: int = 0  # input batches that could not be read (sent to the DLQ)
     unreadable_records: int = 0  # the offsets those batches spanned
     assigned: set[int] = field(default_factory=set)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter by name (what /metrics exports as `prodmon_<name>_total`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "assigned"}
 
 
 class Backoff:
@@ -165,6 +170,38 @@ class StageRunner(ConsumerRebalanceListener):
         self._slim = SlimRecords(self.names.logical)
         self._last_tick = 0.0
         self.ready = asyncio.Event()
+
+    # ---- what health and metrics read (pipeline/member.py) ---------------------------
+
+    @property
+    def member_name(self) -> str:
+        return self.stage.name
+
+    @property
+    def connected(self) -> bool:
+        return self._consumer is not None
+
+    def assigned_partitions(self) -> int:
+        return assigned_count(self._consumer, len(self.stats.assigned))
+
+    async def lags(self) -> list[tuple[str, int, int]]:
+        return await consumer_lag(self._consumer, self.names.logical)
+
+    @property
+    def produce_retries(self) -> int | None:
+        return self.stats.produce_retries
+
+    @property
+    def restored_keys(self) -> int | None:
+        return self.stats.restored_keys
+
+    def stage_counters(self) -> dict[str, float]:
+        """The stage's own counters (a fused stage: its ingest's and its windows')."""
+        return stage_stats(self.stage)
+
+    def state_keys(self) -> int | None:
+        """State keys the stage holds, if it says."""
+        return state_size(self.stage)
 
     # ---- lifecycle -------------------------------------------------------------------
 

@@ -263,17 +263,16 @@ async def test_runners_that_never_started_are_not_ready_and_not_started(bootstra
 
 
 async def test_serving_follows_the_health_port_setting():
-    from types import SimpleNamespace
-
+    from pipeline.app import Pipeline
     from pipeline.broker import free_port
+    from pipeline.config import load_config
     from pipeline.health import serving
 
-    disabled = SimpleNamespace(config=SimpleNamespace(), runners=[], stage_names=[])
+    disabled = Pipeline(load_config(env={}), [])
     async with serving(disabled) as port:
-        assert port is None  # no [health] section, or port 0: no server
+        assert port is None  # port 0 (the default): no server
     wanted = free_port()
-    config = SimpleNamespace(health=SimpleNamespace(port=wanted, host="127.0.0.1"))
-    enabled = SimpleNamespace(config=config, runners=[], stage_names=[])
+    enabled = Pipeline(load_config(env={}, overrides={"health.port": wanted}), [])
     async with serving(enabled) as port, aiohttp.ClientSession() as session:
         assert port == wanted
         status, body = await get_json(session, f"http://127.0.0.1:{port}/health/live")
