@@ -1,5 +1,11 @@
 """Email sink (aiosmtplib): one multipart text + HTML message per alert transition.
 
+A metric alert's HTML part shows a small chart of its metric around the incident, inline:
+a PNG (sinks/chart_png.py) drawn from the points the alert carries, in a multipart/related
+with the HTML, referenced as `<img src="cid:...">` (mail clients show no SVG and fetch no
+remote image by default, and the dashboard's chart needs its token). Its Content-ID derives
+from the transition id, so a retried message is byte-for-byte the same.
+
 Transport: STARTTLS (default), implicit TLS, or plain (`none`, meant for loopback relays);
 AUTH when a username and password are configured. The envelope recipients are always the
 configured ones, never derived from headers.
@@ -29,6 +35,7 @@ from typing import Any, Literal
 import aiosmtplib
 
 from sinks.base import Alert, DeliveryError
+from sinks.chart_png import incident_png
 from sinks.http import describe_error
 from sinks.links import LINK_LABELS
 from sinks.text import (
@@ -48,6 +55,7 @@ from sinks.text import (
     severity_of,
     truncate,
 )
+from stages.alert_text import format_value, metric_label
 
 __all__ = ["EmailSink", "TlsMode", "message_id", "thread_id"]
 
@@ -113,6 +121,52 @@ def _evidence(alert: Alert) -> str:
     return truncate(text, EVIDENCE_MAX)
 
 
+class Chart:
+    """The inline chart of one message: its PNG, Content-ID and the words beside it."""
+
+    __slots__ = ("caption", "cid", "png")
+
+    def __init__(self, png: bytes, cid: str, caption: str) -> None:
+        self.png, self.cid, self.caption = png, cid, caption
+
+
+def chart_for(alert: Alert, cid: str) -> Chart | None:
+    """The chart of a metric alert from its `points`: the threshold (or the anomaly's
+    baseline) dashed, the incident shaded from `since` to its end (resolved) or the last
+    point. None for other alerts, or with fewer than two points."""
+    facts = facts_of(alert)
+    metric = str(facts.get("metric") or "")
+    points = alert.get("points")
+    if facts.get("kind") != "metric" or not metric or not isinstance(points, list):
+        return None
+    limit, word = facts.get("threshold"), "threshold"
+    if not isinstance(limit, int | float) or isinstance(limit, bool):
+        limit, word = facts.get("baseline"), "baseline"
+    limit = float(limit) if isinstance(limit, int | float) and not isinstance(limit, bool) else None
+    started = facts.get("since") if isinstance(facts.get("since"), int) else None
+    ended = None
+    lasted = facts.get("duration_ms")
+    if alert.get("transition") == "resolved" and started is not None and isinstance(lasted, int):
+        ended = started + lasted
+    png = incident_png(
+        points,
+        limit=limit,
+        started=started,
+        ended=ended,
+        label=lambda v: format_value(metric, v),
+    )
+    if png is None:
+        return None
+    times = [p[0] for p in points if isinstance(p, list) and p and isinstance(p[0], int)]
+    span = f"{human_utc(min(times))[11:16]} to {human_utc(max(times))[11:]}" if times else ""
+    caption = f"{metric_label(metric)}, {span}".rstrip(", ")
+    if limit is not None:
+        caption += f"; dashed: {word} {format_value(metric, limit)}"
+    if started is not None:
+        caption += "; shaded: the incident"
+    return Chart(png, cid, caption)
+
+
 def _link(member: dict[str, Any]) -> str:
     """A group member's dashboard link (sinks/links.py), or ``."""
     link = member.get("link")
@@ -166,7 +220,8 @@ class EmailSink:
         return one_line(f"[prodmon] [{severity_of(alert).upper()}] {where}{title}", SUBJECT_MAX)
 
     def build_message(self, alert: Alert) -> EmailMessage:
-        """The complete message for `alert` (multipart/alternative: text, then HTML)."""
+        """The complete message for `alert` (multipart/alternative: text, then HTML; the
+        HTML with its chart in a multipart/related when the alert has one)."""
         transition = str(alert.get("transition") or "")
         alert_id = str(alert.get("alert_id") or "")
         transition_id = str(alert.get("id") or f"{alert_id}|{alert.get('seq')}|{transition}")
@@ -184,19 +239,38 @@ class EmailSink:
         msg["X-Prodmon-Alert"] = header_token(alert_id)
         msg["X-Prodmon-Transition"] = header_token(transition or "-")
         msg.set_content(self._text(alert))
-        msg.add_alternative(self._html(alert), subtype="html")
+        chart = chart_for(alert, f"chart.{_digest(transition_id)}@{self._domain}")
+        msg.add_alternative(self._html(alert, chart), subtype="html")
+        if chart is not None:
+            rich = msg.get_body(("html",))
+            assert rich is not None
+            rich.add_related(
+                chart.png,
+                "image",
+                "png",
+                cid=f"<{chart.cid}>",
+                disposition="inline",
+                filename="chart.png",
+            )
         return msg
 
     def render(self, alert: Alert) -> dict[str, Any]:
-        """What would be sent: envelope, headers and both bodies."""
+        """What would be sent: envelope, headers, both bodies and the inline images."""
         msg = self.build_message(alert)
-        text, rich = (part.get_content() for part in msg.iter_parts())
+        text, rich = (msg.get_body((kind,)) for kind in ("plain", "html"))
+        images = [
+            {"cid": str(part["Content-ID"]), "type": part.get_content_type(), "bytes": len(data)}
+            for part in msg.walk()
+            if part.get_content_maintype() == "image"
+            for data in (part.get_content(),)
+        ]
         return {
             "from": self.sender,
             "to": list(self.recipients),
             "headers": {k: str(v) for k, v in msg.items()},
-            "text": text,
-            "html": rich,
+            "text": text.get_content() if text is not None else "",
+            "html": rich.get_content() if rich is not None else "",
+            "images": images,
         }
 
     def _text(self, alert: Alert) -> str:
@@ -227,7 +301,7 @@ class EmailSink:
         lines += ["", "-- ", "prodmon"]
         return "\n".join(lines) + "\n"
 
-    def _html(self, alert: Alert) -> str:
+    def _html(self, alert: Alert, chart: Chart | None = None) -> str:
         esc = html.escape
         color = color_for(alert)
         rows = "".join(
@@ -264,16 +338,16 @@ class EmailSink:
         evidence = _evidence(alert)
         if evidence:
             parts.append(f"<h3>Evidence</h3><pre>{esc(evidence)}</pre>")
-        if links.get("chart"):  # the dashboard draws it from the rollups (ops/web/chart)
+        if chart is not None:  # inline, drawn from the alert's points (sinks/chart_png.py)
             parts.append(
-                f'<p><img src="{esc(links["chart"])}" width="480" height="160" '
-                f'alt="{esc(one_line(alert.get("title"), 200))}: chart"></p>'
+                f'<p><img src="cid:{esc(chart.cid)}" width="480" height="160" '
+                f'alt="{esc(one_line(alert.get("title"), 200))}: {esc(chart.caption)}" '
+                'style="display:block;border:0">'
+                f'<small style="color:#777">{esc(chart.caption)}</small></p>'
             )
         if links:
             anchors = " · ".join(
-                f'<a href="{esc(url)}">{esc(LINK_LABELS[name])}</a>'
-                for name, url in links.items()
-                if name != "chart"
+                f'<a href="{esc(url)}">{esc(LINK_LABELS[name])}</a>' for name, url in links.items()
             )
             parts.append(f"<p>{anchors}</p>")
         if facts_of(alert):

@@ -18,7 +18,7 @@ def _esc(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def _nice_ceiling(value: float) -> float:
+def nice_ceiling(value: float) -> float:
     """The smallest 1, 2, 2.5 or 5 x 10^n at or above `value` (axis top)."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
@@ -72,7 +72,7 @@ def line_chart(
     t0 = min(t for t, _ in values)
     t1 = max(t for t, _ in values)
     span = max(t1 - t0, 1)
-    y_max = _nice_ceiling(max(v for _, v in values) * 1.05)
+    y_max = nice_ceiling(max(v for _, v in values) * 1.05)
 
     def x(t: int) -> float:
         return left + plot_w * ((t - t0) / span if t1 > t0 else 0.5)
@@ -229,7 +229,7 @@ def incident_chart(
     t0, t1 = min(times), max(times)
     span = max(t1 - t0, 1)
     peak = max(v for _, v in shown)
-    y_max = _nice_ceiling(max(peak, limit or 0.0) * 1.1)
+    y_max = nice_ceiling(max(peak, limit or 0.0) * 1.1)
 
     def x(t: int) -> float:
         return left + plot_w * (t - t0) / span

@@ -234,7 +234,8 @@ async def test_email_shows_figures_chart_and_links_in_both_parts(smtp: FakeSmtp)
     assert text.rstrip().splitlines()[-4].startswith("prodmon · firing · alert checkout:issue:")
     html = metric.get_body(("html",)).get_content()
     handle = action_handle(firing["alert_id"])
-    assert f'<img src="{BASE_URL}/alert/chart.svg?id={handle}"' in html
+    assert '<img src="cid:chart.' in html  # inline (tests/sinks/test_email_chart.py)
+    assert f'<a href="{BASE_URL}/alert/chart.svg?id={handle}">Chart</a>' in html
     assert f'<a href="{BASE_URL}/alert?id={handle}#silence">Silence</a>' in html
     assert "above 1 s in 3 of the last 5 minutes" in html
     assert "peak p99 2.1 s" in done.get_body(("plain",)).get_content()
