@@ -33,6 +33,8 @@ def signal(rule: str, service: str, severity: str, state: str = "firing") -> dic
         "service": service,
         "metric": "error_rate_pct",
         "value": 9.5,
+        "threshold": 5.0,
+        "op": ">",
         "ts": int(time.time() * 1000),
         "channels": [],
         "tags": {},
@@ -98,7 +100,11 @@ async def test_routing_retries_give_up_and_resolution_notices(bootstrap, topics,
     deliveries = topic_probe(config, DELIVERIES)
     async with running_pipeline(config, ["escalation", "notify"]):
         await send_json(config.kafka, topics + SIGNALS, "db", signal("db-down", "db", "critical"))
-        await send_json(config.kafka, topics + SIGNALS, "shop", signal("high-5xx", "shop", "high"))
+        # The baseline stage's recent points of the metric ride to the email's chart.
+        now_ms = int(time.time() * 1000)
+        points = [[now_ms - (9 - i) * 60_000, 0.5 if i < 7 else 9.5] for i in range(10)]
+        high = {**signal("high-5xx", "shop", "high"), "points": points}
+        await send_json(config.kafka, topics + SIGNALS, "shop", high)
 
         def settled(got: list[dict]) -> bool:
             return len(finals(got)) >= 4  # pagerduty, sms, slack, email
@@ -118,6 +124,11 @@ async def test_routing_retries_give_up_and_resolution_notices(bootstrap, topics,
         assert len(fakes["slack"].hits) == 3 and len(fakes["slack"].received) == 1
         assert "<!channel>" not in fakes["slack"].received[0].body.decode()
         assert len(fakes["smtp"].mails) == 1
+        mail = email.message_from_bytes(fakes["smtp"].mails[0].content, policy=email.policy.default)
+        [image] = [p for p in mail.walk() if p.get_content_type() == "image/png"]
+        cid = str(image["Content-ID"]).strip("<>")
+        assert f'src="cid:{cid}"' in mail.get_body(("html",)).get_content()
+        assert image.get_content()[:8] == b"\x89PNG\r\n\x1a\n"
 
         # The condition clears: resolution notices go to the channels that were notified.
         await send_json(
@@ -175,5 +186,9 @@ async def test_a_service_s_alerts_in_one_group_wait_reach_each_channel_as_one_me
     assert "RESOLVED" in str(resolution_mail["Subject"])
     assert "2 alerts" in str(resolution_mail["Subject"])
     (page,) = fakes["pagerduty"].received  # its own incident: PagerDuty is never grouped
-    assert page.json["payload"]["class"] == "db-down"  # the summary is a sentence (issue 23)
-    assert page.json["payload"]["summary"].startswith("[CRITICAL] shop ")
+    # The summary is the sentence a person reads (issue 23): what, where, how bad, against
+    # what; the rule that fired is still named, as the event's class and in its context.
+    payload = page.json["payload"]
+    assert payload["summary"] == "[CRITICAL] shop 5xx rate 9.5 %, above 5 %"
+    assert payload["class"] == "db-down"
+    assert payload["custom_details"]["context"].endswith("rule db-down")
