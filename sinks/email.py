@@ -158,7 +158,7 @@ def chart_for(alert: Alert, cid: str) -> Chart | None:
     if png is None:
         return None
     times = [p[0] for p in points if isinstance(p, list) and p and isinstance(p[0], int)]
-    span = f"{human_utc(min(times))[11:16]} to {human_utc(max(times))[11:]}" if times else ""
+    span = f"{human_utc(min(times))[11:16]} to {human_utc(max(times))[11:16]} UTC" if times else ""
     caption = f"{metric_label(metric)}, {span}".rstrip(", ")
     if limit is not None:
         caption += f"; dashed: {word} {format_value(metric, limit)}"

@@ -198,3 +198,24 @@ def test_odd_points_never_raise(points: list[Any]):
     png = incident_png(points, limit=1.0, started=T0, ended=None)
     if png is not None:
         assert decode_png(png).shape == (160, 480, 3)
+
+
+def test_the_docs_example_is_what_the_sink_draws():
+    """docs/sinks.md shows the email of this record and its image (docs/img/)."""
+    from pathlib import Path
+
+    from tests.sinks.worded import metric_alert_after_a_quiet_hour
+
+    record = as_sent(metric_alert_after_a_quiet_hour(), "email")
+    assert len(record["points"]) == 43
+    sink = EmailSink("127.0.0.1", 25, sender="prodmon@example.com", recipients=["a@example.com"])
+    rendered = sink.render(record)
+    caption = "p99, 03:20 to 04:02 UTC; dashed: threshold 1 s; shaded: the incident"
+    assert f'<small style="color:#777">{caption}</small>' in rendered["html"]
+    [image] = rendered["images"]
+    docs = Path(__file__).parents[2] / "docs"
+    assert image["cid"].strip("<>") in (docs / "sinks.md").read_text()
+    message = sink.build_message(record)
+    [png] = [p.get_content() for p in message.walk() if p.get_content_type() == "image/png"]
+    shown = (docs / "img" / "email-metric-chart.png").read_bytes()
+    assert np.array_equal(decode_png(png), decode_png(shown))

@@ -4,6 +4,7 @@ real baseline and escalation stages, and what escalation emits is what the sinks
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
@@ -185,3 +186,14 @@ def group_alert() -> dict[str, Any]:
     run.feed("issues", issues, T0 + 61_000)
     [leader] = [a for a in run.tick(T0 + 100_000) if a.get("group")]
     return leader
+
+
+def metric_alert_after_a_quiet_hour() -> dict[str, Any]:
+    """The firing record of p99-over-1s after 40 quiet minutes (p99 around 420 ms), so its
+    points show the time before the incident (docs/sinks.md's email chart)."""
+    rng = random.Random(7)
+    run = Pipeline()
+    run.feed("rollups", [rollup(m, rng.gauss(420, 40)) for m in range(-40, 0)], T0)
+    slow = [rollup(0, 1370.0), rollup(1, 2100.0), rollup(2, 1500.0)]
+    fired = [a for a in run.feed("rollups", slow, T0 + 181_000) if a["rule"] == "p99-over-1s"]
+    return fired[0]
