@@ -174,7 +174,8 @@ async def timeline(config: Config, from_ms: int) -> list[Entry]:
     for record in await read_topic(kafka, prefix + ISSUES):
         issue = record.value
         if isinstance(issue, dict) and issue.get("type") in ("new", "regressed"):
-            ts = int(issue.get("first_seen") if issue["type"] == "new" else issue.get("ts") or 0)
+            # A new issue's time is its first_seen, a regression's its ts; 0 when absent.
+            ts = int((issue.get("first_seen") if issue["type"] == "new" else issue.get("ts")) or 0)
             title = str(issue.get("title", ""))[:80]
             entries.append(Entry(ts, "issue", f"{issue['type']} {issue['issue_id'][:12]}", title))
     for record in await read_topic(kafka, prefix + SIGNALS):

@@ -156,9 +156,13 @@ def _flatten(value: Any, out: list[str], budget: list[int], depth: int = 0) -> N
 
 def _facts(issue: dict[str, Any]) -> _Facts:
     sample = _sample(issue)
-    exc = sample.get("exception") if isinstance(sample.get("exception"), dict) else {}
+    exc = sample.get("exception")
+    if not isinstance(exc, dict):
+        exc = {}
     etype = issue.get("exception_type") or exc.get("type") or ""
-    sample_message = exc.get("message") if isinstance(exc.get("message"), str) else ""
+    sample_message = exc.get("message")
+    if not isinstance(sample_message, str):
+        sample_message = ""
     template = issue.get("message_template")
     template = template if isinstance(template, str) else ""
     message = template[:MAX_SCAN_CHARS]
@@ -648,7 +652,7 @@ def find_similar(
 ) -> list[dict[str, Any]]:
     """Other issues that look alike, best first; resolved ones with notes win ties."""
     me = issue.get("issue_id")
-    found = []
+    found: list[dict[str, Any]] = []
     for other in issues:
         if not isinstance(other, dict) or (me is not None and other.get("issue_id") == me):
             continue
@@ -700,7 +704,7 @@ def correlate_signals(
     if first is None:
         return []
     services, me = _services(issue), issue.get("issue_id")
-    out = []
+    out: list[dict[str, Any]] = []
     for sig in signals:
         if not isinstance(sig, dict) or sig.get("state") != "firing":
             continue
@@ -732,6 +736,15 @@ def correlate_signals(
     return out[:MAX_CORRELATIONS]
 
 
+@dataclass(slots=True)
+class _Side:
+    """One side (before or after first_seen) of `_rollup_shift`'s comparison."""
+
+    count: int = 0
+    errors: int = 0
+    max_p99_ms: float | None = None
+
+
 def _rollup_shift(
     issue: dict[str, Any], rollups: Iterable[dict[str, Any]], window_ms: int
 ) -> dict[str, Any] | None:
@@ -740,7 +753,7 @@ def _rollup_shift(
     if first is None:
         return None
     services = _services(issue)
-    acc = {"before": [0, 0, None], "after": [0, 0, None]}
+    acc = {"before": _Side(), "after": _Side()}
     seen = False
     for r in rollups:
         if not isinstance(r, dict) or r.get("service") not in services:
@@ -751,22 +764,22 @@ def _rollup_shift(
         if start is None or abs(start - first) > window_ms:
             continue
         side = acc["before"] if start < first else acc["after"]
-        side[0] += _int(r.get("count")) or 0
-        side[1] += _int(r.get("errors")) or 0
+        side.count += _int(r.get("count")) or 0
+        side.errors += _int(r.get("errors")) or 0
         p99 = r.get("p99_ms")
         if isinstance(p99, int | float) and not isinstance(p99, bool) and math.isfinite(p99):
-            side[2] = p99 if side[2] is None else max(side[2], p99)
+            side.max_p99_ms = p99 if side.max_p99_ms is None else max(side.max_p99_ms, p99)
         seen = True
     if not seen:
         return None
     return {
         name: {
-            "count": c,
-            "errors": e,
-            "error_rate_pct": round(100.0 * e / c, 3) if c else None,
-            "max_p99_ms": p,
+            "count": side.count,
+            "errors": side.errors,
+            "error_rate_pct": round(100.0 * side.errors / side.count, 3) if side.count else None,
+            "max_p99_ms": side.max_p99_ms,
         }
-        for name, (c, e, p) in acc.items()
+        for name, side in acc.items()
     }
 
 

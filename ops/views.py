@@ -113,7 +113,15 @@ def latest_alerts(values: Iterable[Any], status: str | None = None) -> list[dict
         current = latest.get(value["alert_id"])
         if current is None or int(value.get("seq") or 0) >= int(current.get("seq") or 0):
             latest[value["alert_id"]] = value
-    ranks = {"critical": 0, "high": 1, "warning": 2, "medium": 3, "low": 4, "info": 5}
+    # An alert without a severity (None) ranks with the unknown ones, last.
+    ranks: dict[str | None, int] = {
+        "critical": 0,
+        "high": 1,
+        "warning": 2,
+        "medium": 3,
+        "low": 4,
+        "info": 5,
+    }
     alerts = [a for a in latest.values() if status is None or a.get("status") == status]
     alerts.sort(key=lambda a: (ranks.get(a.get("severity"), 9), -int(a.get("ts") or 0)))
     return alerts
