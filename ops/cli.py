@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="broker + pipeline + simulated fleet with an incident")
     p.add_argument("--events", type=int, default=400, help="error events to simulate")
+    p.add_argument("--log-file", help="where the JSON logs go (default: a file in the temp dir)")
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import signal
 import sys
 import time
@@ -473,9 +474,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ops.demo import run_demo
+    """The demo's story goes to stdout; the pipeline's JSON logs go to a file it names."""
+    import tempfile
 
-    return run_async(run_demo(events=args.events))
+    from ops.demo import run_demo
+    from pipeline.logging import configure_logging
+
+    path = args.log_file or os.path.join(tempfile.gettempdir(), f"prodmon-demo-{os.getpid()}.log")
+    with open(path, "a", encoding="utf-8") as logs:
+        configure_logging(args.log_level, stream=logs)
+        print(f"prodmon demo: the pipeline's JSON logs go to {path}", flush=True)
+        return run_async(run_demo(events=args.events))
 
 
 def cmd_dashboard_serve(args: argparse.Namespace) -> int:

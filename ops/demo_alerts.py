@@ -53,8 +53,8 @@ class Receiver:
         members = (alert.get("group") or {}).get("alerts") or []
         listed = f" in one message with {len(members) - 1} more" if len(members) > 1 else ""
         print(
-            f"  >> receiver got [{alert['transition']}] level {alert['level']} "
-            f"{alert['alert_id']} ({alert['severity']}){listed}",
+            f"  >> receiver got [{alert['transition']}] {alert['severity']}: "
+            f"{alert.get('title') or alert['alert_id']}{listed}",
             flush=True,
         )
         return web.json_response({"ok": True})
