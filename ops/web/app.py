@@ -28,6 +28,7 @@ import glob
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -200,11 +201,11 @@ async def alerts(request: web.Request) -> web.Response:
 def _alert_chart(dash: Dashboard, alert: dict[str, Any], now_ms: int) -> str | None:
     """The SVG chart of a metric alert's metric around its incident, from the rollup view
     (1 min windows, else 10 s): 30 min before it began to 15 min after it ended."""
-    facts = alert.get("facts") if isinstance(alert.get("facts"), dict) else {}
+    facts = render.json_object(alert.get("facts"))
     metric = str(facts.get("metric") or "")
     if facts.get("kind") != "metric" or not metric:
         return None
-    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+    labels = render.json_object(alert.get("labels"))
     service = str(alert.get("service") or "")
     endpoint = str(labels.get("endpoint") or SERVICE_WIDE)
     started = facts.get("since") or alert.get("first_seen")
@@ -360,7 +361,19 @@ def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
     return _message(request, status, "Refused" if status == 403 else "Not done", reason)
 
 
-def _field(form: Any, name: str, limit: int) -> str:
+async def _posted_text(request: web.Request) -> dict[str, str]:
+    """The posted form's text fields, the first value of each name (as `MultiDict.get`
+    gives it). The dashboard's forms send only text: a file or a binary multipart part is
+    no value any action takes, and is left out."""
+    form = await request.post()
+    fields: dict[str, str] = {}
+    for name, value in form.items():
+        if isinstance(value, str):
+            fields.setdefault(name, value)
+    return fields
+
+
+def _field(form: Mapping[str, str], name: str, limit: int) -> str:
     value = form.get(name)
     return " ".join(value.split())[:limit] if isinstance(value, str) else ""
 
@@ -389,7 +402,7 @@ async def _send_command(dash: Dashboard, record: dict, broadcast: bool = False) 
 
 
 async def _resolve_issue(
-    request: web.Request, dash: Dashboard, form: Any, issue_id: str
+    request: web.Request, dash: Dashboard, form: Mapping[str, str], issue_id: str
 ) -> web.StreamResponse:
     """Resolve an issue with notes, as `prodmon resolve` does."""
     from ops.commands import command_record
@@ -410,7 +423,7 @@ async def _resolve_issue(
     raise web.HTTPSeeOther("/issue?" + urlencode({"id": issue_id, "sent": "resolve"}))
 
 
-def _target(form: Any, kind: str, by_handle: Any) -> str | None:
+def _target(form: Mapping[str, str], kind: str, by_handle: Any) -> str | None:
     """The alert or issue id an action names: the page's forms send the opaque handle
     (`alert` / `issue`, see ops/web/handles.py: ids may hold CR/LF, which a form field
     cannot carry); scripts may send the raw id (`alert_id` / `issue_id`) instead."""
@@ -427,7 +440,7 @@ async def act(request: web.Request) -> web.StreamResponse:
     from ops.commands import command_record, parse_duration_ms
 
     dash = request.app[DASHBOARD]
-    form = await request.post()
+    form = await _posted_text(request)
     allowed, reason = dash.guard.may_act(request, form)
     if not allowed:
         log.warning("dashboard_action_refused", reason=reason, peer=request.remote)
@@ -439,7 +452,7 @@ async def act(request: web.Request) -> web.StreamResponse:
         if issue_id is None:
             return _refuse(request, 404, "unknown issue")
         return await _resolve_issue(request, dash, form, issue_id)
-    if action not in ACTIONS or ("alert" not in form and "alert_id" not in form):
+    if action is None or action not in ACTIONS or ("alert" not in form and "alert_id" not in form):
         return _refuse(request, 400, f"action must be one of {', '.join(ACTIONS)}")
     alert_id = _target(form, "alert", state.alert_by_handle)
     alert = state.alert(alert_id) if alert_id is not None else None
@@ -518,7 +531,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     guard = dash.guard
     if not guard.login_required:
         raise web.HTTPSeeOther("/")
-    form = await request.post()
+    form = await _posted_text(request)
     if not guard.same_origin(request) or not guard.csrf_ok(request, form):
         return _refuse(request, 403, "cross-origin or stale login form: reload and try again")
     client = guard.client_key(request)
@@ -550,7 +563,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     dash = request.app[DASHBOARD]
-    form = await request.post()
+    form = await _posted_text(request)
     if not dash.guard.same_origin(request) or not dash.guard.csrf_ok(request, form):
         return _refuse(request, 403, "cross-origin or stale form")
     dash.guard.end_session(request)

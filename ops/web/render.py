@@ -37,6 +37,16 @@ def t(value: Any, limit: int = 300) -> str:
     return escape(_CONTROL.sub(" ", text), quote=True)
 
 
+def json_object(value: Any) -> dict[str, Any]:
+    """`value` if it is a (decoded JSON) object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def json_array(value: Any) -> list[Any]:
+    """`value` if it is a (decoded JSON) array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def url(path: str, **query: Any) -> str:
     """A same-site link with URL-encoded query values, escaped for an attribute."""
     pairs = {k: str(v) for k, v in query.items() if v is not None}
@@ -383,9 +393,9 @@ def issues(items: list[dict[str, Any]], status: str | None, now_ms: int, ready: 
 
 
 def _stacktrace(sample: dict[str, Any]) -> str:
-    exc = sample.get("exception") if isinstance(sample.get("exception"), dict) else {}
+    exc = json_object(sample.get("exception"))
     lines = ["Traceback (outermost first):"]
-    frames = sample.get("stacktrace") if isinstance(sample.get("stacktrace"), list) else []
+    frames = json_array(sample.get("stacktrace"))
     for frame in frames[:100]:
         if not isinstance(frame, dict):
             continue
@@ -410,7 +420,7 @@ def _offset(ms: Any) -> str:
 
 def issue(data: dict[str, Any], now_ms: int, ready: bool, actions: Actions) -> str:
     i, a = data["issue"], data["analysis"]
-    sample = i.get("sample") if isinstance(i.get("sample"), dict) else {}
+    sample = json_object(i.get("sample"))
     html = [
         _restoring(ready),
         f"<h1>{t(i.get('title'))}</h1>",
@@ -543,8 +553,8 @@ def alert_page(
     the incident, links to its issue and service, the actions (anchors `#ack` and
     `#silence`, where notifications link), its transitions and deliveries, and last its
     identifiers."""
-    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
-    facts = alert.get("facts") if isinstance(alert.get("facts"), dict) else {}
+    labels = json_object(alert.get("labels"))
+    facts = json_object(alert.get("facts"))
     html = [
         _restoring(ready),
         f'<h1 class="sev-{t(alert.get("severity"), 16)}">{t(alert.get("title"))}</h1>',
@@ -623,7 +633,8 @@ def alerts(
         )
     rows = []
     for a in items[:300]:
-        info = details.get(a.get("alert_id"), {})
+        alert_id = a.get("alert_id")
+        info = details.get(alert_id, {}) if isinstance(alert_id, str) else {}
         delivered = ", ".join(
             f"{t(d['channel'], 32)} {badge(d['status'])}"
             + (f' <span class="small muted">{t(d["reason"], 200)}</span>' if d["reason"] else "")

@@ -86,7 +86,9 @@ class Point(NamedTuple):
 
     start: int
     end: int
-    count: int
+    # Shadows tuple.count on purpose (a rollup's field name, read as `point.count`):
+    # legal at run time; mypy reports any NamedTuple field named like a tuple method.
+    count: int  # type: ignore[assignment]
     errors: int
     client_errors: int
     p50_ms: float | None
@@ -398,7 +400,7 @@ class DashboardState:
         if value.get("kind") not in ("anomaly", "threshold"):
             return False
         keep = ("id", "rule", "kind", "severity", "service", "endpoint", "metric", "state")
-        slim = {k: _str(value.get(k), 300) or None for k in keep}
+        slim: dict[str, Any] = {k: _str(value.get(k), 300) or None for k in keep}
         slim["fingerprint"] = _str(value.get("fingerprint"), 64) or None
         slim["summary"] = _str(value.get("summary"), 300)
         slim["value"] = _num(value.get("value"))
@@ -459,7 +461,7 @@ class DashboardState:
             series = self._series.get((service, SERVICE_WIDE, resolution))
             if series is None or not series.hists:
                 continue
-            rollups = [
+            rollups: list[dict[str, Any]] = [
                 {
                     "start": p.start,
                     "end": p.end,
