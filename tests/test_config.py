@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.config import ConfigError, load_config
@@ -67,3 +69,13 @@ def test_missing_or_invalid_file_is_reported(tmp_path):
     bad.write_text("[kafka\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(bad, env={})
+
+
+def test_the_readme_configuration_example_loads(tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```toml", 1)[1].split("```", 1)[0]
+    path = tmp_path / "prodmon.toml"
+    path.write_text(example, encoding="utf-8")
+    config = load_config(path, env={"PRODMON_KAFKA__SASL_PLAIN_PASSWORD": "from-the-env"})
+    assert config.windows.max_series_per_service == 1000
+    assert config.fingerprint.token_patterns == {"ticket": "TCK-[A-Z]+"}
