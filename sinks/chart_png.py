@@ -6,7 +6,8 @@ no rollups: the points come with the alert (stages/baseline.py puts the series' 
 points on the signal, escalation keeps them). The chart: the metric's line, the threshold
 or baseline as a dashed grey line, the incident shaded, values on the left, times below
 (a 5x7 bitmap font, enough for numbers and units). The axis follows ops/web/charts.py's
-`incident_chart` (the dashboard's SVG), so both read alike.
+`incident_chart` (the dashboard's SVG), which uses this module's `nice_ceiling`, so both
+read alike.
 
 numpy rasterises, zlib and struct write the PNG (8-bit RGB, no filter). Pure; the image has
 a fixed size whatever the input, and odd points are skipped, never raised on.
@@ -23,8 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-
-from ops.web.charts import nice_ceiling
 
 __all__ = [
     "INCIDENT_SHADE",
@@ -78,6 +77,17 @@ _GLYPHS = {
     " ": (".....",) * 7,
 }
 _ADVANCE = 6  # a glyph and one blank column
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^n at or above `value` (axis top)."""
+    if value <= 0 or not math.isfinite(value):
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude
 
 
 def _glyph(rows: tuple[str, ...]) -> np.ndarray:

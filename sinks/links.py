@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from ops.web.handles import action_handle
+from schemas.handles import action_handle
 from sinks.base import Alert
 
 __all__ = ["LINK_LABELS", "alert_links", "with_links"]

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from ops.web import charts
 from ops.web.app import Dashboard, WebSettings, build_app
-from ops.web.handles import action_handle
 from pipeline.config import Config, ConfigError, load_config, validate
+from schemas.handles import action_handle
 from tests.sinks.worded import HOSTILE, issue_alert, metric_alert, rollup
 
 SVG = "{http://www.w3.org/2000/svg}"

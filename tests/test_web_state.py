@@ -13,10 +13,10 @@ from ops.dashboard_view import dashboard_data
 from ops.sla_view import service_status
 from ops.web import charts, render
 from ops.web.feed import Broadcaster
-from ops.web.handles import action_handle
 from ops.web.security import LoginThrottle, check_token, is_loopback, parse_proxies
 from ops.web.state import DAY_MS, HOUR_MS, DashboardState, Limits
 from pipeline.config import ConfigError, load_config
+from schemas.handles import action_handle
 from stages.hdr import SparseHistogram, layout
 from stages.sla import SLAConfig
 

@@ -11,22 +11,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
+from sinks.chart_png import nice_ceiling
+
 MAX_MARKERS = 240  # a circle per point up to this many points per line
 
 
 def _esc(text: object) -> str:
     return escape(str(text), quote=True)
-
-
-def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 x 10^n at or above `value` (axis top)."""
-    if value <= 0 or not math.isfinite(value):
-        return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
 
 
 def _time_label(ms: int, span_ms: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ops.web import charts
-from ops.web.handles import action_handle
+from schemas.handles import action_handle
 from schemas.rollups import SERVICE_WIDE
 from sinks.text import context_line, fact_rows  # the figures the notifications show
 

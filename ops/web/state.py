@@ -29,7 +29,7 @@ from ops.dashboard_view import STATUS_RANK, dashboard_data
 from ops.rootcause import analyze_issue
 from ops.sla_view import service_status
 from ops.views import latest_alerts
-from ops.web.handles import action_handle, is_handle
+from schemas.handles import action_handle, is_handle
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from stages.sla import SLAConfig
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ops.web.handles import action_handle
+from schemas.handles import action_handle
 from sinks.email import EmailSink
 from sinks.pagerduty import PagerDutySink
 from sinks.slack import SlackSink
