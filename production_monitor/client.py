@@ -554,16 +554,19 @@ class _Core:
                     self._settle(n, sent=n)
             raise
         ok = True
-        for (events, _), err in reversed(list(zip(batches, outcomes, strict=True))):
-            if err is None:
+        for (events, _), failure in reversed(list(zip(batches, outcomes, strict=True))):
+            if failure is None:
                 self._settle(len(events), sent=len(events))
                 continue
             ok = False
-            if _is_too_large(err):
+            if _is_too_large(failure):
                 if len(events) == 1 or self.max_message_bytes <= MIN_MESSAGE_BYTES:
                     self._settle(len(events), dropped=len(events))
                     self._count_error(
-                        "too-large", "production_monitor: %d events dropped: %r", len(events), err
+                        "too-large",
+                        "production_monitor: %d events dropped: %r",
+                        len(events),
+                        failure,
                     )
                     continue
                 self.max_message_bytes = max(self.max_message_bytes // 2, MIN_MESSAGE_BYTES)
@@ -573,7 +576,7 @@ class _Core:
                 "production_monitor: sending %d events to %s failed (%r); will retry",
                 len(events),
                 self.topic,
-                err,
+                failure,
             )
         return ok
 
@@ -720,7 +723,9 @@ class ProductionMonitor(_Api):
             core._count_error("thread", "production_monitor: cannot start sender: %r", err)
         # Garbage collected unclosed: stop the thread without waiting. At exit: flush briefly.
         self._finalizer = weakref.finalize(self, core.request_stop, 2.0)
-        self._finalizer.atexit = False
+        # typeshed declares `atexit` a plain attribute outside finalize's empty __slots__;
+        # at run time it is a settable property.
+        self._finalizer.atexit = False  # type: ignore[misc]
         ref = weakref.ref(self)
 
         def _at_exit() -> None:
