@@ -62,7 +62,7 @@ async def read_topic(
 async def read_to_end(
     consumer: AIOKafkaConsumer,
     tps: list[TopicPartition],
-    on_message: Callable[[ConsumerRecord], None],
+    on_message: Callable[[ConsumerRecord], object],  # its result is ignored
     timeout_s: float = 60.0,
     start: Mapping[TopicPartition, Any] | None = None,
 ) -> None:
