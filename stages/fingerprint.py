@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -220,7 +220,7 @@ class _ErrorBatch:
 
     __slots__ = ("_events", "_value", "refs")
 
-    def __init__(self, value: bytes, refs: list[ErrorRef | None], events: list | None) -> None:
+    def __init__(self, value: bytes, refs: Sequence[ErrorRef | None], events: list | None) -> None:
         self._value = value
         self.refs = refs
         self._events = events
@@ -271,7 +271,7 @@ class FingerprintStage:
     """Issue lifecycle per fingerprint; see the module docstring."""
 
     name = "fingerprint"
-    inputs = (ERRORS_TOPIC, COMMANDS_TOPIC)
+    inputs: tuple[str, ...] = (ERRORS_TOPIC, COMMANDS_TOPIC)
     stateful = True
 
     def __init__(self, config: FingerprintConfig | None = None) -> None:
@@ -457,8 +457,11 @@ class FingerprintStage:
         already_counted = self._already_counted
         try:
             for i, ref in enumerate(batch.refs):
-                issue_id = ref.fingerprint_id if ref is not None else None
-                if not isinstance(issue_id, str) or not issue_id:
+                if (
+                    ref is None
+                    or not isinstance(issue_id := ref.fingerprint_id, str)
+                    or not issue_id
+                ):
                     stats["bad_events"] += 1
                     continue
                 if ref.handover is not None:
@@ -631,7 +634,8 @@ class FingerprintStage:
         if not isinstance(target, str):
             self.stats["bad_commands"] += 1
             return
-        key = cmd.get("fingerprint") if isinstance(cmd.get("fingerprint"), str) else target
+        fingerprint = cmd.get("fingerprint")
+        key = fingerprint if isinstance(fingerprint, str) else target
         state = self._issues.get(record.partition, {}).get(key)
         if state is not None and state.issue_id != target:
             state = None
@@ -644,7 +648,9 @@ class FingerprintStage:
             self.stats["commands_ignored"] += 1  # alert commands, or an issue owned elsewhere
             return
         ts = cmd.get("ts")
-        resolved_at = int(ts) if type(ts) in (int, float) and ts >= 0 else int(now * 1000)
+        resolved_at = (
+            int(ts) if (type(ts) is int or type(ts) is float) and ts >= 0 else int(now * 1000)
+        )
         notes = cmd.get("notes")
         notes = notes if isinstance(notes, str) else None
         author = cmd.get("author")
