@@ -47,15 +47,21 @@ A point is always judged against what was learned *before* it, then learned from
    `kind`: spike/dip (point), level_shift (shift channel, or >= `shift_run` consecutive
    same-sign excursions), variance_change (variance channel, or excursions of both signs
    within the evaluation window), drift.
-6. Score (the anomaly likelihood, HTM-style): each point's |z| is capped at 1.5
-   threshold_z; the `min_occurrences`-th largest of the last `evaluation_window` of them
-   (g) is what counts, so one stray point cannot carry a finding. Two channels, each a
-   Gaussian tail probability p, score = -log10(p) / 10 clipped to [0, 1] (0.5: p = 1e-5):
+6. Score (the anomaly likelihood, HTM-style): each point's |z| is first read as a
+   Student's t with n/4 degrees of freedom (n: points seen), so a z measured against a
+   scale learned from a few dozen points counts for less (a young detector does not page
+   on the first heavy-tail value it meets; beyond a few thousand points this is nil),
+   then capped at 1.5 threshold_z; the `min_occurrences`-th largest of the last
+   `evaluation_window` of them (g) is what counts, so one stray point cannot carry a
+   finding. Two channels, each a Gaussian tail probability p, score = -log10(p) / 10
+   clipped to [0, 1] (0.5: p = 1e-5):
    - point: u = 4.265 g / threshold_z (0.5 exactly when g reaches threshold_z);
    - likelihood: the mean of g over `likelihood_window` points against the learned
      distribution (EWMA mean / variance, Huber-clipped, rate `likelihood_rate`, learned
      only from points scoring below the threshold) of that mean: a series that is
-     always jumpy stops alarming, a quiet one alarms on a modest sustained change.
+     always jumpy stops alarming, a quiet one alarms on a modest sustained change. It
+     scores only once `_LK_MIN` (150) averages are learned: consecutive averages
+     overlap, so fewer are too few to know that distribution's spread.
 7. Firing (the same rule pages people and scores NAB): a point is anomalous when its
    score reaches `score_threshold`; the first anomalous point outside a cooldown is a
    finding; for the next `cooldown` points scores are damped (x0.25, so below the
@@ -101,10 +107,11 @@ _LK_SD_FLOOR = 0.1  # floor of the sigma of the averaged |z| (a quiet series' ya
 _LK_CLIP = 3.0  # Huber clipping (sigmas) of the likelihood distribution's updates
 _U_HALF = 4.264890793922825  # Q(u) = 1e-5: score 0.5
 _LK_AVG = 0.9  # the averaged channel's u is scaled by this (its tail is heavier)
-_LK_MIN = 50  # averages learned before the likelihood layer may score
+_LK_MIN = 150  # averages learned before the likelihood layer may score
 _COOLDOWN_DAMP = 0.25  # scores within the cooldown after a finding are scaled by this
 _RELEARN = 40  # points after a finding during which the slow references adopt the new state
 _LN10 = math.log(10.0)
+_T_DOF = 0.25  # |z| is read as Student's t with this many degrees of freedom per point seen
 _REFRESH_S = 3_600.0  # seasonal profiles are re-evaluated once per this much time
 
 
@@ -620,6 +627,8 @@ class Detector:
         cfg = self._cfg
         cap = _Z_CAP * cfg.threshold_z
         a = abs(z)
+        if _T_DOF > 0.0 and a > 0.0:
+            a = _t_to_z(a, _T_DOF * n)
         gate = self._gate
         gate.append(a if a < cap else cap)
         if len(gate) > cfg.evaluation_window:
@@ -927,6 +936,15 @@ class Detector:
         refresh_at = state.get("refresh_at")
         det._refresh_at = -math.inf if refresh_at is None else float(refresh_at)
         return det
+
+
+def _t_to_z(t: float, dof: float) -> float:
+    """The Gaussian z with the tail probability of Student's t with `dof` degrees of
+    freedom at t (Wallace's approximation, within 0.02 for dof >= 10): a z measured
+    against a scale learned from few points counts for less."""
+    if dof < 1.0:
+        dof = 1.0
+    return math.sqrt(dof * math.log1p(t * t / dof)) * (8.0 * dof + 1.0) / (8.0 * dof + 3.0)
 
 
 def _floored_sd(var: float) -> float:
