@@ -66,10 +66,11 @@ def one_line(value: Any, limit: int) -> str:
     return truncate(text, limit)
 
 
-def scrubbed_quote(value: Any, secrets: Iterable[str], limit: int = 200) -> str:
+def scrubbed_quote(value: Any, secrets: Iterable[str | None], limit: int = 200) -> str:
     """`value` one-lined, every secret replaced by `***`, and only then bounded to `limit`:
     cutting first could split a secret and leave its prefix behind, out of the scrubber's
-    reach. Each secret is matched on the raw text and again on the one-lined text."""
+    reach. Each secret is matched on the raw text and again on the one-lined text; an unset
+    (None or empty) secret is skipped."""
     text = "" if value is None else str(value)
     ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
     for secret in ordered:
@@ -308,7 +309,8 @@ def fact_rows(alert: Alert) -> list[tuple[str, str]]:
         if peak:
             rows.append(("Peak", peak))
     if kind == "issue":
-        culprit = facts.get("culprit") if isinstance(facts.get("culprit"), dict) else {}
+        culprit = facts.get("culprit")
+        culprit = culprit if isinstance(culprit, dict) else {}
         if culprit.get("text"):
             rows.append(("Culprit", one_line(culprit["text"], 500)))
         rows.append(("Events", f"{facts.get('events') or 0:,}"))
@@ -341,13 +343,13 @@ def fact_rows(alert: Alert) -> list[tuple[str, str]]:
             rows.append(("Baseline", one_line(facts["baseline_text"], 60)))
         if facts.get("since"):
             rows.append(("Since", human_utc(facts.get("since"))))
-        peak = alert.get("peak")
+        peak_value = alert.get("peak")
         if (
             alert.get("transition") != "resolved"
-            and peak is not None
-            and peak != facts.get("value")
+            and peak_value is not None
+            and peak_value != facts.get("value")
         ):
-            rows.append(("Peak", format_value(metric, peak)))
+            rows.append(("Peak", format_value(metric, peak_value)))
     return rows
 
 
