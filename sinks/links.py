@@ -48,8 +48,10 @@ def alert_links(alert: Alert, base_url: str) -> dict[str, str]:
         if alert.get("transition") != "resolved":
             links["ack"] = page + "#ack"
             links["silence"] = page + "#silence"
-    labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
-    facts = alert.get("facts") if isinstance(alert.get("facts"), dict) else {}
+    labels = alert.get("labels")
+    labels = labels if isinstance(labels, dict) else {}
+    facts = alert.get("facts")
+    facts = facts if isinstance(facts, dict) else {}
     issue_id = facts.get("issue_id") or labels.get("fingerprint")
     if issue_id:
         links["issue"] = _url(base, "/issue", id=issue_id)

@@ -194,7 +194,8 @@ def issue_facts(issue: dict[str, Any], rate_per_min: float | None = None) -> dic
     Hosts: the record's first hosts (up to MAX_LISTED here) and `host_count`, the distinct
     hosts in all; a record written before issues kept hosts names its sample event's.
     """
-    sample = issue.get("sample") if isinstance(issue.get("sample"), dict) else {}
+    sample = issue.get("sample")
+    sample = sample if isinstance(sample, dict) else {}
     releases = [_text(r, 100) for r in issue.get("releases") or [] if r][:MAX_LISTED]
     services = [_text(s, 100) for s in issue.get("services") or [] if s][:MAX_LISTED]
     hosts = [_text(h, 100) for h in issue.get("hosts") or [] if h][:MAX_LISTED]
@@ -314,7 +315,8 @@ def _metric_sentence(signal: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     since = _int(signal.get("since")) or _int((signal.get("window") or {}).get("start"))
     facts["since"] = since
     if signal.get("kind") == "anomaly":
-        baseline = signal.get("baseline") if isinstance(signal.get("baseline"), dict) else {}
+        baseline = signal.get("baseline")
+        baseline = baseline if isinstance(baseline, dict) else {}
         centre = _num(baseline.get("centre"))
         z = _num(baseline.get("z"))
         facts["baseline"] = centre
