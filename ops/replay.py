@@ -157,7 +157,7 @@ async def run_isolated(config: Config, expected_input: int, timeout_s: float = 6
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             seen = sum(r.stats.records_in for r in pipeline.runners)
-            if seen != last:
+            if seen != last or not await _caught_up(pipeline):
                 last, quiet_since = seen, time.monotonic()
             elif time.monotonic() - quiet_since >= QUIET_S + FINAL_FLUSH_S:
                 break
@@ -165,6 +165,17 @@ async def run_isolated(config: Config, expected_input: int, timeout_s: float = 6
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 60)
+
+
+async def _caught_up(pipeline: Pipeline) -> bool:
+    """Every stage has its partitions (state restored) and has read all it was sent: quiet
+    before that is only a stage still joining its group, not a settled replay."""
+    if not pipeline.runners or not all(r.ready.is_set() for r in pipeline.runners):
+        return False
+    for runner in pipeline.runners:
+        if any(behind for _, _, behind in await runner.lags()):
+            return False
+    return True
 
 
 async def timeline(config: Config, from_ms: int) -> list[Entry]:
