@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -124,7 +124,7 @@ class EscalationStage:
                 value = orjson.loads(record.value) if record.value is not None else None
             except orjson.JSONDecodeError:
                 value = None
-            if record.topic == "signals" and is_signal(value):
+            if record.topic == "signals" and isinstance(value, dict) and is_signal(value):
                 self.stats["signals"] += 1
                 self._on_signal(record.partition, value, now_ms, result)
             elif record.topic == "commands" and isinstance(value, dict):
@@ -344,7 +344,7 @@ class EscalationStage:
             ],
         }
         leader_id = f"{leader.alert_id}|{leader.seq + 1}|{transition}"  # see `_transition`
-        out = []
+        out: list[tuple[Alert, list[str], dict[str, Any]]] = []
         for alert in members:
             channels = channels_of[alert.alert_id]
             own = [c for c in channels if c not in shared]
@@ -622,7 +622,8 @@ def _points(signal: dict[str, Any]) -> list[list[float]]:
     return points
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
+    """True for a finite int or float (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
