@@ -73,12 +73,12 @@ def line_chart(
 
     parts = [head]
     for i in range(5):  # horizontal grid and value labels
-        v = y_max * i / 4
+        level = y_max * i / 4
         parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+            f'<line x1="{left}" x2="{width - right}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
             'stroke="#e3e3e3"/>'
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="10" '
-            f'fill="#555">{_esc(_fmt(v, unit.strip()))}</text>'
+            f'<text x="{left - 6}" y="{y(level) + 4:.1f}" text-anchor="end" font-size="10" '
+            f'fill="#555">{_esc(_fmt(level, unit.strip()))}</text>'
         )
     ticks = 5 if t1 > t0 else 1
     for i in range(ticks):  # time labels
