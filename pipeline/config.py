@@ -265,8 +265,8 @@ def _coerce(key: str, raw: Any, current: Any, annotation: str) -> Any:
             return str(raw)
     except (TypeError, ValueError):
         shown = {"tuple[float, ...]": "a list of numbers", "tuple[str, ...]": "a list of strings"}
-        shown = shown.get(wanted, wanted)
-        raise ConfigError(f"{key}: expected {shown}, got {raw!r}") from None
+        expected = shown.get(wanted, wanted)
+        raise ConfigError(f"{key}: expected {expected}, got {raw!r}") from None
     return raw
 
 
