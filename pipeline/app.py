@@ -45,9 +45,9 @@ def _ingest(config: Config) -> Stage:
             dedup_window_s=section.dedup_window_s,
         )
     )
-    if config.windows.fused:
-        return IngestWindowsStage(ingest, windows_config(config))
-    return ingest
+    # Two-phase windowing (docs/windows.md): partial windows per events.raw partition here,
+    # merged by the windows stage; `windows.fused` windows completely here instead.
+    return IngestWindowsStage(ingest, windows_config(config), partials=not config.windows.fused)
 
 
 def windows_config(config: Config) -> WindowsConfig:

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from pipeline.topics import BATCHED_TOPICS, TopicNames, state_topic
+from schemas.partials import BROADCAST_KEY
 from stages.base import Emit, EncodedJSON
 
 MAX_PACKED_BYTES = 512 * 1024
@@ -68,7 +69,10 @@ def pack_emits(
     partition_counts: dict[str, int],
     partitioner: Partitioner,
 ) -> list[Message]:
-    """Encode emits: batched topics packed per partition, the rest one message each."""
+    """Encode emits: batched topics packed per partition, the rest one message each.
+
+    On a batched topic an emit keyed `BROADCAST_KEY` goes to every partition (a source
+    watermark of two-phase windowing, schemas/partials.py), in order with the others."""
     messages: list[Message] = []
     packed: dict[tuple[str, int], list[object]] = defaultdict(list)
     for emit in emits:
@@ -77,6 +81,10 @@ def pack_emits(
             value = emit.value
             if type(value) is EncodedJSON:
                 value = orjson.Fragment(value.json)  # included as it is
+            if emit.key == BROADCAST_KEY:
+                for partition in range(count):
+                    packed[(emit.topic, partition)].append(value)
+                continue
             packed[(emit.topic, partitioner(emit.key, count))].append(value)
         else:
             messages.append(

@@ -38,7 +38,8 @@ DATA_TOPICS = (
 # Internal repartition topics carry one JSON array of events per message.
 BATCHED_TOPICS = frozenset({EVENTS_ERRORS, EVENTS_LATENCY})
 # Stages that keep a compacted changelog `state.<stage>`.
-STATEFUL_STAGES = ("fingerprint", "windows", "baseline", "escalation")
+# (`ingest` keeps the partial windows of two-phase windowing, docs/windows.md.)
+STATEFUL_STAGES = ("ingest", "fingerprint", "windows", "baseline", "escalation")
 
 
 def state_topic(stage: str) -> str:
@@ -109,14 +110,18 @@ async def ensure_internal_topics(admin: AIOKafkaAdminClient, prefix: str, partit
 
     `rollups.early` came after `prodmon topics create` was first run on some clusters: it
     gets the partition count of `rollups` there (co-partitioned), `partitions` otherwise.
+    `state.ingest` (two-phase windowing) likewise gets the partition count of `events.raw`.
     """
     names = TopicNames(prefix)
     existing = set(await admin.list_topics())
-    wanted = names.physical(ROLLUPS_EARLY)
-    if wanted in existing:
-        return
-    rollups = names.physical(ROLLUPS)
-    if rollups in existing:
-        (described,) = await admin.describe_topics([rollups])
-        partitions = len(described["partitions"]) or partitions
-    await _create(admin, [NewTopic(wanted, partitions, 1)])
+    for wanted, like, configs in (
+        (ROLLUPS_EARLY, ROLLUPS, {}),
+        (state_topic("ingest"), EVENTS_RAW, {"cleanup.policy": "compact"}),
+    ):
+        if names.physical(wanted) in existing:
+            continue
+        count = partitions
+        if names.physical(like) in existing:
+            (described,) = await admin.describe_topics([names.physical(like)])
+            count = len(described["partitions"]) or partitions
+        await _create(admin, [NewTopic(names.physical(wanted), count, 1, topic_configs=configs)])

@@ -19,15 +19,22 @@ partitions, use the two separate stages instead (`windows.fused = false`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from itertools import groupby
 from math import floor
 from operator import attrgetter
 
+from schemas.partials import BROADCAST_KEY, encode_partial, encode_watermark
 from schemas.plain_latency import plain_latency_decoder
 from stages.base import Emit, Record, StageResult
-from stages.ingest import IngestStage
+from stages.bulk_close import flush_all
+from stages.cardinality import CardinalityLimits
+from stages.ingest import LATENCY_TOPIC, IngestStage
 from stages.windows import (
     FLUSH_AT,
+    LATE_PREFIX,
+    NEVER,
+    SWEEP_EVERY_MS,
     CoreStageMixin,
     PartitionWindows,
     Window,
@@ -36,22 +43,179 @@ from stages.windows import (
 )
 
 _PARTITION = attrgetter("partition")
+# A source partition that has never had a latency event is idle after this long (wall
+# time, at most `idle_flush_s`): a keyed fleet leaves some raw partitions empty, and the
+# windows stage must not wait `idle_flush_s` for them after every start.
+EMPTY_SOURCE_GRACE_S = 3.0
 _TS = attrgetter("ts")
 _OFFSET = attrgetter("offset")
 
 
+class PartialWindowsCore(WindowsCore):
+    """The local phase of two-phase windowing (docs/windows.md): base windows per
+    `events.raw` partition (the *source*) of whatever arrives there, whatever its key.
+
+    Closing a base window sends each series' partial window to `events.latency`
+    (partitioned by service) and then the source's watermark to every partition
+    (schemas/partials.py); the windows stage merges the partials into rollups. No coarse
+    windows, no service-wide windows and no cardinality limits here: the windows stage
+    builds those from the partials, as it built them from events. Late events are
+    counted per series and travel in the series' next partial window.
+    """
+
+    def __init__(self, config: WindowsConfig, input_topic: str = "events.raw") -> None:
+        unlimited = CardinalityLimits(0, 0, config.limits.series_idle_s)
+        super().__init__(replace(config, limits=unlimited), input_topic)
+        self.stats["partials_sent"] = 0
+        # The last watermark sent per source partition: (closed, idle).
+        self.announced: dict[int, tuple[int, bool]] = {}
+
+    def _late_event(self, ps: PartitionWindows, offset: int, service: str, endpoint: str) -> None:
+        if offset < ps.replay_until:
+            self.stats["replayed"] += 1  # counted before the restart
+            return
+        self._late(ps, service + "|" + endpoint)  # the service's own: merged downstream
+        self.stats["late"] += 1
+
+    def _close(
+        self, partition: int, ps: PartitionWindows, watermark: int, result: StageResult
+    ) -> None:
+        """Send the partials of every base window the watermark passed, then the
+        source's new watermark (after them, so it vouches for them)."""
+        size = self.sizes[0]
+        ready = sorted(start for start in ps.open if start + size <= watermark)
+        if not ready:
+            return
+        for start in ready:
+            bucket = ps.open.pop(start)
+            del ps.first_offset[start]
+            self._send_partials(partition, ps, start, bucket, result)
+            ps.closed = max(ps.closed, start + size)
+        if ps.closed - ps.swept >= SWEEP_EVERY_MS:
+            ps.swept = ps.closed
+            idle_ms = round(self.config.limits.series_idle_s * 1000)
+            self.stats["series_expired"] += ps.registry.expire(ps.closed - idle_ms)
+        self._announce(partition, ps, False, result)
+
+    def _send_partials(
+        self,
+        partition: int,
+        ps: PartitionWindows,
+        start: int,
+        bucket: dict[str, Window],
+        result: StageResult,
+    ) -> None:
+        flush_all(self.hdr, list(bucket.values()))
+        emits, late, bits = result.emits, ps.late, self.hdr._count_bits
+        for series, window in bucket.items():
+            if late:
+                pending = late.pop(series, 0)
+                if pending:
+                    window.late += pending
+                    ps.dirty.add(LATE_PREFIX + series)
+            hist = window.hist
+            words = hist.to_words()
+            value = encode_partial(
+                series,
+                start,
+                partition,
+                hist.total,
+                window.errors,
+                window.client_errors,
+                window.late,
+                window.sum_us,
+                window.max_us,
+                words,
+                bits,
+                hist.to_pairs() if words is None else None,
+            )
+            emits.append(Emit(LATENCY_TOPIC, series.rpartition("|")[0], value))
+        self.stats["partials_sent"] += len(bucket)
+
+    def _announce(
+        self, partition: int, ps: PartitionWindows, idle: bool, result: StageResult
+    ) -> None:
+        """Send the source's watermark to every `events.latency` partition."""
+        self.announced[partition] = (ps.closed, idle)
+        watermark = encode_watermark(partition, ps.closed, idle, ps.max_ts)
+        result.emits.append(Emit(LATENCY_TOPIC, BROADCAST_KEY, watermark))
+
+    def finish(self, partitions: Iterable[int], now: float) -> StageResult:
+        """As `WindowsCore.finish`; a source that had said it was idle says it is not
+        before anything else it sends."""
+        partitions = list(partitions)
+        result = StageResult()
+        for partition in partitions:
+            ps = self.partitions.get(partition)
+            said = self.announced.get(partition)
+            if ps is not None and said is not None and said[1]:
+                self._announce(partition, ps, False, result)
+        result.extend(super().finish(partitions, now))
+        return result
+
+    def tick(self, now: float, assigned: Iterable[int]) -> StageResult:
+        """Flush idle partitions' windows, then send each assigned source's watermark if
+        it changed (a new owner sends it once): a source with no open window and nothing
+        new for `idle_flush_s` (`EMPTY_SOURCE_GRACE_S` if it never had an event) says it
+        is idle, so the windows stage does not wait for it.
+        """
+        result = self.flush_idle(now)
+        for partition in assigned:
+            ps = self.partitions.get(partition) or self._partition(partition, now)
+            if ps.last_active is None:
+                ps.last_active = now
+            quiet_s = self.config.idle_flush_s
+            if ps.max_ts == NEVER:
+                quiet_s = min(quiet_s, EMPTY_SOURCE_GRACE_S)
+            idle = not ps.open and now - ps.last_active >= quiet_s
+            if self.announced.get(partition) != (ps.closed, idle):
+                self._announce(partition, ps, idle, result)
+        return result
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        partitions = list(partitions)
+        super().revoke(partitions)
+        for partition in partitions:
+            self.announced.pop(partition, None)
+
+
 class IngestWindowsStage(CoreStageMixin):
-    """`ingest` whose latency events are windowed in-process (state: `state.windows`)."""
+    """`ingest` whose latency events are windowed in-process.
+
+    With `partials` (the pipeline's default), the local phase of two-phase windowing
+    (`PartialWindowsCore`, state `state.ingest`): partial windows go to the windows stage.
+    Without (`windows.fused = true`), the whole windowing (state `state.windows`):
+    rollups come out here, correct only when `events.raw` is keyed by service.
+    """
 
     name = "ingest"
-    state_name = "windows"
     inputs: tuple[str, ...] = ("events.raw",)
     stateful = True
 
-    def __init__(self, ingest: IngestStage, windows: WindowsConfig | None = None) -> None:
+    def __init__(
+        self, ingest: IngestStage, windows: WindowsConfig | None = None, partials: bool = False
+    ) -> None:
         self.ingest = ingest
-        self.core = WindowsCore(windows or WindowsConfig(), "events.raw")
+        config = windows or WindowsConfig()
+        self.partials = partials
+        self.state_name = "ingest" if partials else "windows"
+        self.core = PartialWindowsCore(config) if partials else WindowsCore(config, "events.raw")
+        self.assigned: set[int] = set()
         ingest.on_latency = self.core.add_fields  # the general path's latency events
+
+    def tick(self, now: float) -> StageResult:
+        core = self.core
+        if isinstance(core, PartialWindowsCore):
+            return core.tick(now, sorted(self.assigned))
+        return core.flush_idle(now)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        self.assigned.update(partitions)
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        partitions = set(partitions)
+        self.assigned -= partitions
+        self.core.revoke(partitions)
 
     def process(self, records: list[Record], now: float) -> StageResult:
         """Ingest the batch; records re-read after a restart only rebuild their windows.

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from schemas.dlq import dead_letter
+from schemas.partials import InvalidPartial, read_partial, read_watermark
 from schemas.rollups import (
     PERCENTILES,
     SERVICE_WIDE,
@@ -50,6 +51,8 @@ __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
 ROLLUPS_TOPIC = "rollups"
 META_KEY = "meta"
 LATE_PREFIX = "late|"
+SOURCE_PREFIX = "src|"  # a source partition's watermark (two-phase windowing)
+NEVER = -(2**62)
 
 
 @dataclass(frozen=True)
@@ -173,10 +176,12 @@ class PartitionWindows:
         "last_active",
         "late",
         "max_ts",
+        "merged",
         "next_offset",
         "open",
         "registry",
         "replay_until",
+        "sources",
         "swept",
     )
 
@@ -196,6 +201,10 @@ class PartitionWindows:
         self.early_judged: dict[int, dict[str, int]] = {}  # start -> series -> events judged
         self.registry = SeriesRegistry(limits)  # the series admitted, under the limits
         self.swept = -(2**62)  # `closed` when idle series were last forgotten
+        # Two-phase windowing (schemas/partials.py): each source partition's watermark as
+        # [closed, idle], and per open base window the (series, source) partials merged.
+        self.sources: dict[int, list[Any]] = {}
+        self.merged: dict[int, set[tuple[str, int]]] = {}
 
 
 class WindowsCore:
@@ -219,6 +228,8 @@ class WindowsCore:
             "rollups": 0,
             "series_overflow": 0,  # events counted in an overflow series (over a limit)
             "series_expired": 0,  # idle series forgotten
+            "partials": 0,  # partial windows merged (two-phase windowing)
+            "duplicate_partials": 0,  # partials sent again after a crash, not counted twice
         }
         self.early: EarlyEvaluator | None = None
         if config.early_resolution in self.resolutions and config.early_eval_s > 0:
@@ -340,13 +351,114 @@ class WindowsCore:
             if ps is None:
                 continue
             ps.last_active = now
-            self._close(partition, ps, ps.max_ts - self.lateness_ms, result)
+            self._close(partition, ps, self._watermark(ps), result)
             if self.early is not None and self.early.due(ps, now):
                 self.early.run(self, ps, now, result)
             self._report_cardinality(partition, ps, result)
             ps.dirty.add(META_KEY)
             self._flush_state(partition, ps, result)
         return result
+
+    def _watermark(self, ps: PartitionWindows) -> int:
+        """Where base windows close: with partials, the least watermark of the sources
+        that are not idle (every source idle: everything open); otherwise the largest
+        event time seen minus the allowed lateness."""
+        if not ps.sources:
+            return ps.max_ts - self.lateness_ms
+        busy = [closed for closed, idle in ps.sources.values() if not idle]
+        if busy:
+            return min(busy)
+        return max(ps.open) + self.sizes[0] if ps.open else NEVER
+
+    # --- two-phase windowing: partial windows and source watermarks --------------------------
+
+    def merge_partial(self, partition: int, offset: int, value: dict[str, Any]) -> None:
+        """Merge one source's partial window (schemas/partials.py) read at `offset`.
+
+        A partial whose id (`series|start|src`) was merged already is a re-emission after
+        the source's crash, and so is one for a window its source's watermark had passed
+        (a source sends its partials before the watermark that passes them); either is
+        dropped. One for a window already closed here is late: its events are counted late.
+        Records re-read after a restore rebuild open windows and skip closed ones."""
+        series, start, src, numbers = read_partial(value)
+        count, errors, client_errors, late, sum_us, max_us = numbers
+        ps = self.partitions.get(partition) or self._partition(partition, None)
+        if offset >= ps.next_offset:
+            ps.next_offset = offset + 1
+        end = start + self.sizes[0]
+        replayed = offset < ps.replay_until
+        source = ps.sources.get(src)
+        if end <= ps.closed:
+            if replayed:
+                self.stats["replayed"] += 1
+            elif source is not None and end <= source[0]:
+                self.stats["duplicate_partials"] += 1
+            else:  # the window closed without this source (idle, or an idle flush)
+                self._late_count(ps, series, count + late)
+                self._late_count(ps, service_wide_series(series), count + late)
+                self.stats["late"] += count
+            return
+        if not replayed and source is not None and end <= source[0]:
+            self.stats["duplicate_partials"] += 1
+            return
+        seen = ps.merged.get(start)
+        if seen is None:
+            seen = ps.merged[start] = set()
+        if (series, src) in seen:
+            self.stats["duplicate_partials"] += 1
+            return
+        seen.add((series, src))
+        if "words" in value:
+            hist = SparseHistogram.from_words(self.hdr, value["words"], value["bits"])
+        else:
+            hist = SparseHistogram.from_pairs(self.hdr, value["counts"])
+        if hist.total != count:
+            raise InvalidPartial(f"count: {count} but the histogram holds {hist.total}")
+        bucket = ps.open.get(start)
+        if bucket is None:
+            bucket = ps.open[start] = {}
+            ps.first_offset[start] = offset
+        window = bucket.get(series)
+        if window is None:
+            service, _, endpoint = series.rpartition("|")
+            series = ps.registry.admit(service, endpoint, start)
+            window = bucket.get(series)
+        if window is None:
+            window = bucket[series] = Window(self.hdr, start)
+            window.hist = hist
+        else:
+            window.hist.merge(hist)
+        window.errors += errors
+        window.client_errors += client_errors
+        window.late += late
+        window.sum_us += sum_us
+        if max_us > window.max_us:
+            window.max_us = max_us
+        self.stats["events"] += count
+        self.stats["partials"] += 1
+
+    def source_watermark(self, partition: int, offset: int, value: dict[str, Any]) -> None:
+        """A source's watermark (schemas/partials.py): it only grows; `idle` follows the
+        latest. Re-read after a restore, it was applied already (its state is restored)."""
+        src, closed, idle, max_ts = read_watermark(value)
+        ps = self.partitions.get(partition) or self._partition(partition, None)
+        if offset >= ps.next_offset:
+            ps.next_offset = offset + 1
+        if offset < ps.replay_until:
+            return
+        source = ps.sources.get(src)
+        if source is None:
+            source = ps.sources[src] = [closed, idle]
+        else:
+            source[0], source[1] = max(source[0], closed), idle
+        if max_ts > ps.max_ts:
+            ps.max_ts = max_ts
+        ps.dirty.add(SOURCE_PREFIX + str(src))
+
+    def _late_count(self, ps: PartitionWindows, series: str, count: int) -> None:
+        if count:
+            ps.late[series] = ps.late.get(series, 0) + count
+            ps.dirty.add(LATE_PREFIX + series)
 
     def flush_idle(self, now: float) -> StageResult:
         """Close every open window of partitions idle for `idle_flush_s` (wall time)."""
@@ -372,6 +484,7 @@ class WindowsCore:
         for start in ready:
             bucket = ps.open.pop(start)
             del ps.first_offset[start]
+            ps.merged.pop(start, None)
             self._close_base(ps, start, bucket, result)
             ps.closed = max(ps.closed, start + size)
         self._close_coarse(ps, before, result)
@@ -505,6 +618,9 @@ class WindowsCore:
                 value = {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
             elif key.startswith(LATE_PREFIX):
                 value = ps.late.get(key[len(LATE_PREFIX) :]) or None
+            elif key.startswith(SOURCE_PREFIX):
+                closed, idle = ps.sources[int(key[len(SOURCE_PREFIX) :])]
+                value = {"closed": closed, "idle": idle}
             else:
                 window = self._coarse_window(ps, key)
                 value = window.to_state() if window is not None else None
@@ -530,6 +646,13 @@ class WindowsCore:
                 ps.late[series] = int(value)
             else:
                 ps.late.pop(series, None)
+            return
+        if key.startswith(SOURCE_PREFIX):
+            src = int(key[len(SOURCE_PREFIX) :])
+            if value is None:
+                ps.sources.pop(src, None)
+            else:
+                ps.sources[src] = [int(value["closed"]), bool(value["idle"])]
             return
         resolution, _, series = key.partition("|")
         if resolution not in self.resolutions[1:]:
@@ -608,15 +731,23 @@ class WindowsStage(CoreStageMixin):
         self.core = WindowsCore(config or WindowsConfig(), "events.latency")
 
     def process(self, records: list[Record], now: float) -> StageResult:
+        """Merge partial windows and source watermarks (schemas/partials.py); latency
+        events (what ingest wrote here before two-phase windowing) are windowed as such."""
         core = self.core
         dead: list[Emit] = []
         touched: set[int] = set()
         for record in records:
             touched.add(record.partition)
+            partition, offset = record.partition, record.offset
             try:
-                events = orjson.loads(record.value or b"[]")
-                for event in events if isinstance(events, list) else [events]:
-                    core.add(record.partition, record.offset, event, now)
+                elements = orjson.loads(record.value or b"[]")
+                for element in elements if isinstance(elements, list) else [elements]:
+                    if "partial" in element:
+                        core.merge_partial(partition, offset, element)
+                    elif "watermark" in element:
+                        core.source_watermark(partition, offset, element)
+                    else:
+                        core.add(partition, offset, element, now)
             except Exception as exc:  # only ingest writes here; anything else is dead-lettered
                 dead.append(_dead_letter(record, exc, now))
         result = core.finish(sorted(touched), now)

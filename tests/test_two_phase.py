@@ -1,0 +1,274 @@
+"""Two-phase windowing, pure: partial windows per raw partition, merged into rollups.
+
+Ingest keeps partial windows per `events.raw` partition, whatever the keying, and sends
+them (with each source's watermark) through `events.latency`; the windows stage merges
+them. These tests feed both stages the way the runtime does (packed internal topic,
+held-back commits, changelogs, restarts, crashes between producing and committing) and
+hold the rollups equal to one windowing of all the events in one place.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.output import Partitioner, pack_emits
+from pipeline.topics import TopicNames
+from stages.base import Record, StageResult
+from stages.ingest import IngestStage
+from stages.ingest_windows import IngestWindowsStage
+from stages.windows import WindowsConfig, WindowsStage
+
+T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000
+NOW = T0 / 1000 + 7200
+FAR = NOW + 10**6
+CONFIG = WindowsConfig(early_eval_s=0)
+NAMES = TopicNames("t.")
+
+
+def events(count: int, series: int = 40, span_s: int = 150, seed: int = 1) -> list[dict]:
+    """Latency events over `series` series, in time order give or take a second."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        s = rng.randrange(series)
+        ts = T0 + i * span_s * 1000 // count + rng.randrange(-1000, 1000)
+        out.append(
+            {
+                "schema": "latency/1",
+                "event_id": f"l-{i}",
+                "ts": ts,
+                "service": f"svc-{s % 7}",
+                "endpoint": f"/api/{s // 7}",
+                "status": rng.choice([200, 200, 200, 200, 404, 503]),
+                "duration_ms": round(rng.lognormvariate(3.0, 1.0), 3),
+            }
+        )
+    return out
+
+
+class Topic:
+    """One topic's partitions, a consumer's position and its committed offsets."""
+
+    def __init__(self, name: str, partitions: int) -> None:
+        self.name = name
+        self.log: dict[int, list[Record]] = {p: [] for p in range(partitions)}
+        self.position = dict.fromkeys(self.log, 0)
+        self.committed = dict.fromkeys(self.log, 0)
+
+    def append(self, partition: int, key: bytes | None, value: bytes) -> None:
+        log = self.log[partition]
+        log.append(Record(self.name, partition, len(log), key, value))
+
+    def poll(self, limit: int) -> list[Record]:
+        records = []
+        for partition, log in self.log.items():
+            taken = log[self.position[partition] : self.position[partition] + limit]
+            self.position[partition] += len(taken)
+            records += taken
+        return records
+
+    def commit(self, holds: dict[tuple[str, int], int]) -> None:
+        for partition in self.log:
+            consumed = self.position[partition]
+            self.committed[partition] = min(consumed, holds.get((self.name, partition), consumed))
+
+    def rewind(self) -> None:
+        self.position = dict(self.committed)
+
+
+class Process:
+    """A stage run like the runtime runs it: outputs, then changelog, then the commit."""
+
+    def __init__(self, make: Any, topic: Topic, partitions: list[int]) -> None:
+        self.make, self.topic, self.partitions = make, topic, partitions
+        self.changelog: dict[tuple[int, str], Any] = {}
+        self.stage = self._start()
+
+    def _start(self) -> Any:
+        stage = self.make()
+        stage.assign(self.partitions)
+        for (partition, key), value in self.changelog.items():
+            stage.restore(partition, key, value)
+        return stage
+
+    def step(self, out: Any, now: float, limit: int = 25, crash: bool = False) -> bool:
+        """One batch and tick; `crash`: die after the outputs are acknowledged, before the
+        changelog and the commit (kill -9 mid-checkpoint), then restart."""
+        records = self.topic.poll(limit)
+        result = self.stage.process(records, now) if records else StageResult()
+        result.extend(self.stage.tick(now))
+        out(result)
+        if crash:
+            self.topic.rewind()
+            self.stage = self._start()
+            return bool(records)
+        self.changelog.update(result.state)
+        self.topic.commit(self.stage.hold_offsets())
+        return bool(records)
+
+    def restart(self) -> None:
+        """A clean restart (kill -9 between checkpoints)."""
+        self.topic.rewind()
+        self.stage = self._start()
+
+
+class TwoPhase:
+    """Raw events -> ingest (partial windows) -> events.latency -> windows -> rollups."""
+
+    def __init__(self, raw_partitions: int = 4, latency_partitions: int = 3) -> None:
+        self.raw = Topic("events.raw", raw_partitions)
+        self.latency = Topic("events.latency", latency_partitions)
+        self.counts = {"events.latency": latency_partitions, "events.errors": latency_partitions}
+        self.partitioner = Partitioner()
+        self.ingest = Process(
+            lambda: IngestWindowsStage(IngestStage(), CONFIG, partials=True),
+            self.raw,
+            list(range(raw_partitions)),
+        )
+        self.windows = Process(
+            lambda: WindowsStage(CONFIG), self.latency, list(range(latency_partitions))
+        )
+        self.rollups: list[dict[str, Any]] = []
+
+    def send(self, batch: list[dict], keyed: bool, seed: int = 2) -> None:
+        rng = random.Random(seed)
+        for event in batch:
+            if keyed:
+                partition = self.partitioner(event["service"], len(self.raw.log))
+            else:
+                partition = rng.randrange(len(self.raw.log))
+            self.raw.append(partition, None, orjson.dumps(event))
+
+    def _to_latency(self, result: StageResult) -> None:
+        emits = [e for e in result.emits if e.topic == "events.latency"]
+        for m in pack_emits(emits, NAMES, self.counts, self.partitioner):
+            self.latency.append(m.partition, None, m.value)
+
+    def _to_rollups(self, result: StageResult) -> None:
+        self.rollups += [e.value for e in result.emits if e.topic == "rollups"]
+
+    def run(self, now: float = NOW, crashes: tuple[int, ...] = (), restarts: tuple[int, ...] = ()):
+        """Steps until nothing moves; at the steps in `crashes` a process dies
+        mid-checkpoint (ingest at odd ones, windows at even ones, both at multiples of
+        three), at those in `restarts` both restart from their commits."""
+        n = 0
+        while True:
+            n += 1
+            crash_ingest = n in crashes and (n % 2 == 1 or n % 3 == 0)
+            crash_windows = n in crashes and (n % 2 == 0 or n % 3 == 0)
+            moved = self.ingest.step(self._to_latency, now, crash=crash_ingest)
+            moved |= self.windows.step(self._to_rollups, now, crash=crash_windows)
+            if n in restarts:
+                self.ingest.restart()
+                self.windows.restart()
+            if not moved and n > max((*crashes, *restarts), default=0):
+                return
+
+    def finish(self) -> None:
+        """Everything idle: the last windows close."""
+        self.run(FAR)
+        self.run(FAR + 1000)
+
+
+def reference(batch: list[dict]) -> dict[str, dict]:
+    """The rollups of windowing every event in one place (one partition, one stage)."""
+    stage = WindowsStage(CONFIG)
+    rollups = []
+    for offset, event in enumerate(batch):
+        record = Record("events.latency", 0, offset, None, orjson.dumps([event]))
+        rollups += [e.value for e in stage.process([record], NOW).emits if e.topic == "rollups"]
+    rollups += [e.value for e in stage.tick(FAR).emits if e.topic == "rollups"]
+    return by_id(rollups)
+
+
+def by_id(rollups: list[dict]) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for rollup in rollups:
+        # A re-emitted rollup (after a crash) must be the same record.
+        assert found.setdefault(rollup["id"], rollup) == rollup
+    return found
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed by service", "not keyed"])
+def test_keyed_and_unkeyed_inputs_give_the_rollups_of_one_windowing(keyed):
+    batch = events(3000)
+    expected = reference(batch)
+    pipeline = TwoPhase()
+    pipeline.send(batch, keyed)
+    pipeline.run()
+    pipeline.finish()
+    got = by_id(pipeline.rollups)
+    assert got == expected
+    assert sum(r["count"] for r in got.values() if r["resolution"] == "10s") == 2 * len(batch)
+    if not keyed:  # a series' events came from several sources
+        assert pipeline.windows.stage.core.stats["partials"] > len(
+            [r for r in got.values() if r["resolution"] == "10s" and r["endpoint"] != "*"]
+        )
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed by service", "not keyed"])
+def test_kill_9_mid_window_and_mid_checkpoint_gives_identical_rollups(keyed):
+    batch = events(3000, seed=3)
+    expected = reference(batch)
+    pipeline = TwoPhase()
+    pipeline.send(batch, keyed, seed=4)
+    pipeline.run(crashes=(2, 3, 6, 9, 13, 16, 21), restarts=(5, 11, 19))
+    pipeline.finish()
+    assert by_id(pipeline.rollups) == expected
+    stats = pipeline.windows.stage.core.stats
+    assert stats["late"] == 0
+
+
+def test_a_partial_sent_again_is_counted_once():
+    pipeline = TwoPhase(raw_partitions=2, latency_partitions=1)
+    batch = events(400, series=5, span_s=40)
+    pipeline.send(batch, keyed=False)
+    pipeline.run()
+    duplicated = list(pipeline.latency.log[0])
+    for record in duplicated:  # every partial and watermark again, as after a crash
+        pipeline.latency.append(0, None, record.value)
+    pipeline.finish()
+    assert by_id(pipeline.rollups) == reference(batch)
+    assert pipeline.windows.stage.core.stats["duplicate_partials"] > 0
+
+
+def test_an_idle_source_does_not_hold_windows_back():
+    pipeline = TwoPhase(raw_partitions=3, latency_partitions=2)
+    batch = [e for e in events(1200, series=3, span_s=120) if e["service"] == "svc-0"]
+    first = [e for e in batch if e["ts"] < T0 + 60_000]
+    pipeline.send(first, keyed=True)  # one raw partition gets everything
+    pipeline.run()
+    assert pipeline.rollups == []  # the other sources have not said anything yet
+    pipeline.send([e for e in batch if e["ts"] >= T0 + 60_000], keyed=True)
+    pipeline.run(NOW + CONFIG.idle_flush_s)  # the others have been idle long enough
+    closed = {r["start"] for r in pipeline.rollups}
+    assert closed and max(closed) < T0 + 120_000 - 10_000  # the open windows still wait
+    pipeline.finish()
+    assert by_id(pipeline.rollups) == reference(batch)
+
+
+def test_a_partial_for_a_window_closed_without_its_source_counts_late():
+    pipeline = TwoPhase(raw_partitions=2, latency_partitions=1)
+    batch = [e for e in events(1200, series=3, span_s=120) if e["service"] == "svc-0"]
+    for event in batch[: len(batch) // 2]:
+        pipeline.raw.append(0, None, orjson.dumps(event))
+    pipeline.run()
+    for event in batch[len(batch) // 2 :]:
+        pipeline.raw.append(0, None, orjson.dumps(event))
+    pipeline.run(NOW + CONFIG.idle_flush_s)  # source 1 has been idle: nothing waits for it
+    assert pipeline.rollups
+    stragglers = [dict(e, event_id=e["event_id"] + "-late") for e in batch[:5]]
+    for event in stragglers:  # source 1 wakes up with events of a closed window
+        pipeline.raw.append(1, None, orjson.dumps(event))
+    pipeline.finish()
+    stats = pipeline.windows.stage.core.stats
+    assert stats["late"] == 5 and stats["events"] == len(batch)
+    got, expected = by_id(pipeline.rollups), reference(batch)
+    assert {i: r["count"] for i, r in got.items()} == {i: r["count"] for i, r in expected.items()}
+    late = [r for r in got.values() if r["late"] and r["resolution"] == "10s"]
+    # reported in each series' next window, as for any late event
+    assert sorted((r["series"], r["late"]) for r in late) == [("svc-0|*", 5), ("svc-0|/api/0", 5)]
