@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=int, default=8080, help="port (0 = a free one)")
 
+    p = sub.add_parser("ingest", help="HTTP ingest endpoints that write to events.raw")
+    ingest_sub = p.add_subparsers(dest="ingest_command", required=True, metavar="ACTION")
+    serve = ingest_sub.add_parser("serve", help="the Sentry-compatible endpoint (docs/ingest.md)")
+    _kafka_options(serve)
+    serve.add_argument("--host", help="address to bind (default: [sentry] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: [sentry] port, 9000; 0 = free)")
+
     p = sub.add_parser("exceptions", help="list issues (grouped exceptions) from the topics")
     _kafka_options(p)
     p.add_argument("--status", help="new, active, resolved or regressed")
@@ -203,6 +210,7 @@ def _command_name(args: argparse.Namespace) -> str:
         "anomaly_command",
         "baseline_command",
         "dashboard_command",
+        "ingest_command",
     ):
         if getattr(args, sub, None):
             return f"{args.command} {getattr(args, sub)}"

@@ -493,6 +493,12 @@ def cmd_dashboard_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_ingest_serve(args: argparse.Namespace) -> int:
+    from ops.sentry_ingest import cmd_ingest_serve as serve
+
+    return serve(args)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "broker": cmd_broker,
     "topics create": cmd_topics_create,
@@ -507,6 +513,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "dashboard": cmd_dashboard,
     "dashboard serve": cmd_dashboard_serve,
+    "ingest serve": cmd_ingest_serve,
     "loadtest": cmd_loadtest,
     "rootcause": cmd_rootcause,
     "baseline analyze": cmd_baseline_analyze,

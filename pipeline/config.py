@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.topics import DEFAULT_PREFIX
+from schemas.sentry import parse_projects
 from stages.routing import RoutingConfig, RoutingConfigError
 from stages.rules import DEFAULT_RULES, Rule, RulesConfigError, parse_rules
 from stages.sla import SLAConfig, SLAConfigError
@@ -98,6 +99,27 @@ class IngestSection:
     future_tolerance_s: float = 300.0
     dedup_max_ids: int = 200_000
     dedup_window_s: float = 600.0
+
+
+@dataclass
+class OtlpSection:
+    """OpenTelemetry traces and logs from the Collector's Kafka exporter (stages/otlp_ingest.py,
+    docs/ingest.md). Topics are read as named, without the prefix; both empty: no `otlp` stage."""
+
+    traces_topic: str = ""  # the Collector's default is "otlp_spans"
+    logs_topic: str = ""  # the Collector's default is "otlp_logs"
+    encoding: str = "otlp_proto"  # or "otlp_json"
+    traces_encoding: str = ""  # "" = `encoding`
+    logs_encoding: str = ""  # "" = `encoding`
+    span_kinds: tuple[str, ...] = ("server", "consumer")
+    error_severity: str = "ERROR"  # log records at or above it are errors
+    # In-app path rules: a frame whose filename contains, or module starts with, an entry.
+    in_app_include: tuple[str, ...] = ()
+    in_app_exclude: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.traces_topic or self.logs_topic)
 
 
 @dataclass
@@ -196,10 +218,26 @@ class DashboardSection:
 
 
 @dataclass
+class SentrySection:
+    """The Sentry-compatible ingest endpoint (ops/sentry_ingest.py, docs/ingest.md). Its
+    `[sentry.projects.<id>]` keys are never logged: `Config.redacted()` only counts them."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    rate_limit_per_s: float = 0.0  # events per second for the process; 0 = no limit
+    max_body_bytes: int = 20 * 1024 * 1024  # as sent (compressed)
+    max_decompressed_bytes: int = 100 * 1024 * 1024
+    produce_timeout_s: float = 10.0  # no ack by then: 429, the SDK sends again later
+    retry_after_s: int = 10  # Retry-After when Kafka is unavailable
+    projects: Any = field(default_factory=dict, repr=False)  # id -> schemas.sentry.Project
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ingest: IngestSection = field(default_factory=IngestSection)
+    otlp: OtlpSection = field(default_factory=OtlpSection)
     fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
     windows: WindowsSection = field(default_factory=WindowsSection)
     notify: NotifySection = field(default_factory=NotifySection)
@@ -212,12 +250,17 @@ class Config:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     # Parsed from the nested [escalation] table (see stages/routing.py).
     escalation: RoutingConfig = field(default_factory=RoutingConfig)
+    sentry: SentrySection = field(default_factory=SentrySection)
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with every secret replaced, safe to log or print."""
         data = asdict(self)
         data["rules"] = [rule.name for rule in self.rules]
         data["escalation"] = {"routes": len(self.escalation.routes)}
+        data["sentry"]["projects"] = {
+            pid: {"service": p.service, "env": p.env, "keys": len(p.keys)}
+            for pid, p in self.sentry.projects.items()
+        }
         for section in data.values():
             if not isinstance(section, dict):
                 continue
@@ -309,6 +352,7 @@ def load_config(
     sla_table: dict[str, Any] = {}
     escalation_table: dict[str, Any] = {}
     rule_tables: list[Any] = []
+    sentry_projects: Any = None
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -330,6 +374,9 @@ def load_config(
             if section == "escalation":
                 escalation_table.update(values)
                 continue
+            if section == "sentry":
+                values = dict(values)
+                sentry_projects = values.pop("projects", None)
             for key, raw in values.items():
                 _apply(config, section, key, raw, "")
     env = os.environ if env is None else env
@@ -350,6 +397,11 @@ def load_config(
         config.rules = parse_rules(rule_tables, keep_defaults=config.baseline.default_rules)
         config.escalation = RoutingConfig.from_mapping(escalation_table)
     except (SLAConfigError, RulesConfigError, RoutingConfigError) as exc:
+        raise ConfigError(str(exc)) from None
+    try:  # PRODMON_SENTRY__PROJECTS (JSON) replaces the file's [sentry.projects]
+        raw_projects = config.sentry.projects if config.sentry.projects else sentry_projects
+        config.sentry.projects = parse_projects(raw_projects or {}, env)
+    except ValueError as exc:
         raise ConfigError(str(exc)) from None
     validate(config)
     return config
@@ -407,6 +459,10 @@ def validate(config: Config) -> None:
         "notify.concurrency": config.notify.concurrency,
         "notify.max_attempts": config.notify.max_attempts,
         "notify.attempt_timeout_s": config.notify.attempt_timeout_s,
+        "sentry.max_body_bytes": config.sentry.max_body_bytes,
+        "sentry.max_decompressed_bytes": config.sentry.max_decompressed_bytes,
+        "sentry.produce_timeout_s": config.sentry.produce_timeout_s,
+        "sentry.retry_after_s": config.sentry.retry_after_s,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -416,6 +472,8 @@ def validate(config: Config) -> None:
     _validate_token_patterns(config.fingerprint)
     if config.ingest.future_tolerance_s < 0:
         raise ConfigError("ingest.future_tolerance_s: must be >= 0")
+    if config.sentry.rate_limit_per_s < 0 or not 0 <= config.sentry.port < 65536:
+        raise ConfigError("sentry.rate_limit_per_s must be >= 0 and sentry.port 0 to 65535")
     for proxy in filter(None, config.dashboard.trusted_proxies):
         try:
             ipaddress.ip_network(proxy, strict=False)
@@ -424,6 +482,7 @@ def validate(config: Config) -> None:
                 f"dashboard.trusted_proxies: {proxy[:60]!r} is not an IP address or network"
             ) from None
     config.dashboard.external_url = _external_url(config.dashboard.external_url)
+    _validate_otlp(config.otlp)
 
 
 def _external_url(raw: str) -> str:
@@ -546,3 +605,41 @@ def detector_config(b: BaselineSection) -> Any:
         evaluation_window=b.evaluation_window,
         cooldown=b.cooldown,
     )
+
+
+def _validate_otlp(o: OtlpSection) -> None:
+    from schemas.otlp import ENCODINGS, SEVERITY_NUMBERS, SPAN_KINDS
+
+    for key in ("traces_topic", "logs_topic"):
+        topic = getattr(o, key)
+        if topic and (
+            len(topic) > 249
+            or topic in (".", "..")
+            or not all(c.isascii() and (c.isalnum() or c in "._-") for c in topic)
+        ):
+            raise ConfigError(
+                f"otlp.{key}: {topic[:100]!r} is not a Kafka topic name "
+                "(letters, digits, '.', '_', '-'; at most 249)"
+            )
+    if o.traces_topic and o.traces_topic == o.logs_topic:
+        raise ConfigError("otlp.logs_topic: must differ from otlp.traces_topic")
+    for key in ("encoding", "traces_encoding", "logs_encoding"):
+        value = getattr(o, key)
+        if (value or key == "encoding") and value not in ENCODINGS:
+            raise ConfigError(f"otlp.{key}: {value!r} is not one of {', '.join(ENCODINGS)}")
+    for kind in o.span_kinds:
+        if kind.lower() not in SPAN_KINDS:
+            raise ConfigError(
+                f"otlp.span_kinds: {kind!r} is not one of {', '.join(SPAN_KINDS)}"
+            )
+    o.span_kinds = tuple(kind.lower() for kind in o.span_kinds)
+    severity = o.error_severity.strip().upper()
+    severity = "WARN" if severity == "WARNING" else severity
+    if severity not in SEVERITY_NUMBERS:
+        raise ConfigError(
+            f"otlp.error_severity: {o.error_severity!r} is not one of "
+            f"{', '.join(SEVERITY_NUMBERS)}"
+        )
+    o.error_severity = severity
+    if any(not rule for rule in (*o.in_app_include, *o.in_app_exclude)):
+        raise ConfigError("otlp.in_app_include / in_app_exclude: entries must not be empty")
