@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
+import signal
+import sys
 import time
 import uuid
 import zlib
@@ -371,3 +374,37 @@ async def test_kafka_down_answers_429_then_delivers_when_it_returns(prefix):
         assert event_id in [e["event_id"] for e in got]
     finally:
         broker.stop()
+
+
+async def test_prodmon_ingest_serve_runs_the_endpoint_until_sigterm(bootstrap, topics):
+    env = {
+        **os.environ,
+        "PRODMON_SENTRY__PROJECTS": orjson.dumps({"7": {"keys": ["$KEY_7"]}}).decode(),
+        "KEY_7": KEY,
+    }
+    cmd = [sys.executable, "-m", "ops.cli", "--log-level", "warning", "ingest", "serve"]
+    cmd += ["--bootstrap", bootstrap, "--prefix", topics, "--port", "0"]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        url = line.decode().strip().removeprefix("sentry_ingest=").rstrip("/")
+        event_id = uuid.uuid4().hex
+        body = envelope(({"type": "event"}, orjson.dumps(error_event(event_id))))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/health/ready") as resp:
+                assert resp.status == 200
+            async with http.post(f"{url}/api/7/envelope/", data=body, headers=auth()) as resp:
+                assert resp.status == 200
+                assert await resp.json() == {"id": event_id}
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        _, err = await proc.communicate()
+        assert KEY not in err.decode()  # the key is never logged
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    config = make_config(bootstrap, topics)
+    assert [e["service"] for e in await raw_events(config)] == ["sentry-7"]
