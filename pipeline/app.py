@@ -109,13 +109,54 @@ def _escalation(config: Config) -> Stage:
     return EscalationStage(config.escalation)
 
 
+def _otlp(config: Config) -> Stage:
+    from pipeline.topics import TopicNames
+    from schemas.events import Limits
+    from schemas.otlp import SEVERITY_NUMBERS, SPAN_KINDS, OtlpMapping
+    from stages.otlp_ingest import OtlpConfig, OtlpIngestStage
+    from stages.stacktraces import InAppRules
+
+    o = config.otlp
+    if not o.enabled:
+        raise ConfigError("--stages otlp: set otlp.traces_topic and/or otlp.logs_topic")
+    logical = TopicNames(config.kafka.prefix).logical  # how the runner names their records
+    return OtlpIngestStage(
+        OtlpConfig(
+            traces_topic=logical(o.traces_topic) if o.traces_topic else "",
+            logs_topic=logical(o.logs_topic) if o.logs_topic else "",
+            traces_encoding=o.traces_encoding or o.encoding,
+            logs_encoding=o.logs_encoding or o.encoding,
+            mapping=OtlpMapping(
+                span_kinds=frozenset(SPAN_KINDS[k] for k in o.span_kinds),
+                error_severity=SEVERITY_NUMBERS[o.error_severity],
+            ),
+            in_app=InAppRules(include=o.in_app_include, exclude=o.in_app_exclude),
+            limits=Limits(
+                max_message_bytes=config.ingest.max_message_bytes,
+                max_text_len=config.ingest.max_text_len,
+                max_context_depth=config.ingest.max_context_depth,
+                max_duration_ms=config.ingest.max_duration_ms,
+                future_tolerance_s=config.ingest.future_tolerance_s,
+            ),
+        ),
+        topics=(o.traces_topic, o.logs_topic),
+    )
+
+
 STAGE_FACTORIES: dict[str, Callable[[Config], Stage]] = {
     "ingest": _ingest,
     "fingerprint": _fingerprint,
     "windows": _windows,
     "baseline": _baseline,
     "escalation": _escalation,
+    "otlp": _otlp,  # only when [otlp] names a topic (`configured_stages`)
 }
+OTLP = "otlp"
+
+
+def configured_stages(config: Config) -> list[str]:
+    """The stages `all` means under `config`: `otlp` only when it names a topic."""
+    return [n for n in STAGE_FACTORIES if n != OTLP or config.otlp.enabled]
 
 
 def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
@@ -124,7 +165,8 @@ def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
     With `windows.fused`, ingest does the windowing itself, so `windows` is not a stage.
     """
     fused = config is not None and config.windows.fused
-    known = [n for n in STAGE_FACTORIES if not (fused and n == "windows")] + [NOTIFY]
+    stages = configured_stages(config) if config is not None else list(STAGE_FACTORIES)
+    known = [n for n in stages if not (fused and n == "windows")] + [NOTIFY]
     if text.strip() == "all":
         return known
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -139,6 +181,8 @@ def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
             f"--stages: unknown stage {', '.join(unknown) or '(none)'} "
             f"(allowed: all, {', '.join(known)})"
         )
+    if OTLP in names and config is not None and not config.otlp.enabled:
+        raise ConfigError("--stages otlp: set otlp.traces_topic and/or otlp.logs_topic")
     return list(dict.fromkeys(names))
 
 
@@ -199,7 +243,8 @@ class Pipeline:
 
     def __init__(self, config: Config, stages: list[str]) -> None:
         self.config = config
-        self.stage_names = stages
+        # Callers that list every factory (replay, demo) get `otlp` only when configured.
+        self.stage_names = [n for n in stages if n != OTLP or config.otlp.enabled]
         self.runners: list[StageRunner] = []
         self.notifier: Notifier | None = None
         self.producer: AIOKafkaProducer | None = None

@@ -102,6 +102,27 @@ class IngestSection:
 
 
 @dataclass
+class OtlpSection:
+    """OpenTelemetry traces and logs from the Collector's Kafka exporter (stages/otlp_ingest.py,
+    docs/ingest.md). Topics are read as named, without the prefix; both empty: no `otlp` stage."""
+
+    traces_topic: str = ""  # the Collector's default is "otlp_spans"
+    logs_topic: str = ""  # the Collector's default is "otlp_logs"
+    encoding: str = "otlp_proto"  # or "otlp_json"
+    traces_encoding: str = ""  # "" = `encoding`
+    logs_encoding: str = ""  # "" = `encoding`
+    span_kinds: tuple[str, ...] = ("server", "consumer")
+    error_severity: str = "ERROR"  # log records at or above it are errors
+    # In-app path rules: a frame whose filename contains, or module starts with, an entry.
+    in_app_include: tuple[str, ...] = ()
+    in_app_exclude: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.traces_topic or self.logs_topic)
+
+
+@dataclass
 class FingerprintSection:
     count_interval_s: float = 10.0
     # The user's own variable token classes, {class name: regex} ([fingerprint.token_patterns]
@@ -216,6 +237,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ingest: IngestSection = field(default_factory=IngestSection)
+    otlp: OtlpSection = field(default_factory=OtlpSection)
     fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
     windows: WindowsSection = field(default_factory=WindowsSection)
     notify: NotifySection = field(default_factory=NotifySection)
@@ -460,6 +482,7 @@ def validate(config: Config) -> None:
                 f"dashboard.trusted_proxies: {proxy[:60]!r} is not an IP address or network"
             ) from None
     config.dashboard.external_url = _external_url(config.dashboard.external_url)
+    _validate_otlp(config.otlp)
 
 
 def _external_url(raw: str) -> str:
@@ -582,3 +605,38 @@ def detector_config(b: BaselineSection) -> Any:
         evaluation_window=b.evaluation_window,
         cooldown=b.cooldown,
     )
+
+
+def _validate_otlp(o: OtlpSection) -> None:
+    from schemas.otlp import ENCODINGS, SEVERITY_NUMBERS, SPAN_KINDS
+
+    for key in ("traces_topic", "logs_topic"):
+        topic = getattr(o, key)
+        if topic and (
+            len(topic) > 249
+            or topic in (".", "..")
+            or not all(c.isascii() and (c.isalnum() or c in "._-") for c in topic)
+        ):
+            raise ConfigError(
+                f"otlp.{key}: {topic[:100]!r} is not a Kafka topic name "
+                "(letters, digits, '.', '_', '-'; at most 249)"
+            )
+    if o.traces_topic and o.traces_topic == o.logs_topic:
+        raise ConfigError("otlp.logs_topic: must differ from otlp.traces_topic")
+    for key in ("encoding", "traces_encoding", "logs_encoding"):
+        value = getattr(o, key)
+        if (value or key == "encoding") and value not in ENCODINGS:
+            raise ConfigError(f"otlp.{key}: {value!r} is not one of {', '.join(ENCODINGS)}")
+    for kind in o.span_kinds:
+        if kind.lower() not in SPAN_KINDS:
+            raise ConfigError(f"otlp.span_kinds: {kind!r} is not one of {', '.join(SPAN_KINDS)}")
+    o.span_kinds = tuple(kind.lower() for kind in o.span_kinds)
+    severity = o.error_severity.strip().upper()
+    severity = "WARN" if severity == "WARNING" else severity
+    if severity not in SEVERITY_NUMBERS:
+        raise ConfigError(
+            f"otlp.error_severity: {o.error_severity!r} is not one of {', '.join(SEVERITY_NUMBERS)}"
+        )
+    o.error_severity = severity
+    if any(not rule for rule in (*o.in_app_include, *o.in_app_exclude)):
+        raise ConfigError("otlp.in_app_include / in_app_exclude: entries must not be empty")

@@ -210,7 +210,10 @@ class StageRunner(ConsumerRebalanceListener):
         await connect_with_backoff(self._start_consumer, self.config, stop, self.log)
         if self._consumer is None:
             return
-        self.log.info("stage_started", inputs=list(self.stage.inputs))
+        self.log.info(
+            "stage_started",
+            inputs=[*self.stage.inputs, *getattr(self.stage, "external_inputs", ())],
+        )
         try:
             await self._consume_loop(stop)
         finally:
@@ -229,7 +232,10 @@ class StageRunner(ConsumerRebalanceListener):
         for topic in BATCHED_TOPICS:
             partitions = await self.producer.partitions_for(self.names.physical(topic))
             self._partition_counts[topic] = len(partitions) if partitions else 1
-        consumer.subscribe([self.names.physical(t) for t in self.stage.inputs], listener=self)
+        topics = [self.names.physical(t) for t in self.stage.inputs]
+        # Topics other systems fill (the OTLP exporter's) are named as they are, no prefix.
+        topics += getattr(self.stage, "external_inputs", ())
+        consumer.subscribe(topics, listener=self)
 
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):
