@@ -1,14 +1,24 @@
-"""Latency windows end to end on the real local broker: rollups, restarts, the fused stage."""
+"""Latency windows end to end on the real local broker: rollups, restarts, keyings, kill -9."""
 
 from __future__ import annotations
 
 import random
+import signal
 
+import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.topics import ROLLUPS
+from pipeline.topics import ROLLUPS, create_topics
 from stages.hdr import SparseHistogram, layout
-from tests.pipeline_helpers import as_batches, make_config, running_pipeline, send_raw, wait_for
+from tests.pipeline_helpers import (
+    as_batches,
+    make_config,
+    running_pipeline,
+    send_raw,
+    start_prodmon,
+    wait_for,
+)
 from tests.pipeline_helpers import topic_probe as probe
 
 T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000
@@ -92,3 +102,62 @@ async def test_rollups_match_the_events_across_a_restart(bootstrap, topics, fuse
         assert SparseHistogram.decode(got[key]["hist"]) == hist
     minute = got[f"checkout|*|1m|{T0}"]
     assert minute["count"] == sum(1 for e in first if e["service"] == "checkout")
+
+
+async def _rollups_with_a_kill_9(bootstrap: str, prefix: str, keyed: bool) -> dict[str, dict]:
+    """`prodmon run --stages ingest,windows` fed 120 s of events, killed with SIGKILL
+    mid-window after the first minute, restarted; the rollups of [T0, T0 + 120 s)."""
+    config = make_config(bootstrap, prefix)
+    first = fleet(T0, 60, seed=1)
+    second = fleet(T0 + 60_000, 60, seed=2)
+    closer = fleet(T0 + 130_000, 1, seed=3)
+
+    def batches(events: list[dict]) -> list[tuple[bytes | None, bytes]]:
+        if keyed:
+            return by_service(events)
+        return [(None, orjson.dumps(events[i : i + 10])) for i in range(0, len(events), 10)]
+
+    env = {"PRODMON_WINDOWS__IDLE_FLUSH_S": "4"}
+    process = start_prodmon(bootstrap, prefix, "ingest,windows", env)
+    try:
+        await send_raw(config, batches(first))
+        await wait_for(probe(config, ROLLUPS), lambda got: len(got) >= 9, timeout_s=60)
+        process.send_signal(signal.SIGKILL)  # windows of the first minute still open
+        process.wait(10)
+        process = start_prodmon(bootstrap, prefix, "ingest,windows", env)
+        await send_raw(config, batches(second + closer))
+        expected = {
+            k for k in expected_10s(first + second) if int(k.rsplit("|", 1)[1]) < T0 + 120_000
+        }
+        rollups = await wait_for(
+            probe(config, ROLLUPS), lambda got: expected <= set(latest(got)), timeout_s=90
+        )
+    finally:
+        process.terminate()
+        process.wait(10)
+    found: dict[str, dict] = {}
+    for rollup in rollups:  # a rollup re-emitted after the kill is the very same record
+        assert found.setdefault(rollup["id"], rollup) == rollup
+    return {i: r for i, r in found.items() if r["end"] <= T0 + 120_000}
+
+
+async def test_keyed_and_unkeyed_raw_give_the_same_rollups_across_a_kill_9(bootstrap, topics):
+    """Two-phase windowing: the keying of events.raw does not change a single rollup, and a
+    kill -9 mid-window neither loses nor double counts an event."""
+    other = topics.rstrip(".") + "u."
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await create_topics(admin, prefix=other, partitions=4)
+    finally:
+        await admin.close()
+    keyed = await _rollups_with_a_kill_9(bootstrap, topics, keyed=True)
+    unkeyed = await _rollups_with_a_kill_9(bootstrap, other, keyed=False)
+    expected = expected_10s(fleet(T0, 60, seed=1) + fleet(T0 + 60_000, 60, seed=2))
+    ten_second = {i: r for i, r in keyed.items() if r["resolution"] == "10s"}
+    assert set(ten_second) == {k for k in expected if int(k.rsplit("|", 1)[1]) < T0 + 120_000}
+    for key, rollup in ten_second.items():
+        assert rollup["count"] == expected[key].total
+        assert SparseHistogram.decode(rollup["hist"]) == expected[key]
+    assert any(r["resolution"] == "1m" for r in keyed.values())
+    assert keyed == unkeyed

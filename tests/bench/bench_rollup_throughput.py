@@ -4,15 +4,26 @@ Measured in one run on the local broker, against the same `events.raw` topic:
 1. the ceiling: a bare aiokafka consumer that reads the topic and decodes every message
    with orjson (no validation, no windows); and, for comparison, the same consumer
    reading the slim records the pipeline reads (pipeline/slim_records.py);
-2. one pipeline process running ingest + windows fused (`windows.fused = true`);
-3. one pipeline process running ingest and windows as two stages (through events.latency).
+2. one pipeline process with the defaults, `--stages ingest,windows` (`default`): with
+   two-phase windowing, ingest keeps partial windows per raw partition and the windows
+   stage merges them (before it, ingest sent every event through events.latency);
+3. one pipeline process running ingest + windows fused (`windows.fused = true`, `fused`):
+   only correct when events.raw is keyed by service, so measured on keyed input only.
+
+`--keyings service,none`: the fleet keys events.raw by service, or not at all (each
+message to a random partition); each keying gets its own topic, and the ceiling is
+measured on the first.
 
 Each figure is events/s from the first record consumed to the last event accounted, and
 the pipeline figures are reported as a ratio of the ceiling (machines here are noisy, so
-only same-run ratios mean anything).
+only same-run ratios mean anything). With two-phase windowing "accounted" means merged
+by the windows stage, except the events of the windows still open when ingest has
+windowed the last event (they close only once the sources go idle); the time at which
+ingest had windowed every event is reported too (`local`).
 
 Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
      [--batch 1] [--series 10000] [--fleet-rate 50000] [--early-eval-s 1] [--json out.json]
+     [--modes default,fused] [--keyings service,none]
 `--batch` is how many events the fleet packs per message (1 = one event per message).
 """
 
@@ -66,7 +77,10 @@ def make_events(count: int, series: int, fleet_rate: int, seed: int = 1) -> list
     return out
 
 
-async def produce(bootstrap: str, topic: str, events: list[dict], batch: int) -> int:
+async def produce(
+    bootstrap: str, topic: str, events: list[dict], batch: int, keyed: bool = True
+) -> int:
+    """Send `events` to `topic`, `batch` a message, keyed by service (or not keyed)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, enable_idempotence=False
     )
@@ -77,7 +91,8 @@ async def produce(bootstrap: str, topic: str, events: list[dict], batch: int) ->
         for i in range(0, len(events), batch):
             chunk = events[i : i + batch]
             value = orjson.dumps(chunk if batch > 1 else chunk[0])
-            futures.append(await producer.send(topic, value, key=chunk[0]["service"].encode()))
+            key = chunk[0]["service"].encode() if keyed else None
+            futures.append(await producer.send(topic, value, key=key))
             messages += 1
             if len(futures) >= 5000:
                 await asyncio.gather(*futures)
@@ -120,7 +135,8 @@ async def pipeline_rate(
     stop = asyncio.Event()
     pipeline = Pipeline(config, stages)
     task = asyncio.create_task(pipeline.run(stop))
-    started = None
+    started = local_s = None
+    target = total
     try:
         while True:
             await asyncio.sleep(0.01)
@@ -132,9 +148,18 @@ async def pipeline_rate(
             first = pipeline.runners[0]
             if started is None and first.stats.records_in:
                 started = time.perf_counter()
-            last = pipeline.runners[-1].stage
-            core = getattr(last, "core", None)
-            if core is not None and core.stats["events"] + core.stats["late"] >= total:
+            local = getattr(first.stage, "core", None)
+            core = getattr(pipeline.runners[-1].stage, "core", None)
+            if local is not None and local is not core:  # two-phase: ingest, then windows
+                if local_s is None and local.stats["events"] + local.stats["late"] >= total:
+                    local_s = time.perf_counter() - started
+                    still_open = sum(
+                        w.hist.total + len(w.values) for _, _, w in local.open_windows()
+                    )
+                    target = local.stats["events"] - still_open
+                if local_s is not None and core.stats["events"] + core.stats["late"] >= target:
+                    break
+            elif core is not None and core.stats["events"] + core.stats["late"] >= total:
                 break
         elapsed = time.perf_counter() - started
         rollups = core.stats["rollups"]
@@ -142,7 +167,16 @@ async def pipeline_rate(
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 60)
-    return {"events_per_s": total / elapsed, "seconds": elapsed, "rollups": rollups}
+    found = {"events_per_s": total / elapsed, "seconds": elapsed, "rollups": rollups}
+    if local_s is not None:
+        found["local_events_per_s"] = total / local_s
+        found["merged_events"] = target
+    return found
+
+
+def runs(modes: list[str], keyings: list[str]) -> list[tuple[str, str]]:
+    """(mode, keying) pairs to measure: the fused stage only on input keyed by service."""
+    return [(m, k) for k in keyings for m in modes if not (m == "fused" and k != "service")]
 
 
 async def main_async(args: argparse.Namespace) -> dict:
@@ -157,25 +191,27 @@ async def main_async(args: argparse.Namespace) -> dict:
         "batch": args.batch,
         "fleet_rate": args.fleet_rate,
     }
+    measured = runs(args.modes, args.keyings)
     with LocalBroker() as broker:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
         prefixes = {}
-        for mode in args.modes:
-            prefixes[mode] = f"bench{uuid.uuid4().hex[:6]}."
-            await create_topics(admin, prefix=prefixes[mode], partitions=args.partitions)
+        for run in measured:
+            prefixes[run] = f"bench{uuid.uuid4().hex[:6]}."
+            await create_topics(admin, prefix=prefixes[run], partitions=args.partitions)
         await admin.close()
-        for prefix in prefixes.values():
+        for (_, keying), prefix in prefixes.items():
             results["messages"] = await produce(
-                broker.bootstrap, prefix + "events.raw", events, args.batch
+                broker.bootstrap, prefix + "events.raw", events, args.batch, keying == "service"
             )
-        raw_topic = prefixes[args.modes[0]] + "events.raw"
+        raw_topic = prefixes[measured[0]] + "events.raw"
         results["raw_consume_decode_events_per_s"] = await raw_consume_rate(
             broker.bootstrap, raw_topic, args.events
         )
-        for mode, prefix in prefixes.items():
-            print(f"measuring the {mode} pipeline", file=sys.stderr, flush=True)  # for profilers
-            results[mode] = await pipeline_rate(
+        for (mode, keying), prefix in prefixes.items():
+            name = f"{mode}/{keying}"
+            print(f"measuring the {name} pipeline", file=sys.stderr, flush=True)  # for profilers
+            results[name] = await pipeline_rate(
                 broker.bootstrap,
                 prefix,
                 args.events,
@@ -187,10 +223,14 @@ async def main_async(args: argparse.Namespace) -> dict:
         results["slim_consume_decode_events_per_s"] = await raw_consume_rate(
             broker.bootstrap, raw_topic, args.events, slim=True
         )
-        for mode in prefixes:
-            rate = results[mode]["events_per_s"]
-            results[mode]["ratio_to_raw"] = rate / results["raw_consume_decode_events_per_s"]
-            results[mode]["ratio_to_slim"] = rate / results["slim_consume_decode_events_per_s"]
+        for mode, keying in measured:
+            found = results[f"{mode}/{keying}"]
+            rate = found["events_per_s"]
+            found["ratio_to_raw"] = rate / results["raw_consume_decode_events_per_s"]
+            found["ratio_to_slim"] = rate / results["slim_consume_decode_events_per_s"]
+            if "local_events_per_s" in found:
+                ratio = found["local_events_per_s"] / results["raw_consume_decode_events_per_s"]
+                found["local_ratio_to_raw"] = ratio
     return results
 
 
@@ -209,9 +249,15 @@ def main() -> None:
     parser.add_argument("--batch-records", type=int, default=5000, help="runtime.max_batch_records")
     parser.add_argument(
         "--modes",
+        type=lambda text: ["default" if m == "split" else m for m in text.split(",")],
+        default=["default", "fused"],
+        help="pipelines to measure: default (ingest,windows stages), fused, or both",
+    )
+    parser.add_argument(
+        "--keyings",
         type=lambda text: text.split(","),
-        default=["fused", "split"],
-        help="which pipelines to measure: fused, split or both (comma-separated)",
+        default=["service"],
+        help="how the fleet keys events.raw: service, none, or both (comma-separated)",
     )
     parser.add_argument(
         "--early-eval-s",
@@ -230,12 +276,15 @@ def main() -> None:
     print(f"raw aiokafka consume+decode : {raw:>10,.0f} events/s (ceiling)")
     slim = results["slim_consume_decode_events_per_s"]
     print(f"slim-record consume+decode  : {slim:>10,.0f} events/s (the pipeline's reader)")
-    for mode in args.modes:
-        r = results[mode]
+    for mode, keying in runs(args.modes, args.keyings):
+        r = results[f"{mode}/{keying}"]
+        local = ""
+        if "local_ratio_to_raw" in r:
+            local = f"  (ingest windowed all: ratio {r['local_ratio_to_raw']:.2f})"
         print(
-            f"pipeline {mode:5} ingest+windows: {r['events_per_s']:>10,.0f} events/s"
+            f"pipeline {mode:7} keyed by {keying:7}: {r['events_per_s']:>10,.0f} events/s"
             f"  ratio {r['ratio_to_raw']:.2f} (to slim {r['ratio_to_slim']:.2f})"
-            f"  rollups {r['rollups']}"
+            f"  rollups {r['rollups']}{local}"
         )
     if args.json:
         with open(args.json, "wb") as f:
