@@ -48,7 +48,7 @@ A point is always judged against what was learned *before* it, then learned from
    same-sign excursions), variance_change (variance channel, or excursions of both signs
    within the evaluation window), drift.
 6. Score (the anomaly likelihood, HTM-style): each point's |z| is first read as a
-   Student's t with n/4 degrees of freedom (n: points seen), so a z measured against a
+   Student's t with n/3 degrees of freedom (n: points seen), so a z measured against a
    scale learned from a few dozen points counts for less (a young detector does not page
    on the first heavy-tail value it meets; beyond a few thousand points this is nil),
    then capped at 1.5 threshold_z; the `min_occurrences`-th largest of the last
@@ -111,7 +111,7 @@ _LK_MIN = 150  # averages learned before the likelihood layer may score
 _COOLDOWN_DAMP = 0.25  # scores within the cooldown after a finding are scaled by this
 _RELEARN = 40  # points after a finding during which the slow references adopt the new state
 _LN10 = math.log(10.0)
-_T_DOF = 0.25  # |z| is read as Student's t with this many degrees of freedom per point seen
+_T_DOF = 1.0 / 3.0  # |z| is read as Student's t with this many degrees of freedom per point seen
 _REFRESH_S = 3_600.0  # seasonal profiles are re-evaluated once per this much time
 
 
