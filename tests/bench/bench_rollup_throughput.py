@@ -208,6 +208,14 @@ async def main_async(args: argparse.Namespace) -> dict:
         results["raw_consume_decode_events_per_s"] = await raw_consume_rate(
             broker.bootstrap, raw_topic, args.events
         )
+        ceilings = results["raw_by_keying"] = {
+            measured[0][1]: results["raw_consume_decode_events_per_s"]
+        }
+        for (_, keying), prefix in prefixes.items():  # each keying's own topic, for reference
+            if keying not in ceilings:
+                ceilings[keying] = await raw_consume_rate(
+                    broker.bootstrap, prefix + "events.raw", args.events
+                )
         for (mode, keying), prefix in prefixes.items():
             name = f"{mode}/{keying}"
             print(f"measuring the {name} pipeline", file=sys.stderr, flush=True)  # for profilers
@@ -274,6 +282,8 @@ def main() -> None:
         f"per-message={results['batch']} fleet-rate={results['fleet_rate']}/s"
     )
     print(f"raw aiokafka consume+decode : {raw:>10,.0f} events/s (ceiling)")
+    for keying, rate in results["raw_by_keying"].items():
+        print(f"  the same, keyed by {keying:7}: {rate:>10,.0f} events/s")
     slim = results["slim_consume_decode_events_per_s"]
     print(f"slim-record consume+decode  : {slim:>10,.0f} events/s (the pipeline's reader)")
     for mode, keying in runs(args.modes, args.keyings):
@@ -281,10 +291,11 @@ def main() -> None:
         local = ""
         if "local_ratio_to_raw" in r:
             local = f"  (ingest windowed all: ratio {r['local_ratio_to_raw']:.2f})"
+        own = r["events_per_s"] / results["raw_by_keying"][keying]
         print(
             f"pipeline {mode:7} keyed by {keying:7}: {r['events_per_s']:>10,.0f} events/s"
-            f"  ratio {r['ratio_to_raw']:.2f} (to slim {r['ratio_to_slim']:.2f})"
-            f"  rollups {r['rollups']}{local}"
+            f"  ratio {r['ratio_to_raw']:.2f} (to slim {r['ratio_to_slim']:.2f},"
+            f" to its own topic's raw {own:.2f})  rollups {r['rollups']}{local}"
         )
     if args.json:
         with open(args.json, "wb") as f:

@@ -5,13 +5,14 @@ One run, one local broker, the same prefilled backlog for every case:
 2. P = 1, then P = 2 `prodmon run --stages ingest,windows` processes sharing the
    consumer groups (each case on its own topic prefix holding the same events).
 
-Progress is read from each process's own `/metrics` (events the windowing stage
-accounted), so nothing in the pipeline is instrumented for the benchmark. The steady
+Progress is read from each process's own `/metrics` (latency events ingest windowed:
+with the defaults into its partial windows, fused into whole windows), so nothing in
+the pipeline is instrumented for the benchmark. The steady
 rate is taken between 25 % and 90 % of the backlog, which leaves the start-up and the
 first rebalance out; the whole-run rate is reported too.
 
 Run: .venv/bin/python -m tests.bench.bench_scaleout [--events 1500000] [--batch 100]
-     [--split] [--json out.json]
+     [--mode default|fused] [--unkeyed] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,11 +40,9 @@ from pipeline.logging import configure_logging
 from pipeline.topics import create_topics
 from tests.bench.bench_rollup_throughput import make_events, produce, raw_consume_rate
 
-# Latency events accounted: the fused stage counts them as ingest's `latency`; the
-# split windows stage as `events` (on time) + `late`.
-_FUSED = re.compile(r'^prodmon_stage_events_total\{stage="ingest",kind="latency"\}\s+(\S+)$', re.M)
-_SPLIT = re.compile(
-    r'^prodmon_stage_events_total\{stage="windows",kind="(?:events|late)"\}\s+(\S+)$', re.M
+# Latency events accounted: ingest's `latency` (windowed there, partially or fused).
+_INGESTED = re.compile(
+    r'^prodmon_stage_events_total\{stage="ingest",kind="latency"\}\s+(\S+)$', re.M
 )
 
 
@@ -67,7 +66,7 @@ async def _accounted(session: aiohttp.ClientSession, port: int, fused: bool) -> 
             text = await response.text()
     except (aiohttp.ClientError, OSError):
         return 0.0
-    return sum(float(v) for v in (_FUSED if fused else _SPLIT).findall(text))
+    return sum(float(v) for v in _INGESTED.findall(text))
 
 
 async def run_processes(
@@ -132,12 +131,13 @@ async def main_async(args: argparse.Namespace) -> dict:
     configure_logging("WARNING")
     gc.set_threshold(RuntimeConfig().gc_gen0_threshold, 20, 20)
     events = make_events(args.events, args.series, args.fleet_rate)
-    fused = not args.split
+    fused = args.mode == "fused"
     results: dict = {
         "events": args.events,
         "batch": args.batch,
         "partitions": args.partitions,
-        "mode": "fused" if fused else "split",
+        "mode": args.mode,
+        "keyed": not args.unkeyed,
         "cpus": os.cpu_count(),
     }
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
@@ -148,7 +148,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             await create_topics(admin, prefix=prefix, partitions=args.partitions)
         await admin.close()
         for prefix in prefixes.values():
-            await produce(broker.bootstrap, prefix + "events.raw", events, args.batch)
+            await produce(
+                broker.bootstrap, prefix + "events.raw", events, args.batch, not args.unkeyed
+            )
         del events
         gc.collect()
         results["raw_consume_decode_events_per_s"] = await raw_consume_rate(
@@ -177,14 +179,21 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--fleet-rate", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--split", action="store_true", help="ingest and windows as two stages")
+    parser.add_argument(
+        "--mode",
+        choices=("default", "fused"),
+        default="default",
+        help="default: ingest,windows (two-phase windowing); fused: windows.fused = true",
+    )
+    parser.add_argument("--unkeyed", action="store_true", help="events.raw not keyed")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     raw = results["raw_consume_decode_events_per_s"]
     print(
         f"events={results['events']} per-message={results['batch']} "
-        f"partitions={results['partitions']} mode={results['mode']} cpus={results['cpus']}"
+        f"partitions={results['partitions']} mode={results['mode']} keyed={results['keyed']}"
+        f" cpus={results['cpus']}"
     )
     print(f"raw aiokafka consume+decode : {raw:>10,.0f} events/s (ceiling)")
     for key in ("p1", "p2"):
