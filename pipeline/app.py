@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -285,6 +286,8 @@ class Pipeline:
                 await producer.stop()
             return
         await self._ensure_internal_topics()
+        if OTLP in self.stage_names:
+            await self._read_only_present_otlp_topics()
         if self.config.fingerprint.token_patterns:  # part of grouping: ingest, fingerprint
             from stages.grouping import set_token_patterns
 
@@ -306,6 +309,33 @@ class Pipeline:
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 log.info("pipeline_stopped")
+
+    async def _read_only_present_otlp_topics(self) -> None:
+        """The OTLP topics are the Collector's, not ours: read those that exist now, and run
+        no `otlp` stage when none does (so a deployment without a Collector has no idle
+        consumer group member). A topic created later is read after a restart."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        otlp = self.config.otlp
+        admin = AIOKafkaAdminClient(**self.config.kafka.client_kwargs())
+        try:
+            await admin.start()
+            present = set(await admin.list_topics())
+        except Exception as exc:  # the broker may be down: read what is configured
+            log.warning("otlp_topics_not_checked", error=repr(exc))
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        traces = otlp.traces_topic if otlp.traces_topic in present else ""
+        logs = otlp.logs_topic if otlp.logs_topic in present else ""
+        if (traces, logs) == (otlp.traces_topic, otlp.logs_topic):
+            return
+        absent = [t for t in (otlp.traces_topic, otlp.logs_topic) if t and t not in present]
+        log.warning("otlp_topics_absent", topics=absent, reading=[t for t in (traces, logs) if t])
+        self.config = replace(self.config, otlp=replace(otlp, traces_topic=traces, logs_topic=logs))
+        if not self.config.otlp.enabled:
+            self.stage_names = [n for n in self.stage_names if n != OTLP]
 
     async def _ensure_internal_topics(self) -> None:
         """Internal topics newer than the deployment's topics (pipeline/topics.py); a

@@ -104,10 +104,13 @@ class IngestSection:
 @dataclass
 class OtlpSection:
     """OpenTelemetry traces and logs from the Collector's Kafka exporter (stages/otlp_ingest.py,
-    docs/ingest.md). Topics are read as named, without the prefix; both empty: no `otlp` stage."""
+    docs/ingest.md). Topics are read as named, without the prefix; both empty or absent from
+    the cluster: no `otlp` stage."""
 
-    traces_topic: str = ""  # the Collector's default is "otlp_spans"
-    logs_topic: str = ""  # the Collector's default is "otlp_logs"
+    # The Collector's default topic names; "" turns one off. A configured topic that does not
+    # exist when the pipeline starts is not read (pipeline/app.py, docs/ingest.md).
+    traces_topic: str = "otlp_spans"
+    logs_topic: str = "otlp_logs"
     encoding: str = "otlp_proto"  # or "otlp_json"
     traces_encoding: str = ""  # "" = `encoding`
     logs_encoding: str = ""  # "" = `encoding`

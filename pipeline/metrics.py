@@ -2,9 +2,10 @@
 
 Nothing is registered ahead of time: every scrape reads the live objects through their
 typed members (`pipeline/member.py`: each `StageRunner`'s `RunnerStats`, its stage's
-counters, its consumer's positions, and the `Notifier`'s counters) and renders them. The one thing that must be recorded as it
-happens is batch processing time: `BATCH_TIMER` keeps a histogram per stage, fed by
-the runner around `_process` (see docs/health.md for the two-line hook).
+counters, its consumer's positions, and the `Notifier`'s counters) and renders them.
+The one thing that must be recorded as it happens is batch processing time:
+`BATCH_TIMER` keeps a histogram per stage, fed by the runner around `_process` (see
+docs/health.md for the two-line hook).
 
 No client library: the format is small, and this keeps the dependency list as it is.
 """

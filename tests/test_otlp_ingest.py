@@ -203,11 +203,14 @@ def test_events_go_to_events_raw_keyed_by_service_in_bounded_arrays():
 
 
 def test_config_names_the_key_and_the_stage_runs_only_when_configured():
-    plain = load_config(env={})
-    assert "otlp" not in configured_stages(plain)
-    assert "otlp" not in parse_stage_list("all", plain)
+    plain = load_config(env={})  # the Collector's topic names by default
+    assert (plain.otlp.traces_topic, plain.otlp.logs_topic) == ("otlp_spans", "otlp_logs")
+    assert "otlp" in configured_stages(plain)
+    off = load_config(env={}, overrides={"otlp.traces_topic": "", "otlp.logs_topic": ""})
+    assert "otlp" not in configured_stages(off)
+    assert "otlp" not in parse_stage_list("all", off)
     with pytest.raises(ConfigError, match=r"otlp\.traces_topic"):
-        parse_stage_list("otlp", plain)
+        parse_stage_list("otlp", off)
     on = load_config(
         env={}, overrides={"otlp.traces_topic": "otlp_spans", "otlp.span_kinds": "SERVER"}
     )

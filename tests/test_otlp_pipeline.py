@@ -115,3 +115,31 @@ async def test_sdk_spans_and_logs_become_rollups_and_issues(
     assert letter["source"]["offset"] is not None and letter["field"] == "$"
     where = f"{traces}[{letter['source']['partition']}]@{letter['source']['offset']}"
     assert letter["reason"].startswith(where)
+
+
+async def test_only_otlp_topics_that_exist_are_read_and_none_means_no_stage(bootstrap, topics):
+    suffix = uuid.uuid4().hex[:8]
+    traces, logs = f"otlp_spans_{suffix}", f"otlp_logs_{suffix}"
+    absent = make_config(
+        bootstrap, topics, **{"otlp.traces_topic": traces, "otlp.logs_topic": logs}
+    )
+    async with running_pipeline(absent, ["ingest", "otlp"]) as pipeline:
+        await wait_for(_runners(pipeline), bool, timeout_s=30)
+        assert [r.stage.name for r in pipeline.runners] == ["ingest"]  # no idle otlp member
+        assert pipeline.stage_names == ["ingest"]
+    await _create(bootstrap, traces)  # the Collector writes traces only
+    present = make_config(
+        bootstrap, topics, **{"otlp.traces_topic": traces, "otlp.logs_topic": logs}
+    )
+    async with running_pipeline(present, ["otlp"]) as pipeline:
+        [runner] = await wait_for(_runners(pipeline), bool, timeout_s=30)
+        assert runner.stage.name == "otlp"
+        assert pipeline.config.otlp.traces_topic == traces
+        assert pipeline.config.otlp.logs_topic == ""  # absent: not subscribed
+
+
+def _runners(pipeline):
+    async def probe_runners() -> list:
+        return list(pipeline.runners)
+
+    return probe_runners
