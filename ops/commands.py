@@ -97,8 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_grouping_explain(args: argparse.Namespace) -> int:
+    from grouping import explain, set_token_patterns
     from schemas.events import InvalidEvent, Limits, validate_event
-    from stages.grouping import explain, set_token_patterns
 
     set_token_patterns(config_from_args(args).fingerprint.token_patterns)
     limits = Limits()

@@ -289,7 +289,7 @@ class Pipeline:
         if OTLP in self.stage_names:
             await self._read_only_present_otlp_topics()
         if self.config.fingerprint.token_patterns:  # part of grouping: ingest, fingerprint
-            from stages.grouping import set_token_patterns
+            from grouping import set_token_patterns
 
             set_token_patterns(self.config.fingerprint.token_patterns)
         self.runners = [

@@ -510,7 +510,7 @@ def _external_url(raw: str) -> str:
 
 
 def _validate_token_patterns(f: FingerprintSection) -> None:
-    from stages.grouping import compile_token_patterns
+    from grouping import compile_token_patterns
 
     patterns = f.token_patterns
     if isinstance(patterns, str):  # from the environment: a JSON object

@@ -105,7 +105,7 @@ _fingerprint_fn: Any = None
 def _fingerprint_error() -> Any:
     global _fingerprint_fn
     if _fingerprint_fn is None:
-        from stages.grouping import fingerprint_error
+        from grouping import fingerprint_error
 
         _fingerprint_fn = fingerprint_error
     return _fingerprint_fn

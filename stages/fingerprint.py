@@ -10,7 +10,7 @@ periodic "count" updates (at most one per issue per `count_interval_s`; the firs
 active); a "resolve" command emits "resolved"; an event at or after the resolve time emits
 "regressed" (late events older than the resolve are counted but do not regress the issue).
 
-Grouping upgrades (stages/grouping.py `GROUPING_VERSION`): `events.errors` is keyed by the
+Grouping upgrades (grouping/__init__.py `GROUPING_VERSION`): `events.errors` is keyed by the
 current version's fingerprint, so an issue opened under the previous version sits under a key
 that no new event carries. When such an issue is restored, the stage regroups its sample: if
 the new fingerprint differs, it hands the issue over (an `events.errors` element with
@@ -33,14 +33,14 @@ from typing import Any
 import msgspec
 import orjson
 
-from schemas.issues import issue_record
-from stages.base import Emit, Record, StageResult
-from stages.grouping import (
+from grouping import (
     GROUPING_VERSION,
     PREVIOUS_VERSION,
     fingerprint_error,
     parameterise_message,
 )
+from schemas.issues import issue_record
+from stages.base import Emit, Record, StageResult
 
 __all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from grouping import fingerprint_error, fingerprint_plain
 from schemas.dlq import dead_letter
 from schemas.events import (
     LATENCY_SCHEMA,
@@ -29,7 +30,6 @@ from schemas.events import (
 from schemas.plain_error import PlainErrorReader, encode_error
 from stages.base import Emit, EncodedJSON, Record, StageResult
 from stages.dedup import RecentIds
-from stages.grouping import fingerprint_error, fingerprint_plain
 
 __all__ = ["IngestConfig", "IngestStage", "LatencySink"]
 

@@ -22,6 +22,7 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from grouping import fingerprint_error
 from loadtest.fleet import error_burst
 from pipeline.broker import LocalBroker, free_port
 from pipeline.notifier import Notifier
@@ -30,7 +31,6 @@ from pipeline.topic_reader import send_json
 from pipeline.topics import ALERTS, create_topics
 from sinks.delivery import DeliveryPolicy
 from sinks.slack import SlackSink
-from stages.grouping import fingerprint_error
 from tests.pipeline_helpers import as_batches, issues_probe, make_config, send_raw, wait_for
 from tests.sinks.fakes import FakeSlack
 from tests.test_notify_crash import transition

@@ -11,9 +11,9 @@ import itertools
 
 import orjson
 
+from grouping import fingerprint_error, previous_fingerprint
 from stages.base import Record
 from stages.fingerprint import MOVED, FingerprintStage, IssueState
-from stages.grouping import fingerprint_error, previous_fingerprint
 
 T0 = 1_795_320_000.0
 TS0 = 1_795_320_000_000

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.grouping import Grouping, explain, fingerprint_error, parameterise_message
+from grouping import Grouping, explain, fingerprint_error, parameterise_message
 
 
 def error(

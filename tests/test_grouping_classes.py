@@ -12,10 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import ConfigError, load_config
-from stages.base import Record
-from stages.fingerprint import FingerprintStage
-from stages.grouping import (
+from grouping import (
     GROUPING_VERSION,
     compile_token_patterns,
     explain,
@@ -25,7 +22,10 @@ from stages.grouping import (
     previous_fingerprint,
     set_token_patterns,
 )
-from stages.grouping_v1 import parameterise_message as parameterise_message_v1
+from grouping.v1 import parameterise_message as parameterise_message_v1
+from pipeline.config import ConfigError, load_config
+from stages.base import Record
+from stages.fingerprint import FingerprintStage
 
 
 def error(message: str, etype: str = "LogError", **kw) -> dict:

@@ -7,10 +7,10 @@ import time
 
 import orjson
 
+from grouping import fingerprint_error
 from loadtest.fleet import BUGS, error_burst, error_event, malformed_payloads
 from pipeline.topic_reader import send_json
 from pipeline.topics import COMMANDS, EVENTS_DLQ
-from stages.grouping import fingerprint_error
 from tests.pipeline_helpers import (
     as_batches,
     issues_probe,
@@ -150,7 +150,7 @@ async def test_resolved_issue_that_recurs_is_regressed(bootstrap, topics):
 
 
 async def test_the_users_token_patterns_group_errors_in_the_running_pipeline(bootstrap, topics):
-    from stages.grouping import set_token_patterns
+    from grouping import set_token_patterns
 
     config = make_config(
         bootstrap, topics, **{"fingerprint.token_patterns": {"colour": r"\b(?:red|blue)\b"}}

@@ -10,12 +10,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from grouping import fingerprint_error
 from loadtest.fleet import error_burst
 from pipeline.app import make_producer
 from pipeline.runner import StageRunner
 from pipeline.topics import EVENTS_DLQ, EVENTS_ERRORS
 from stages.base import Emit, Record, StageResult
-from stages.grouping import fingerprint_error
 from tests.pipeline_helpers import (
     as_batches,
     issues_probe,

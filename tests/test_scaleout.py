@@ -18,10 +18,10 @@ from collections import Counter
 import orjson
 from aiohttp import web
 
+from grouping import fingerprint_error
 from loadtest.fleet import BUGS, error_event
 from loadtest.harness import stop_processes
 from pipeline.topics import ALERTS, ISSUES, ROLLUPS
-from stages.grouping import fingerprint_error
 from tests.pipeline_helpers import (
     make_config,
     send_raw,

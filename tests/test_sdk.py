@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from grouping import fingerprint_error
 from pipeline.broker import free_port
 from production_monitor import AsyncProductionMonitor, ProductionMonitor
 from schemas.events import Limits, validate_event
-from stages.grouping import fingerprint_error
 
 ERROR_KEYS = {
     "schema",

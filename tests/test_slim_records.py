@@ -14,12 +14,12 @@ from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import ConsumerRecord
 
+from grouping import fingerprint_error
 from loadtest.fleet import error_burst
 from pipeline import runner, slim_records
 from pipeline.slim_records import SlimRecords, install_slim_records
 from pipeline.topics import EVENTS_DLQ
 from stages.base import Record
-from stages.grouping import fingerprint_error
 from tests.pipeline_helpers import (
     as_batches,
     issues_probe,

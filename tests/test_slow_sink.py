@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from grouping import fingerprint_error
 from loadtest.fleet import BUGS, error_event
 from pipeline.app import make_producer
 from pipeline.notifier import Notifier
@@ -36,7 +37,6 @@ from sinks.delivery import DeliveryPolicy
 from sinks.pagerduty import PagerDutySink
 from sinks.slack import SlackSink
 from stages.base import Emit, Record, StageResult
-from stages.grouping import fingerprint_error
 from tests.pipeline_helpers import (
     make_config,
     running_pipeline,

@@ -75,7 +75,7 @@ class Grouping(NamedTuple):
         return _title(self.exception_type, self.template)
 
 
-from stages.grouping_v1 import (  # noqa: E402
+from grouping.v1 import (  # noqa: E402
     _DIGIT,
     _DIGIT_TOKEN,
     _EMAIL,
@@ -101,7 +101,7 @@ from stages.grouping_v1 import (  # noqa: E402
     _keep_named_number,
     _trailing_digits,
 )
-from stages.grouping_v1 import parameterise_message as parameterise_message_v1  # noqa: E402
+from grouping.v1 import parameterise_message as parameterise_message_v1  # noqa: E402
 
 # --------------------------------------------------------------------------
 # Message parameterisation (grouping version 2). A message is constant words

@@ -1,6 +1,6 @@
 """Grouping version 1's message parameterisation, frozen.
 
-Kept only so that `stages.grouping` can compute the version-1 fingerprint of an event
+Kept only so that `grouping` can compute the version-1 fingerprint of an event
 (the alias that keeps issues opened before an upgrade). Never change it: a change here
 changes the old fingerprints that existing issues are known by.
 """
