@@ -47,8 +47,8 @@ def _ingest(config: Config) -> Stage:
         )
     )
     # Two-phase windowing (docs/windows.md): partial windows per events.raw partition here,
-    # merged by the windows stage; `windows.fused` windows completely here instead.
-    return IngestWindowsStage(ingest, windows_config(config), partials=not config.windows.fused)
+    # merged by the windows stage.
+    return IngestWindowsStage(ingest, windows_config(config))
 
 
 def windows_config(config: Config) -> WindowsConfig:
@@ -161,21 +161,12 @@ def configured_stages(config: Config) -> list[str]:
 
 
 def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
-    """`all` or a comma list of known stage names, refused with the allowed names otherwise.
-
-    With `windows.fused`, ingest does the windowing itself, so `windows` is not a stage.
-    """
-    fused = config is not None and config.windows.fused
+    """`all` or a comma list of known stage names, refused with the allowed names otherwise."""
     stages = configured_stages(config) if config is not None else list(STAGE_FACTORIES)
-    known = [n for n in stages if not (fused and n == "windows")] + [NOTIFY]
+    known = [*stages, NOTIFY]
     if text.strip() == "all":
         return known
     names = [n.strip() for n in text.split(",") if n.strip()]
-    if fused and "windows" in names:
-        raise ConfigError(
-            "--stages: windows runs inside ingest when windows.fused is true; "
-            "drop it from the list or set windows.fused = false"
-        )
     unknown = [n for n in names if n not in STAGE_FACTORIES and n != NOTIFY]
     if unknown or not names:
         raise ConfigError(

@@ -150,8 +150,9 @@ class WindowsSection:
     # needs first.
     early_eval_s: float = 1.0
     early_min_events: int = 50
-    # Window latency events inside the ingest stage (no events.latency hop). Only correct
-    # when events.raw is keyed by service, so it is opt-in.
+    # No longer used: ingest always keeps partial windows and the windows stage merges them
+    # (two-phase windowing, docs/windows.md), as fast as the fused stage was for any keying.
+    # Accepted so that configurations that set it still load; ignored.
     fused: bool = False
     # Cardinality limits per input partition (stages/cardinality.py; 0 = no limit): series
     # over them are counted in `service|(other)` (or `(other)|(other)`), with one warning

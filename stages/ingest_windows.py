@@ -1,8 +1,11 @@
-"""Ingest and windows fused in one stage: latency events go straight into their windows.
+"""Ingest with the local phase of two-phase windowing: latency events go straight into
+partial windows kept per `events.raw` partition, whatever the keying.
 
-design.md: when fleets key `events.raw` by service (the usual case), windowing can run
-right after ingest in the same process, with no repartition hop through
-`events.latency`. Errors and dead letters still leave through their topics.
+docs/windows.md: ingest windows what each raw partition (a *source*) brings; closing a
+base window there sends each series' partial window (and then the source's watermark)
+through `events.latency` to the windows stage, which merges the partials of every source
+into the rollups. Only partials cross Kafka, not events. Errors and dead letters leave
+through their topics as before.
 
 The common message, one plainly valid latency event or an array of them (what the SDK
 and batching fleets send), takes a fast path (`_ingest_run`): one loop that decodes,
@@ -11,9 +14,9 @@ much as the work here). Every other message, including an array with any element
 not plain, takes ingest's general path, whole and in order, so the results are exactly
 the general path's (tests/test_fast_path.py).
 
-Windows are kept per `events.raw` partition, so every series must arrive on one raw
-partition (raw keyed by service). If a service's events are spread over several raw
-partitions, use the two separate stages instead (`windows.fused = false`).
+Commits of `events.raw` are held back to the oldest record an open partial window needs;
+records re-read after a restart only rebuild windows (their errors and dead letters are
+not produced a second time).
 """
 
 from __future__ import annotations
@@ -180,34 +183,23 @@ class PartialWindowsCore(WindowsCore):
 
 
 class IngestWindowsStage(CoreStageMixin):
-    """`ingest` whose latency events are windowed in-process.
-
-    With `partials` (the pipeline's default), the local phase of two-phase windowing
-    (`PartialWindowsCore`, state `state.ingest`): partial windows go to the windows stage.
-    Without (`windows.fused = true`), the whole windowing (state `state.windows`):
-    rollups come out here, correct only when `events.raw` is keyed by service.
-    """
+    """`ingest` whose latency events go into partial windows (`PartialWindowsCore`, state
+    `state.ingest`); the windows stage merges them."""
 
     name = "ingest"
+    state_name = "ingest"
     inputs: tuple[str, ...] = ("events.raw",)
     stateful = True
+    core: PartialWindowsCore
 
-    def __init__(
-        self, ingest: IngestStage, windows: WindowsConfig | None = None, partials: bool = False
-    ) -> None:
+    def __init__(self, ingest: IngestStage, windows: WindowsConfig | None = None) -> None:
         self.ingest = ingest
-        config = windows or WindowsConfig()
-        self.partials = partials
-        self.state_name = "ingest" if partials else "windows"
-        self.core = PartialWindowsCore(config) if partials else WindowsCore(config, "events.raw")
+        self.core = PartialWindowsCore(windows or WindowsConfig())
         self.assigned: set[int] = set()
         ingest.on_latency = self.core.add_fields  # the general path's latency events
 
     def tick(self, now: float) -> StageResult:
-        core = self.core
-        if isinstance(core, PartialWindowsCore):
-            return core.tick(now, sorted(self.assigned))
-        return core.flush_idle(now)
+        return self.core.tick(now, sorted(self.assigned))
 
     def assign(self, partitions: Iterable[int]) -> None:
         self.assigned.update(partitions)

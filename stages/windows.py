@@ -208,7 +208,8 @@ class PartitionWindows:
 
 
 class WindowsCore:
-    """Windowing for the partitions a process owns; shared by the standalone and fused stages."""
+    """Windowing for the partitions a process owns: the windows stage's, and (subclassed by
+    `stages.ingest_windows.PartialWindowsCore`) ingest's partial windows."""
 
     def __init__(self, config: WindowsConfig, input_topic: str) -> None:
         self.config = config
@@ -317,7 +318,7 @@ class WindowsCore:
         `offset`; None when that window has closed (the event is accounted as late).
 
         `add_fields` in two steps, for a caller that keeps the result while the start
-        stays the same (the fused stage's fast path): windows close only in `finish`.
+        stays the same (ingest's fast path): windows close only in `finish`.
         """
         if start + self.sizes[0] <= ps.closed:
             self._late_event(ps, offset, service, endpoint)
@@ -461,12 +462,17 @@ class WindowsCore:
             ps.dirty.add(LATE_PREFIX + series)
 
     def flush_idle(self, now: float) -> StageResult:
-        """Close every open window of partitions idle for `idle_flush_s` (wall time)."""
+        """Close every open window of partitions idle for `idle_flush_s` (wall time).
+
+        A partition fed partial windows waits twice that: its sources flush their own idle
+        windows after `idle_flush_s` and say they are idle, which closes the windows here;
+        this only keeps windows from waiting for an ingest stage that is down."""
         result = StageResult()
         for partition, ps in self.partitions.items():
+            idle_s = self.config.idle_flush_s * (2 if ps.sources else 1)
             if ps.last_active is None:
                 ps.last_active = now
-            elif ps.open and now - ps.last_active >= self.config.idle_flush_s:
+            elif ps.open and now - ps.last_active >= idle_s:
                 self._close(partition, ps, max(ps.open) + self.sizes[0], result)
                 self._report_cardinality(partition, ps, result)
                 ps.dirty.add(META_KEY)

@@ -10,8 +10,6 @@ from pipeline.config import ConfigError, load_config
 from pipeline.metrics import exposition
 from pipeline.topics import ROLLUPS, SIGNALS
 from stages.cardinality import OTHER, CardinalityLimits, SeriesRegistry
-from stages.ingest import IngestStage
-from stages.ingest_windows import IngestWindowsStage
 from stages.windows import WindowsConfig, WindowsStage
 from tests.pipeline_helpers import make_config, running_pipeline, send_raw, topic_probe, wait_for
 from tests.test_windows import T0, Harness, latency
@@ -58,14 +56,9 @@ def _burst(endpoints: int, services: int, per: int) -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["windows", "ingest+windows"])
-def test_windows_count_every_event_and_put_the_overflow_in_a_visible_series(fused):
+def test_windows_count_every_event_and_put_the_overflow_in_a_visible_series():
     config = WindowsConfig(limits=LIMITS)
-    if fused:
-        stage = IngestWindowsStage(IngestStage(), config)
-        h = Harness(stage, topic="events.raw")
-    else:
-        h = Harness(WindowsStage(config))
+    h = Harness(WindowsStage(config))
     events = _burst(endpoints=4, services=5, per=3)
     for i in range(0, len(events), 7):
         h.send(*events[i : i + 7])
@@ -85,7 +78,7 @@ def test_windows_count_every_event_and_put_the_overflow_in_a_visible_series(fuse
     signals = [v for v in h.other if isinstance(v, dict) and v.get("rule") == "cardinality-limit"]
     assert sorted(s["service"] for s in signals) == sorted([OTHER, "svc0", "svc1", "svc2"])
     assert {s["state"] for s in signals} == {"firing"} and len({s["id"] for s in signals}) == 4
-    stats = (stage if fused else h.stage).core.stats
+    stats = h.stage.core.stats
     assert stats["series_overflow"] == 2 * 3 * 3 + 2 * 4 * 3
 
 

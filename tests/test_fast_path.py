@@ -1,11 +1,13 @@
-"""The fused stage's fast path gives exactly the general path's results, for any input.
+"""Ingest's fast path gives exactly the general path's results, for any input.
 
-`IngestWindowsStage` takes a fast path for the common message (one plainly valid latency
-event) and falls back to the general path for anything else. Two references:
+`IngestWindowsStage` (ingest with partial windows, two-phase windowing) takes a fast path
+for the common message (one plainly valid latency event) and falls back to the general
+path for anything else. Two references:
 
-- the split pipeline: `IngestStage` without `on_latency` (the general path, every record),
-  its `events.latency` emits fed to `WindowsStage` on the same partition and offset;
-- the fused stage as it was before the fast path: the general path for every record
+- ingest then windows per partition: `IngestStage` without `on_latency` (the general
+  path, every record), its latency events fed to `WindowsStage` on the same partition
+  and offset: its 10 s rollups of endpoint series are ingest's partial windows;
+- the stage as it was before the fast path: the general path for every record
   (`IngestStage.process`) and the straightforward replay filter, driven through restarts
   like the runner does.
 
@@ -34,6 +36,7 @@ from schemas.events import (
     plain_latency_batch,
 )
 from stages.base import Emit, Record, StageResult
+from stages.hdr import SparseHistogram, layout
 from stages.ingest import IngestConfig, IngestStage
 from stages.ingest_windows import IngestWindowsStage
 from stages.windows import Window, WindowsConfig, WindowsStage
@@ -44,6 +47,7 @@ LIMITS = Limits(max_id_len=12, max_message_bytes=600)
 # Messages up to 160 bytes cannot hold a longer string: the fast path skips length checks.
 WIDE_LIMITS = Limits(max_id_len=160, max_message_bytes=600)
 WINDOWS = WindowsConfig(window_s=10.0, rollup_resolutions_s=(60.0,), allowed_lateness_s=5.0)
+WINDOWS_HDR = layout()
 FAR_FUTURE = 10**7  # seconds: every partition is idle, so every open window closes
 
 SETTINGS = settings(
@@ -211,7 +215,7 @@ ingest_configs = st.builds(
 
 
 class ReferenceFused(IngestWindowsStage):
-    """The fused stage before the fast path: the general path (`IngestStage.process`, whose
+    """The stage before the fast path: the general path (`IngestStage.process`, whose
     latency events go to `on_latency`) and the plain replay filter."""
 
     def process(self, records: list[Record], now: float) -> StageResult:
@@ -227,26 +231,44 @@ class ReferenceFused(IngestWindowsStage):
 
 
 class Split:
-    """The two-stage pipeline, each raw record's latency events at its partition and offset."""
+    """Ingest then windows, each raw partition's latency events windowed by a windows stage
+    of their own, at the raw record's partition and offset."""
 
     def __init__(self, config: IngestConfig) -> None:
         self.ingest = IngestStage(config)
-        self.windows = WindowsStage(WINDOWS)
+        self.windows: dict[int, WindowsStage] = {}
 
-    def process(self, records: list[Record], now: float) -> tuple[list[Emit], StageResult]:
-        """(the ingest's emits other than `events.latency`, the windows stage's result)."""
+    def process(
+        self, records: list[Record], now: float
+    ) -> tuple[list[Emit], list[tuple[int, Emit]]]:
+        """(ingest's emits other than `events.latency`, the windows' emits with their
+        partition)."""
         other: list[Emit] = []
-        latency: list[Record] = []
-        for record in records:  # one at a time, to know where each latency event came from
-            emits = self.ingest.process([record], now).emits
-            other += [e for e in emits if e.topic != "events.latency"]
-            events = [e.value for e in emits if e.topic == "events.latency"]
-            if events:
-                value = orjson.dumps(events)
-                latency.append(
-                    Record("events.latency", record.partition, record.offset, None, value)
-                )
-        return other, self.windows.process(latency, now)
+        tagged: list[tuple[int, Emit]] = []
+        for partition in sorted({r.partition for r in records}):
+            latency: list[Record] = []
+            for record in [r for r in records if r.partition == partition]:
+                emits = self.ingest.process([record], now).emits  # one at a time: its offset
+                other += [e for e in emits if e.topic != "events.latency"]
+                events = [e.value for e in emits if e.topic == "events.latency"]
+                if events:
+                    value = orjson.dumps(events)
+                    latency.append(Record("events.latency", partition, record.offset, None, value))
+            windows = self.windows.setdefault(partition, WindowsStage(WINDOWS))
+            tagged += [(partition, e) for e in windows.process(latency, now).emits]
+        return other, tagged
+
+    def tick(self, now: float) -> list[tuple[int, Emit]]:
+        return [(p, e) for p, w in self.windows.items() for e in w.tick(now).emits]
+
+    def stats(self, counter: str) -> int:
+        return sum(w.core.stats[counter] for w in self.windows.values())
+
+    def hold_offsets(self) -> dict[tuple[str, int], int]:
+        holds: dict[tuple[str, int], int] = {}
+        for w in self.windows.values():
+            holds.update({("events.raw", p): o for (_, p), o in w.hold_offsets().items()})
+        return holds
 
 
 def as_records(batch: list[tuple[int, bytes | None, bytes | None]], next_offset: dict[int, int]):
@@ -259,13 +281,6 @@ def as_records(batch: list[tuple[int, bytes | None, bytes | None]], next_offset:
                 next_offset[p] = offset + 1
                 records.append(Record("events.raw", p, offset, key, value))
     return records
-
-
-def split_emits(emits: list[Emit]) -> tuple[list[Any], list[Any]]:
-    """(non-rollup emits as (topic, key, value), rollup values), each in order."""
-    other = [(e.topic, e.key, e.value) for e in emits if e.topic != "rollups"]
-    rollups = [e.value for e in emits if e.topic == "rollups"]
-    return other, rollups
 
 
 def remembered(ingest: IngestStage) -> tuple[list, list]:
@@ -286,36 +301,75 @@ def same(a: Any, b: Any) -> bool:
 # --- properties ---------------------------------------------------------------------------------
 
 
+def partial_summary(value: dict[str, Any]) -> tuple:
+    """A partial window as (count, errors, client errors, late, mean, max, histogram)."""
+    lay = WINDOWS_HDR
+    if "words" in value:
+        hist = SparseHistogram.from_words(lay, value["words"], value["bits"])
+    else:
+        hist = SparseHistogram.from_pairs(lay, value["counts"])
+    count = value["count"]
+    mean = value["sum_us"] / count / 1000.0 if count else 0.0
+    late = value["late"]
+    return (
+        count,
+        value["errors"],
+        value["client_errors"],
+        late,
+        mean,
+        value["max_us"] / 1000.0,
+        hist,
+    )
+
+
+def rollup_summary(value: dict[str, Any]) -> tuple:
+    hist = SparseHistogram.decode(value["hist"])
+    return (
+        value["count"],
+        value["errors"],
+        value["client_errors"],
+        value["late"],
+        value["mean_ms"],
+        value["max_ms"],
+        hist,
+    )
+
+
 @SETTINGS
 @given(steps=batches(), config=ingest_configs)
-def test_the_fused_stage_equals_ingest_then_windows(steps, config):
-    fused = IngestWindowsStage(IngestStage(config), WINDOWS)
+def test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition(steps, config):
+    stage = IngestWindowsStage(IngestStage(config), WINDOWS)
     split = Split(config)
-    fused_state: dict[tuple[int, str], Any] = {}
-    split_state: dict[tuple[int, str], Any] = {}
+    partials: dict[tuple[str, int, int], tuple] = {}
+    rollups: dict[tuple[str, int, int], tuple] = {}
     offsets: dict[int, int] = {}
+
+    def collect(emits: list[Emit], split_emits: list[tuple[int, Emit]]) -> None:
+        for e in emits:
+            if e.topic == "events.latency" and "partial" in e.value:
+                key = (e.value["series"], e.value["start"], e.value["src"])
+                assert key not in partials  # one partial per series, window and source
+                partials[key] = partial_summary(e.value)
+        for partition, e in split_emits:
+            assert e.topic == "rollups"  # no windows dead letters
+            value = e.value
+            if value["resolution"] == "10s" and value["endpoint"] != "*":
+                rollups[(value["series"], value["start"], partition)] = rollup_summary(value)
+
     for now, batch in steps:
         records = as_records(batch, offsets)
-        result = fused.process(records, now)
-        split_other, split_result = split.process(records, now)
-        other, rollups = split_emits(result.emits)
+        result = stage.process(records, now)
+        split_other, split_windows = split.process(records, now)
+        other = [(e.topic, e.key, e.value) for e in result.emits if e.topic != "events.latency"]
         assert same(other, [(e.topic, e.key, e.value) for e in split_other])
-        assert all(e.topic == "rollups" for e in split_result.emits)  # no windows dead letters
-        assert same(rollups, [e.value for e in split_result.emits])
-        assert fused.ingest.stats == split.ingest.stats
-        assert fused.core.stats == split.windows.core.stats
-        assert fused.hold_offsets() == {
-            ("events.raw", p): o for (_, p), o in split.windows.hold_offsets().items()
-        }
-        fused_state.update(result.state)
-        split_state.update(split_result.state)
-    # Close every window: the last rollups, and the changelog both leave behind.
-    closing, split_closing = fused.tick(NOW + FAR_FUTURE), split.windows.tick(NOW + FAR_FUTURE)
-    assert same(split_emits(closing.emits)[1], [e.value for e in split_closing.emits])
-    assert fused.core.stats == split.windows.core.stats
-    fused_state.update(closing.state)
-    split_state.update(split_closing.state)
-    assert same(sorted(fused_state.items()), sorted(split_state.items()))
+        collect(result.emits, split_windows)
+        assert stage.ingest.stats == split.ingest.stats
+        for counter in ("events", "late", "replayed"):
+            assert stage.core.stats[counter] == split.stats(counter)
+        assert stage.hold_offsets() == split.hold_offsets()
+    # Close every window (idle): the last partials and rollups.
+    collect(stage.tick(NOW + FAR_FUTURE).emits, split.tick(NOW + FAR_FUTURE))
+    assert partials == rollups
 
 
 @st.composite
@@ -329,7 +383,7 @@ def steps_with_restarts(draw: st.DrawFn) -> list[Any]:
 
 
 class Runner:
-    """Feeds a fused stage like the runner: held-back commits, changelog, restarts."""
+    """Feeds the stage like the runner: held-back commits, changelog, restarts."""
 
     def __init__(self, make: Any) -> None:
         self.make = make
@@ -366,7 +420,7 @@ class Runner:
 
 @SETTINGS
 @given(steps=steps_with_restarts(), config=ingest_configs)
-def test_the_fused_stage_equals_its_general_path_through_restarts(steps, config):
+def test_the_stage_equals_its_general_path_through_restarts(steps, config):
     fast = Runner(lambda: IngestWindowsStage(IngestStage(config), WINDOWS))
     reference = Runner(lambda: ReferenceFused(IngestStage(config), WINDOWS))
     for step in steps:
@@ -508,14 +562,14 @@ def test_a_windowing_bug_dead_letters_the_event_as_the_general_path_does(
 
 
 def test_a_replay_over_several_partitions_only_rebuilds_windows():
-    def fused() -> IngestWindowsStage:
+    def ingest() -> IngestWindowsStage:
         return IngestWindowsStage(IngestStage(IngestConfig(limits=LIMITS)), WINDOWS)
 
     def event(i: int, ts: int, **kw: Any) -> bytes:
         base = {"schema": "latency/1", "event_id": f"l{i}", "ts": ts, "service": "svc"}
         return orjson.dumps({**base, "endpoint": "/a", "duration_ms": 2.0, **kw})
 
-    runner = Runner(fused)
+    runner = Runner(ingest)
     runner.append([(1, None, event(99, T0, duration_ms=-1))])  # dead-lettered once
     runner.append([(p, None, event(10 * p + i, T0 + 1000 * i)) for p in (0, 1) for i in range(3)])
     first = runner.poll(NOW)
@@ -523,10 +577,14 @@ def test_a_replay_over_several_partitions_only_rebuilds_windows():
     runner.restart()  # no window closed: both partitions are read again from offset 0
     runner.append([(0, None, event(7, T0 + 20_000)), (1, None, event(17, T0 + 20_000))])
     second = runner.poll(NOW)
-    assert [e.topic for e in second.emits if e.topic != "rollups"] == []
-    assert sorted((e.value["id"], e.value["count"]) for e in second.emits) == [
-        (f"svc|*|10s|{T0}", 3),
-        (f"svc|*|10s|{T0}", 3),
-        (f"svc|/a|10s|{T0}", 3),
-        (f"svc|/a|10s|{T0}", 3),
+    assert [e.topic for e in second.emits if e.topic != "events.latency"] == []
+    partials = [e.value for e in second.emits if "partial" in e.value]
+    assert sorted((p["series"], p["start"], p["src"], p["count"]) for p in partials) == [
+        ("svc|/a", T0, 0, 3),
+        ("svc|/a", T0, 1, 3),
+    ]
+    watermarks = [e.value for e in second.emits if "watermark" in e.value]
+    assert sorted((w["src"], w["watermark"]) for w in watermarks) == [
+        (0, T0 + 10_000),
+        (1, T0 + 10_000),
     ]

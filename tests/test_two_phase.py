@@ -125,7 +125,7 @@ class TwoPhase:
         self.counts = {"events.latency": latency_partitions, "events.errors": latency_partitions}
         self.partitioner = Partitioner()
         self.ingest = Process(
-            lambda: IngestWindowsStage(IngestStage(), CONFIG, partials=True),
+            lambda: IngestWindowsStage(IngestStage(), CONFIG),
             self.raw,
             list(range(raw_partitions)),
         )

@@ -4,11 +4,10 @@ Measured in one run on the local broker, against the same `events.raw` topic:
 1. the ceiling: a bare aiokafka consumer that reads the topic and decodes every message
    with orjson (no validation, no windows); and, for comparison, the same consumer
    reading the slim records the pipeline reads (pipeline/slim_records.py);
-2. one pipeline process with the defaults, `--stages ingest,windows` (`default`): with
-   two-phase windowing, ingest keeps partial windows per raw partition and the windows
-   stage merges them (before it, ingest sent every event through events.latency);
-3. one pipeline process running ingest + windows fused (`windows.fused = true`, `fused`):
-   only correct when events.raw is keyed by service, so measured on keyed input only.
+2. one pipeline process with the defaults, `--stages ingest,windows`: with two-phase
+   windowing, ingest keeps partial windows per raw partition and the windows stage merges
+   them (before it, ingest sent every event through events.latency, or windowed them
+   itself with `windows.fused = true`, correct only for input keyed by service).
 
 `--keyings service,none`: the fleet keys events.raw by service, or not at all (each
 message to a random partition); each keying gets its own topic, and the ceiling is
@@ -23,7 +22,7 @@ ingest had windowed every event is reported too (`local`).
 
 Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
      [--batch 1] [--series 10000] [--fleet-rate 50000] [--early-eval-s 1] [--json out.json]
-     [--modes default,fused] [--keyings service,none]
+     [--keyings service,none]
 `--batch` is how many events the fleet packs per message (1 = one event per message).
 """
 
@@ -116,7 +115,6 @@ async def pipeline_rate(
     bootstrap: str,
     prefix: str,
     total: int,
-    fused: bool,
     batch_records: int = 5000,
     early_eval_s: float = 1.0,
 ) -> dict:
@@ -125,13 +123,12 @@ async def pipeline_rate(
         overrides={
             "kafka.bootstrap": bootstrap,
             "kafka.prefix": prefix,
-            "windows.fused": fused,
             "runtime.max_batch_records": batch_records,
             "ingest.future_tolerance_s": 10**9,
             "windows.early_eval_s": early_eval_s,
         },
     )
-    stages = ["ingest"] if fused else ["ingest", "windows"]
+    stages = ["ingest", "windows"]
     stop = asyncio.Event()
     pipeline = Pipeline(config, stages)
     task = asyncio.create_task(pipeline.run(stop))
@@ -174,9 +171,9 @@ async def pipeline_rate(
     return found
 
 
-def runs(modes: list[str], keyings: list[str]) -> list[tuple[str, str]]:
-    """(mode, keying) pairs to measure: the fused stage only on input keyed by service."""
-    return [(m, k) for k in keyings for m in modes if not (m == "fused" and k != "service")]
+def runs(keyings: list[str]) -> list[tuple[str, str]]:
+    """(pipeline, keying) pairs to measure."""
+    return [("default", k) for k in keyings]
 
 
 async def main_async(args: argparse.Namespace) -> dict:
@@ -191,7 +188,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "batch": args.batch,
         "fleet_rate": args.fleet_rate,
     }
-    measured = runs(args.modes, args.keyings)
+    measured = runs(args.keyings)
     with LocalBroker() as broker:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
@@ -223,7 +220,6 @@ async def main_async(args: argparse.Namespace) -> dict:
                 broker.bootstrap,
                 prefix,
                 args.events,
-                mode == "fused",
                 batch_records=args.batch_records,
                 early_eval_s=args.early_eval_s,
             )
@@ -256,12 +252,6 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-records", type=int, default=5000, help="runtime.max_batch_records")
     parser.add_argument(
-        "--modes",
-        type=lambda text: ["default" if m == "split" else m for m in text.split(",")],
-        default=["default", "fused"],
-        help="pipelines to measure: default (ingest,windows stages), fused, or both",
-    )
-    parser.add_argument(
         "--keyings",
         type=lambda text: text.split(","),
         default=["service"],
@@ -286,7 +276,7 @@ def main() -> None:
         print(f"  the same, keyed by {keying:7}: {rate:>10,.0f} events/s")
     slim = results["slim_consume_decode_events_per_s"]
     print(f"slim-record consume+decode  : {slim:>10,.0f} events/s (the pipeline's reader)")
-    for mode, keying in runs(args.modes, args.keyings):
+    for mode, keying in runs(args.keyings):
         r = results[f"{mode}/{keying}"]
         local = ""
         if "local_ratio_to_raw" in r:

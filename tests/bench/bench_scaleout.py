@@ -5,14 +5,13 @@ One run, one local broker, the same prefilled backlog for every case:
 2. P = 1, then P = 2 `prodmon run --stages ingest,windows` processes sharing the
    consumer groups (each case on its own topic prefix holding the same events).
 
-Progress is read from each process's own `/metrics` (latency events ingest windowed:
-with the defaults into its partial windows, fused into whole windows), so nothing in
-the pipeline is instrumented for the benchmark. The steady
+Progress is read from each process's own `/metrics` (latency events ingest windowed into
+its partial windows), so nothing in the pipeline is instrumented for the benchmark. The steady
 rate is taken between 25 % and 90 % of the backlog, which leaves the start-up and the
 first rebalance out; the whole-run rate is reported too.
 
 Run: .venv/bin/python -m tests.bench.bench_scaleout [--events 1500000] [--batch 100]
-     [--mode default|fused] [--unkeyed] [--json out.json]
+     [--unkeyed] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from pipeline.logging import configure_logging
 from pipeline.topics import create_topics
 from tests.bench.bench_rollup_throughput import make_events, produce, raw_consume_rate
 
-# Latency events accounted: ingest's `latency` (windowed there, partially or fused).
+# Latency events accounted: ingest's `latency` (windowed there, two-phase windowing).
 _INGESTED = re.compile(
     r'^prodmon_stage_events_total\{stage="ingest",kind="latency"\}\s+(\S+)$', re.M
 )
@@ -49,17 +48,16 @@ _INGESTED = re.compile(
 _RUN = (sys.executable, "-m", "ops.cli", "--log-level", "warning", "run")
 
 
-def _config_text(bootstrap: str, prefix: str, health_port: int, fused: bool) -> str:
+def _config_text(bootstrap: str, prefix: str, health_port: int) -> str:
     return (
         f'[kafka]\nbootstrap = "{bootstrap}"\nprefix = "{prefix}"\n'
         f"[health]\nport = {health_port}\n"
-        f"[windows]\nfused = {'true' if fused else 'false'}\n"
         # Old event times must not be rejected as too far in the future/past.
         "[ingest]\nfuture_tolerance_s = 1000000000.0\n"
     )
 
 
-async def _accounted(session: aiohttp.ClientSession, port: int, fused: bool) -> float:
+async def _accounted(session: aiohttp.ClientSession, port: int) -> float:
     """Latency events the process's windowing stage has accounted."""
     try:
         async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
@@ -70,17 +68,17 @@ async def _accounted(session: aiohttp.ClientSession, port: int, fused: bool) -> 
 
 
 async def run_processes(
-    bootstrap: str, prefix: str, processes: int, total: int, fused: bool, workdir: Path
+    bootstrap: str, prefix: str, processes: int, total: int, workdir: Path
 ) -> dict:
     """Start `processes` pipeline processes on a prefilled prefix; time the backlog."""
     procs: list[subprocess.Popen] = []
     ports = []
-    stages = "ingest" if fused else "ingest,windows"
+    stages = "ingest,windows"
     for i in range(processes):
         port = free_port()
         ports.append(port)
         config = workdir / f"{prefix}{i}.toml"
-        config.write_text(_config_text(bootstrap, prefix, port, fused))
+        config.write_text(_config_text(bootstrap, prefix, port))
         procs.append(
             subprocess.Popen(
                 [*_RUN, "--stages", stages, "--config", str(config)],
@@ -93,7 +91,7 @@ async def run_processes(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline:
-                counts = await asyncio.gather(*(_accounted(session, p, fused) for p in ports))
+                counts = await asyncio.gather(*(_accounted(session, p) for p in ports))
                 done = sum(counts)
                 samples.append((time.perf_counter(), done))
                 if done >= total:
@@ -131,12 +129,10 @@ async def main_async(args: argparse.Namespace) -> dict:
     configure_logging("WARNING")
     gc.set_threshold(RuntimeConfig().gc_gen0_threshold, 20, 20)
     events = make_events(args.events, args.series, args.fleet_rate)
-    fused = args.mode == "fused"
     results: dict = {
         "events": args.events,
         "batch": args.batch,
         "partitions": args.partitions,
-        "mode": args.mode,
         "keyed": not args.unkeyed,
         "cpus": os.cpu_count(),
     }
@@ -158,7 +154,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         )
         for processes, prefix in prefixes.items():
             results[f"p{processes}"] = await run_processes(
-                broker.bootstrap, prefix, processes, args.events, fused, Path(tmp)
+                broker.bootstrap, prefix, processes, args.events, Path(tmp)
             )
     raw = results["raw_consume_decode_events_per_s"]
     for key in ("p1", "p2"):
@@ -179,12 +175,6 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--fleet-rate", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument(
-        "--mode",
-        choices=("default", "fused"),
-        default="default",
-        help="default: ingest,windows (two-phase windowing); fused: windows.fused = true",
-    )
     parser.add_argument("--unkeyed", action="store_true", help="events.raw not keyed")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -192,7 +182,7 @@ def main() -> None:
     raw = results["raw_consume_decode_events_per_s"]
     print(
         f"events={results['events']} per-message={results['batch']} "
-        f"partitions={results['partitions']} mode={results['mode']} keyed={results['keyed']}"
+        f"partitions={results['partitions']} keyed={results['keyed']}"
         f" cpus={results['cpus']}"
     )
     print(f"raw aiokafka consume+decode : {raw:>10,.0f} events/s (ceiling)")
