@@ -112,7 +112,11 @@ class EarlyEvaluator:
         self.stats = {"passes": 0, "observations": 0}
 
     def due(self, ps: PartitionWindows, now: float) -> bool:
-        return bool(self.rules) and ps.open and now - ps.early_at >= self.every_s
+        """Time for a pass: every `every_s` while windows are open (or, fed partial windows,
+        while it has sources: its coarse windows hold the closed part of the rules' window)."""
+        if not self.rules or now - ps.early_at < self.every_s:
+            return False
+        return bool(ps.open or (ps.sources and self.level))
 
     def run(self, core: WindowsCore, ps: PartitionWindows, now: float, result: StageResult):
         """Append a provisional observation for every open window that violates a rule."""
@@ -143,6 +147,10 @@ class EarlyEvaluator:
         whole_of = self._whole
         coarse_levels = ps.coarse[: self.level]
         counts: dict[int, dict[str, int]] = {}
+        if ps.sources:  # fed partial windows: base windows are open here only briefly, so
+            for coarse in coarse_levels:  # judge every series the coarse windows hold
+                for series, window in coarse.items():
+                    counts.setdefault(window.start - window.start % size, {}).setdefault(series, 0)
         for base_start, bucket in ps.open.items():
             start = base_start - base_start % size
             tally = counts.get(start)

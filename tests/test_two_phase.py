@@ -272,3 +272,70 @@ def test_a_partial_for_a_window_closed_without_its_source_counts_late():
     late = [r for r in got.values() if r["late"] and r["resolution"] == "10s"]
     # reported in each series' next window, as for any late event
     assert sorted((r["series"], r["late"]) for r in late) == [("svc-0|*", 5), ("svc-0|/api/0", 5)]
+
+
+def test_early_evaluation_sees_an_error_burst_in_ingest_and_in_the_windows_stage():
+    """Ingest judges each raw partition's open windows (a burst on one source is seen at
+    once); the windows stage judges the minute so far (bursts split over sources)."""
+    from stages.early import EARLY_TOPIC
+    from stages.rules import DEFAULT_RULES
+
+    config = WindowsConfig(
+        early_rules=DEFAULT_RULES, early_resolution="1m", early_eval_s=1.0, idle_flush_s=30.0
+    )
+    stage = IngestWindowsStage(IngestStage(), config)
+    burst = [
+        {
+            "schema": "latency/1",
+            "event_id": f"b-{n}",
+            "ts": T0 + n * 10,
+            "service": "checkout",
+            "endpoint": "/pay",
+            "status": 500 if n % 5 == 0 else 200,
+            "duration_ms": 20.0,
+        }
+        for n in range(200)  # 20 % 5xx over 2 s of a 10 s window
+    ]
+    records = [Record("events.raw", 0, i, None, orjson.dumps(e)) for i, e in enumerate(burst)]
+    result = stage.process(records, NOW)
+    early = [e.value for e in result.emits if e.topic == EARLY_TOPIC]
+    assert {r["series"] for r in early} == {"checkout|/pay", "checkout|*"}
+    assert all(r["resolution"] == "1m" and r["count"] == 200 for r in early)
+    assert not [e for e in result.emits if e.topic == "events.latency" and "partial" in e.value]
+
+    # Spread over four sources, no raw partition holds enough to judge a rate; the windows
+    # stage sees the minute's closed windows merged and judges them.
+    windows = WindowsStage(config)
+    spread = TwoPhase(raw_partitions=4, latency_partitions=1)
+    spread.windows = Process(lambda: windows, spread.latency, [0])
+    spread.ingest = Process(
+        lambda: IngestWindowsStage(IngestStage(), config), spread.raw, [0, 1, 2, 3]
+    )
+    slow = [dict(e, ts=T0 + n * 40, event_id=f"s-{n}") for n, e in enumerate(burst)]
+    closer = [
+        dict(e, ts=T0 + 25_000 + n, event_id=f"c-{n}", status=200) for n, e in enumerate(burst[:8])
+    ]
+    seen: list[dict] = []
+    spread.windows.step = _recording(spread.windows.step, seen)
+    for n, event in enumerate(slow):
+        spread.raw.append(n % 4, None, orjson.dumps(event))
+    spread.run()
+    for n, event in enumerate(closer):  # each source closes the burst's 10 s window
+        spread.raw.append(n % 4, None, orjson.dumps(event))
+    spread.run(NOW + 5)
+    [merged] = [r for r in seen if r["series"] == "checkout|/pay"]
+    assert (merged["resolution"], merged["start"], merged["count"]) == ("1m", T0, 200)
+    assert merged["errors"] == 40 and "high-5xx-rate" in merged["rules"]
+
+
+def _recording(step: Any, seen: list[dict]) -> Any:
+    """A `Process.step` whose emits to rollups.early are also kept in `seen`."""
+
+    def recorded(out: Any, now: float, limit: int = 25, crash: bool = False) -> bool:
+        def tee(result: StageResult) -> None:
+            seen.extend(e.value for e in result.emits if e.topic == "rollups.early")
+            out(result)
+
+        return step(tee, now, limit, crash)
+
+    return recorded
