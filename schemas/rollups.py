@@ -7,7 +7,7 @@ crash is recognisably the same record; readers keep the last record per id.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 SERVICE_WIDE = "*"
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -46,6 +46,6 @@ def rollup_id(series: str, resolution: str, start_ms: int) -> str:
     return f"{series}|{resolution}|{start_ms}"
 
 
-def is_rollup(value: Any) -> bool:
+def is_rollup(value: Any) -> TypeGuard[dict[str, Any]]:
     """True when `value` looks like a rollup record (readers skip anything else)."""
     return isinstance(value, dict) and all(k in value for k in REQUIRED_FIELDS)

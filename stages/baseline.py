@@ -249,7 +249,7 @@ class BaselineStage:
             "i": lambda name: name,
             "r": lambda name: name,
         }
-        stores = {
+        stores: dict[str, dict[int, dict[str, Any]]] = {
             "d": self.detectors,
             "a": self.anomaly_seen,
             "g": self.gates,
@@ -380,6 +380,7 @@ class BaselineStage:
         ):
             self.stats["ignored"] += 1
             return
+        assert isinstance(series, str)  # checked with the other texts above
         if early.get("resolution") != self.config.resolution:
             return
         if early["start"] <= self.last_window.get(partition, {}).get(series, -(2**62)):
