@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (or reuse) the project's virtualenv, then run the demo or the tests.
 #   bash run.sh demo    local broker + pipeline + simulated fleet with an incident
-#   bash run.sh test    ruff + the whole test suite against a real local broker
+#   bash run.sh test    ruff, mypy and the whole test suite against a real local broker
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,6 +55,7 @@ case "${1:-}" in
     ensure_system_tools
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"   # the whole package (pyproject.toml [tool.mypy])
     # pytest exits 5 when it collects nothing: that is a failure here too.
     PYTEST=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
     if [ "$#" -gt 0 ]; then exec "${PYTEST[@]}" "$@"; fi

@@ -31,7 +31,7 @@ class PlainDecoder(NamedTuple):
     """`decode(value)` gives one `event` struct or a list of them; raises if not plain."""
 
     decode: Any
-    event: type
+    event: Any  # the struct type, made at run time (a type checker cannot know its fields)
 
 
 @lru_cache(maxsize=8)

@@ -202,11 +202,13 @@ def summaries(
     its encoding, as `values_at_percentiles` and `encode` give them."""
     tables = _tables(lay)
     bulk = [i for i, w in enumerate(windows) if w.hist.total and _sparse(w)]
-    if tables.tops is None or min(percentiles, default=1.0) <= 0:
+    tops = tables.tops
+    if tops is None or min(percentiles, default=1.0) <= 0:
         bulk = []
     values: list[list[int] | None] = [None] * len(windows)
     encoded: list[str | None] = [None] * len(windows)
     if bulk:
+        assert tops is not None  # bulk is emptied above when there are no tops
         keys, counts = _entries(lay, [windows[i].hist for i in bulk], range(len(bulk)))
         index = keys % tables.width
         lens = np.fromiter((len(windows[i].hist._counts) for i in bulk), np.int64, len(bulk))
@@ -220,7 +222,7 @@ def summaries(
             target = np.floor(min(p, 100.0) * totals.astype(np.float64) / 100 + 0.5)
             target = np.minimum(np.maximum(target.astype(np.int64), 1), totals)
             at = np.searchsorted(running, before + target, side="left")
-            columns.append(tables.tops[index[at]])
+            columns.append(tops[index[at]])
         rows = np.stack(columns, axis=1).tolist()
         gaps = index - np.concatenate(([-1], index[:-1]))
         gaps[starts] = index[starts] + 1

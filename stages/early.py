@@ -172,10 +172,10 @@ class EarlyEvaluator:
             coarse_parts: dict[str, list[Window]] = {}
             for coarse in coarse_levels:
                 for series in tally:
-                    window = coarse.get(series)
-                    if window is not None and window.start - window.start % size == start:
-                        tally[series] += window.hist.total + len(window.values)
-                        coarse_parts.setdefault(series, []).append(window)
+                    part = coarse.get(series)
+                    if part is not None and part.start - part.start % size == start:
+                        tally[series] += part.hist.total + len(part.values)
+                        coarse_parts.setdefault(series, []).append(part)
             for series, n in tally.items():
                 # Judged again only once the window grew by a quarter: the cost follows the
                 # data, not the number of series times the passes.
@@ -189,9 +189,9 @@ class EarlyEvaluator:
                 start = base_start - base_start % size
                 for series, window in bucket.items():
                     for key in ((series, start), (whole_of[series], start)):
-                        evidence = found.get(key)
-                        if evidence is not None:
-                            evidence.add(window)
+                        judged_evidence = found.get(key)
+                        if judged_evidence is not None:
+                            judged_evidence.add(window)
         return found
 
     def _judge(

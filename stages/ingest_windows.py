@@ -26,6 +26,7 @@ from dataclasses import replace
 from itertools import groupby
 from math import floor
 from operator import attrgetter
+from typing import Any
 
 from schemas.partials import BROADCAST_KEY, encode_partial, encode_watermark
 from schemas.plain_latency import plain_latency_decoder
@@ -291,8 +292,8 @@ class IngestWindowsStage(CoreStageMixin):
                 value = record.value
                 try:  # plain (see above), else the general path says why not
                     # (an error event, most often: not worth a decode that must fail)
-                    plain = len(value) <= max_bytes and _LATENCY in value
-                    doc = decode(value) if plain else None
+                    plain = value is not None and len(value) <= max_bytes and _LATENCY in value
+                    doc: Any = decode(value) if plain else None
                 except Exception:
                     doc = None
                 if doc is None:

@@ -619,6 +619,7 @@ class WindowsCore:
     def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
         """Write the dirty changelog keys: meta, late counts, and open coarse windows (they
         hold no pending values, see `_emit`; a closed one is a tombstone)."""
+        value: Any
         for key in ps.dirty:
             if key == META_KEY:
                 value = {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
