@@ -57,7 +57,6 @@ tick_interval_s = 0.5
 window_s = {window_s}
 allowed_lateness_s = {allowed_lateness_s}
 idle_flush_s = 3
-fused = {fused}
 
 [baseline]
 resolution = "5s"
@@ -461,7 +460,6 @@ async def run_loadtest(
     out_dir: str = "loadtest-report",
     *,
     partitions: int = 4,
-    fused: bool = False,
     spec: FleetSpec | None = None,
     incident: Incident | None = None,
     incidents: int = 1,
@@ -500,7 +498,6 @@ async def run_loadtest(
     config_path = out / "loadtest.toml"
     config_path.write_text(
         CONFIG_TOML.format(
-            fused="true" if fused else "false",
             window_s=WINDOW_S,
             allowed_lateness_s=allowed_lateness_s,
         )
@@ -659,7 +656,6 @@ async def run_loadtest(
             "processes": processes,
             "pipeline_processes": pipeline_processes,
             "partitions": partitions,
-            "fused": fused,
             "bootstrap": bootstrap if broker is None else "local",
             "prefix": prefix,
         },

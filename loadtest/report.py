@@ -160,7 +160,6 @@ def render_html(report: dict) -> str:
         ("fleet producer processes", p.get("processes")),
         ("pipeline processes", p.get("pipeline_processes")),
         ("partitions", p.get("partitions")),
-        ("fused ingest+windows", p.get("fused")),
         ("fleet sent (events/s)", thr.get("fleet_events_per_s")),
         ("pipeline sustained (events/s, ingest)", thr.get("pipeline_events_per_s")),
         ("raw consume+decode ceiling (events/s)", thr.get("raw_ceiling_events_per_s")),
