@@ -58,10 +58,6 @@ RUNNER_COUNTERS: tuple[tuple[str, str], ...] = (
     ("unreadable_records", "Offsets spanned by the unreadable input batches that were skipped."),
 )
 
-# Where a stage keeps its per-partition state ({partition: {key: ...}}), for the
-# state size gauge. A stage may instead expose `state_size() -> int`.
-STATE_ATTRS: tuple[str, ...] = ("_issues", "alerts", "detectors", "partitions")
-
 # ---- exposition ------------------------------------------------------------------------
 
 
@@ -198,41 +194,6 @@ BATCH_TIMER = BatchTimer()
 
 
 # ---- reading the live objects ---------------------------------------------------------------
-
-
-def stage_stats(stage: Any) -> dict[str, float]:
-    """A stage's own `stats` counters (a fused ingest+windows stage merges both)."""
-    merged: dict[str, float] = {}
-    for obj in (getattr(stage, "ingest", None), stage):
-        stats = getattr(obj, "stats", None) if obj is not None else None
-        if isinstance(stats, Mapping):
-            for key, value in stats.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    merged.setdefault(str(key), value)
-    return merged
-
-
-def state_size(stage: Any) -> int | None:
-    """Number of state keys a stage holds, if it exposes something countable."""
-    method = getattr(stage, "state_size", None)
-    if callable(method):
-        with contextlib.suppress(Exception):
-            return int(method())
-    for attr in STATE_ATTRS:
-        value = getattr(stage, attr, None)
-        if isinstance(value, Mapping):
-            with contextlib.suppress(Exception):
-                return sum(_count_keys(v) for v in list(value.values()))
-    return None
-
-
-def _count_keys(value: Any) -> int:
-    if isinstance(value, Mapping):
-        return len(value)
-    inner = getattr(value, "open", None)  # windows: PartitionWindows.open {start: {series: w}}
-    if isinstance(inner, Mapping):
-        return sum(len(v) for v in list(inner.values()) if isinstance(v, Mapping))
-    return 1
 
 
 async def collect(pipeline: Pipeline, timer: BatchTimer | None = None) -> list[Family]:

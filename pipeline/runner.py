@@ -29,7 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.config import Config
 from pipeline.member import assigned_count, consumer_lag
-from pipeline.metrics import BATCH_TIMER, stage_stats, state_size
+from pipeline.metrics import BATCH_TIMER
 from pipeline.output import (
     OFFSET_MARKER,
     Message,
@@ -151,8 +151,7 @@ class StageRunner(ConsumerRebalanceListener):
         self.producer = producer
         self.names = TopicNames(config.kafka.prefix)
         self.group_id = group_id or f"{config.kafka.prefix}{stage.name}"
-        # The changelog is named after the state it holds (a fused stage may differ).
-        self.state_name: str = getattr(stage, "state_name", stage.name)
+        self.state_name = stage.state_name  # its changelog: state.<state_name>
         self.stats = RunnerStats()
         self.log = log.bind(stage=stage.name, group=self.group_id)
         self._lock = asyncio.Lock()
@@ -160,7 +159,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._partition_counts: dict[str, int] = {}
         self._skip_below: dict[tuple[str, int], int] = {}
         # Stages that keep windows open hold their commits back (see `_commit_offsets`).
-        self._holds_back = callable(getattr(stage, "hold_offsets", None))
+        self._holds_back = stage.hold_offsets() is not None
         self._consumed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task | None = None
@@ -196,12 +195,12 @@ class StageRunner(ConsumerRebalanceListener):
         return self.stats.restored_keys
 
     def stage_counters(self) -> dict[str, float]:
-        """The stage's own counters (a fused stage: its ingest's and its windows')."""
-        return stage_stats(self.stage)
+        """The stage's own counters."""
+        return dict(self.stage.counters())
 
     def state_keys(self) -> int | None:
-        """State keys the stage holds, if it says."""
-        return state_size(self.stage)
+        """State keys the stage holds, if it counts them."""
+        return self.stage.state_size()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -212,7 +211,7 @@ class StageRunner(ConsumerRebalanceListener):
             return
         self.log.info(
             "stage_started",
-            inputs=[*self.stage.inputs, *getattr(self.stage, "external_inputs", ())],
+            inputs=[*self.stage.inputs, *self.stage.external_inputs],
         )
         try:
             await self._consume_loop(stop)
@@ -234,7 +233,7 @@ class StageRunner(ConsumerRebalanceListener):
             self._partition_counts[topic] = len(partitions) if partitions else 1
         topics = [self.names.physical(t) for t in self.stage.inputs]
         # Topics other systems fill (the OTLP exporter's) are named as they are, no prefix.
-        topics += getattr(self.stage, "external_inputs", ())
+        topics += self.stage.external_inputs
         consumer.subscribe(topics, listener=self)
 
     async def _leave(self) -> None:
@@ -469,7 +468,7 @@ class StageRunner(ConsumerRebalanceListener):
         if not self._holds_back:
             return offsets
         self._consumed.update(offsets)
-        holds = self.stage.hold_offsets()  # type: ignore[attr-defined]
+        holds = self.stage.hold_offsets() or {}
         logical = self.names.logical
         result: dict[TopicPartition, int] = {}
         for tp, next_offset in self._consumed.items():

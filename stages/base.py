@@ -94,11 +94,32 @@ class StageResult:
 
 
 class Stage(Protocol):
-    """A pure processing step. See the module docstring."""
+    """A pure processing step. See the module docstring. The optional capabilities
+    (`state_name`, `external_inputs`, `hold_offsets`, `counters`, `state_size`) have their
+    defaults in `StageBase`, which every stage derives from."""
 
     name: str
     inputs: tuple[str, ...]  # logical topics consumed
-    stateful: bool  # True when the stage keeps a changelog `state.<name>`
+    stateful: bool  # True when the stage keeps a changelog `state.<state_name>`
+    external_inputs: tuple[str, ...]  # topics read as named, without the prefix
+
+    @property
+    def state_name(self) -> str:
+        """The name of its changelog topic `state.<state_name>`."""
+        ...
+
+    def hold_offsets(self) -> Mapping[tuple[str, int], int] | None:
+        """Per (logical input topic, partition) the oldest offset it still needs: the
+        runner commits no further. None: commit what was consumed."""
+        ...
+
+    def counters(self) -> Mapping[str, float]:
+        """Its own counters, for /metrics (`prodmon_stage_events_total{kind}`)."""
+        ...
+
+    def state_size(self) -> int | None:
+        """State keys it holds now (the `prodmon_state_keys` gauge); None: not counted."""
+        ...
 
     def process(self, records: list[Record], now: float) -> StageResult:
         """Handle one batch; `now` is epoch seconds."""
@@ -119,3 +140,25 @@ class Stage(Protocol):
     def revoke(self, partitions: Iterable[int]) -> None:
         """Partitions given up: drop every piece of state held for them."""
         ...
+
+
+class StageBase:
+    """The defaults of a stage's optional capabilities (see `Stage`): the changelog named
+    after the stage, no extra topics, offsets committed as consumed, counters from `stats`
+    when the stage keeps them, state not counted."""
+
+    name: str
+    external_inputs: tuple[str, ...] = ()
+
+    @property
+    def state_name(self) -> str:
+        return self.name
+
+    def hold_offsets(self) -> Mapping[tuple[str, int], int] | None:
+        return None
+
+    def counters(self) -> Mapping[str, float]:
+        return {}
+
+    def state_size(self) -> int | None:
+        return None

@@ -20,7 +20,7 @@ Pure: no Kafka, no clocks, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ import orjson
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from schemas.signals import signal_id
 from stages.alert_text import issue_facts
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 from stages.detector import Detector, DetectorConfig, Update
 from stages.early import EARLY_OPS, EARLY_TOPIC, provisional_summary
 from stages.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
@@ -100,7 +100,7 @@ EXPIRY_SWEEP_MS = 60_000
 RECENT_POINTS = 45
 
 
-class BaselineStage:
+class BaselineStage(StageBase):
     """Consumes `rollups` and `issues`; emits `signals`."""
 
     name = "baseline"
@@ -134,6 +134,13 @@ class BaselineStage:
         self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0, "expired": 0}
 
     # --- Stage protocol ---------------------------------------------------------------------
+
+    def counters(self) -> Mapping[str, float]:
+        return self.stats
+
+    def state_size(self) -> int | None:
+        """Detectors held (one per series or issue and metric)."""
+        return sum(len(detectors) for detectors in self.detectors.values())
 
     def process(self, records: list[Record], now: float) -> StageResult:
         result = StageResult()

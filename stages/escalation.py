@@ -29,7 +29,7 @@ Pure: no Kafka, no clocks, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
@@ -37,7 +37,7 @@ import orjson
 
 from schemas.signals import is_signal
 from stages.alert_text import describe, resolution_text
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 from stages.routing import RoutingConfig, Silence, severity_rank
 
 __all__ = ["Alert", "EscalationStage", "alert_id_for", "partition_key_for"]
@@ -101,7 +101,7 @@ class Alert:
     points: list[list[float]] = field(default_factory=list)
 
 
-class EscalationStage:
+class EscalationStage(StageBase):
     """Consumes `signals` and `commands`; emits `alerts`."""
 
     name = "escalation"
@@ -115,6 +115,13 @@ class EscalationStage:
         self.stats = {"signals": 0, "commands": 0, "transitions": 0, "ignored": 0}
 
     # --- Stage protocol -------------------------------------------------------------------
+
+    def counters(self) -> Mapping[str, float]:
+        return self.stats
+
+    def state_size(self) -> int | None:
+        """Alerts held."""
+        return sum(len(alerts) for alerts in self.alerts.values())
 
     def process(self, records: list[Record], now: float) -> StageResult:
         result = StageResult()

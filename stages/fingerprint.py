@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -40,7 +40,7 @@ from grouping import (
     parameterise_message,
 )
 from schemas.issues import issue_record
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 
 __all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
 
@@ -267,7 +267,7 @@ def _ref(event: Any) -> ErrorRef | None:
     )
 
 
-class FingerprintStage:
+class FingerprintStage(StageBase):
     """Issue lifecycle per fingerprint; see the module docstring."""
 
     name = "fingerprint"
@@ -304,6 +304,13 @@ class FingerprintStage:
         }
 
     # -- stage protocol ----------------------------------------------------------------------
+
+    def counters(self) -> Mapping[str, float]:
+        return self.stats
+
+    def state_size(self) -> int | None:
+        """Issues held."""
+        return sum(len(issues) for issues in self._issues.values())
 
     def process(self, records: list[Record], now: float) -> StageResult:
         result = StageResult()

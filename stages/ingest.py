@@ -9,7 +9,7 @@ accepted within the dedup window).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -28,7 +28,7 @@ from schemas.events import (
     validate_event,
 )
 from schemas.plain_error import PlainErrorReader, encode_error
-from stages.base import Emit, EncodedJSON, Record, StageResult
+from stages.base import Emit, EncodedJSON, Record, StageBase, StageResult
 from stages.dedup import RecentIds
 
 __all__ = ["IngestConfig", "IngestStage", "LatencySink"]
@@ -52,7 +52,7 @@ class IngestConfig:
     dedup_window_s: float = 600.0
 
 
-class IngestStage:
+class IngestStage(StageBase):
     """Decode, validate, dedupe, fingerprint and route raw events."""
 
     name = "ingest"
@@ -70,6 +70,9 @@ class IngestStage:
         self.on_latency: LatencySink | None = None
 
     # --- Stage protocol -------------------------------------------------------------------
+
+    def counters(self) -> Mapping[str, float]:
+        return self.stats
 
     def process(self, records: list[Record], now: float) -> StageResult:
         """Route every element of every record; see the module docstring."""

@@ -21,7 +21,7 @@ not produced a second time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from itertools import groupby
 from math import floor
@@ -189,7 +189,6 @@ class IngestWindowsStage(CoreStageMixin):
     `state.ingest`); the windows stage merges them."""
 
     name = "ingest"
-    state_name = "ingest"
     inputs: tuple[str, ...] = ("events.raw",)
     stateful = True
     core: PartialWindowsCore
@@ -199,6 +198,10 @@ class IngestWindowsStage(CoreStageMixin):
         self.core = PartialWindowsCore(windows or WindowsConfig())
         self.assigned: set[int] = set()
         ingest.on_latency = self.core.add_fields  # the general path's latency events
+
+    def counters(self) -> Mapping[str, float]:
+        """Ingest's counters, then the windowing ones it does not have."""
+        return {**self.core.stats, **self.ingest.stats}
 
     def tick(self, now: float) -> StageResult:
         return self.core.tick(now, sorted(self.assigned))

@@ -32,7 +32,7 @@ from schemas.otlp import (
     map_logs,
     map_traces,
 )
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 from stages.stacktraces import InAppRules, parse_stacktrace
 
 EVENTS_RAW = "events.raw"
@@ -53,7 +53,7 @@ class OtlpConfig:
     max_events_per_message: int = 500
 
 
-class OtlpIngestStage:
+class OtlpIngestStage(StageBase):
     """OTLP export requests in, `events.raw` arrays (and dead letters) out."""
 
     name = "otlp"

@@ -24,7 +24,7 @@ Pure (see stages/base.py): no Kafka, no clocks, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from schemas.rollups import (
     rollup_id,
     service_wide_series,
 )
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 from stages.bulk_close import merge_into, summaries
 from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
 from stages.early import EarlyEvaluator
@@ -701,7 +701,7 @@ class WindowsCore:
                     yield partition, series, window
 
 
-class CoreStageMixin:
+class CoreStageMixin(StageBase):
     """The Stage protocol's timer, state and offset hooks, delegated to a `WindowsCore`."""
 
     core: WindowsCore
@@ -710,6 +710,15 @@ class CoreStageMixin:
     def stats(self) -> dict[str, int]:
         """The windowing counters (events, late, rollups, series over the limits, ...)."""
         return self.core.stats
+
+    def counters(self) -> Mapping[str, float]:
+        return self.core.stats
+
+    def state_size(self) -> int | None:
+        """Open base windows held (one per series and window start)."""
+        return sum(
+            len(bucket) for ps in self.core.partitions.values() for bucket in ps.open.values()
+        )
 
     def tick(self, now: float) -> StageResult:
         return self.core.flush_idle(now)

@@ -15,7 +15,7 @@ from loadtest.fleet import error_burst
 from pipeline.app import make_producer
 from pipeline.runner import StageRunner
 from pipeline.topics import EVENTS_DLQ, EVENTS_ERRORS
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 from tests.pipeline_helpers import (
     as_batches,
     issues_probe,
@@ -27,7 +27,7 @@ from tests.pipeline_helpers import (
 )
 
 
-class EchoUnlessPoison:
+class EchoUnlessPoison(StageBase):
     """A stage that forwards each raw value to `issues`, and raises on the value b"poison"."""
 
     name = "echo"

@@ -36,7 +36,7 @@ from pipeline.topics import ALERTS, DELIVERIES, EVENTS_RAW, ISSUES, ROLLUPS
 from sinks.delivery import DeliveryPolicy
 from sinks.pagerduty import PagerDutySink
 from sinks.slack import SlackSink
-from stages.base import Emit, Record, StageResult
+from stages.base import Emit, Record, StageBase, StageResult
 from tests.pipeline_helpers import (
     make_config,
     running_pipeline,
@@ -433,7 +433,7 @@ async def test_a_full_backlog_pauses_fetching_until_it_drains(bootstrap, topics)
 # ---- a dead letter the broker refuses ------------------------------------------------------
 
 
-class ForwardUnlessPoison:
+class ForwardUnlessPoison(StageBase):
     """Forwards each value to `issues`; raises on values starting with b"poison"."""
 
     name = "forward"
