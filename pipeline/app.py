@@ -18,7 +18,8 @@ from pipeline.member import GroupMember
 
 if TYPE_CHECKING:
     from pipeline.notifier import Notifier
-from pipeline.runner import Backoff, StageRunner
+from pipeline.runner import StageRunner
+from retry import Backoff
 from stages.base import Stage
 from stages.cardinality import CardinalityLimits
 from stages.windows import WindowsConfig

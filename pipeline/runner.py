@@ -41,6 +41,7 @@ from pipeline.output import (
 from pipeline.slim_records import SlimRecords, UnreadableBatch, install_slim_records
 from pipeline.topic_reader import history_consumer, read_to_end
 from pipeline.topics import BATCHED_TOPICS, EVENTS_DLQ, TopicNames, state_topic
+from retry import Backoff
 from schemas.dlq import dead_letter
 from stages.base import Emit, Record, Stage, StageResult
 
@@ -81,21 +82,6 @@ class RunnerStats:
     def counters(self) -> dict[str, int]:
         """Every counter by name (what /metrics exports as `prodmon_<name>_total`)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "assigned"}
-
-
-class Backoff:
-    """Exponential backoff with a cap, reset after a success."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial, self.maximum, self.current = initial, maximum, initial
-
-    def reset(self) -> None:
-        self.current = self.initial
-
-    async def wait(self, stop: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self.current)
-        self.current = min(self.current * 2, self.maximum)
 
 
 async def connect_with_backoff(

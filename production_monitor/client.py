@@ -37,6 +37,7 @@ from production_monitor.events import (
     coerce_severity,
     default_host,
 )
+from retry import Backoff
 
 __all__ = ["AsyncProductionMonitor", "MonitorStats", "ProductionMonitor"]
 
@@ -393,14 +394,13 @@ class _Core:
         return self.pending() == 0 or time.monotonic() >= deadline
 
     async def _send_loop(self) -> None:
-        backoff = BACKOFF_INITIAL_S
+        backoff = Backoff(BACKOFF_INITIAL_S, BACKOFF_MAX_S)
         while not self._should_exit():
             if self._producer is None:
                 if not await self._connect():
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                    await self._pause(backoff.next_delay())
                     continue
-                backoff = BACKOFF_INITIAL_S
+                backoff.reset()
             if not self._buffer:
                 self._wake.clear()
                 if not self._buffer and self._stop_deadline is None:
@@ -415,10 +415,9 @@ class _Core:
                 self._wake.clear()
                 await self._wait_wake(self.linger)
             if await self._send_round():
-                backoff = BACKOFF_INITIAL_S
+                backoff.reset()
             else:
-                await self._pause(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                await self._pause(backoff.next_delay())
 
     async def _wait_wake(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

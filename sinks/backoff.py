@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["full_jitter", "retry_delay"]
+from retry import full_jitter
 
-
-def full_jitter(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Uniform in [0, min(cap, base * 2**(attempt-1))] (AWS "full jitter"); attempt >= 1."""
-    ceiling = min(cap_s, base_s * (2.0 ** max(attempt - 1, 0)))
-    return rng.uniform(0.0, ceiling)
+__all__ = ["retry_delay"]
 
 
 def retry_delay(

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "schemas": 0,  # wire types: decode, validate, encode
     "grouping": 0,  # which issue an error belongs to (shared with the SDK)
+    "retry": 0,  # the one jittered backoff (shared with the SDK)
     "stages": 1,  # pure processing and the domain libraries it uses
     "sinks": 2,  # notifier integrations (they word alerts with stages' helpers)
     "pipeline": 3,  # the runtime: Kafka I/O, runners, config, health
@@ -19,7 +20,7 @@ LAYERS = {
     "loadtest": 4,  # fleet simulator and load harness (driven by the CLI)
 }
 SDK = "production_monitor"  # ships to services: wire types at most, never server code
-SDK_MAY_IMPORT = {"schemas", "grouping"}
+SDK_MAY_IMPORT = {"schemas", "grouping", "retry"}
 # Known violations, to be removed (the list may only shrink; docs/architecture.md).
 KNOWN: set[tuple[str, str]] = set()
 

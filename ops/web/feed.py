@@ -23,9 +23,9 @@ from aiokafka.structs import OffsetAndTimestamp
 
 from ops.web.state import VIEWS, DashboardState
 from pipeline.config import KafkaConfig
-from pipeline.runner import Backoff
 from pipeline.topic_reader import _decode, read_to_end
 from pipeline.topics import TopicNames
+from retry import Backoff
 
 log = structlog.get_logger("prodmon.dashboard")
 

@@ -7,7 +7,8 @@ from email.utils import formatdate
 
 import pytest
 
-from sinks.backoff import full_jitter, retry_delay
+from retry import full_jitter
+from sinks.backoff import retry_delay
 from sinks.breaker import CircuitBreaker
 from sinks.delivery import DeliveryPolicy
 from sinks.http import parse_retry_after
