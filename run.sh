@@ -60,9 +60,10 @@ case "${1:-}" in
     PYTEST=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
     if [ "$#" -gt 0 ]; then exec "${PYTEST[@]}" "$@"; fi
     # Two lanes: the broker-free tests first (fast, fail early), then the tests that need
-    # a broker, spread over workers that each start their own (tests/conftest.py marks them).
+    # a broker (tests/conftest.py marks them), over 4 workers that each start their own;
+    # they mostly wait on the broker, so more workers than cores.
     "${PYTEST[@]}" -m "not broker"
-    exec "${PYTEST[@]}" -m broker -n "${PRODMON_TEST_WORKERS:-3}" ;;
+    exec "${PYTEST[@]}" -m broker -n "${PRODMON_TEST_WORKERS:-4}" ;;
   *)
     echo "usage: bash run.sh demo|test" >&2; exit 2 ;;
 esac
