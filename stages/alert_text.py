@@ -79,26 +79,25 @@ def _int(value: Any) -> int | None:
     return int(number) if number is not None else None
 
 
-def _clock(ms: Any) -> str:
-    """`14:02 UTC`: the time of day only (the message's own date says the day)."""
+def _utc(ms: Any, pattern: str) -> str:
+    """Epoch ms formatted in UTC with `pattern`; "-" when absent or out of range."""
     number = _int(ms)
     if number is None or number <= 0:
         return "-"
     try:
-        return datetime.fromtimestamp(number / 1000, UTC).strftime("%H:%M UTC")
+        return datetime.fromtimestamp(number / 1000, UTC).strftime(pattern)
     except (OverflowError, OSError, ValueError):
         return "-"
+
+
+def _clock(ms: Any) -> str:
+    """`14:02 UTC`: the time of day only (the message's own date says the day)."""
+    return _utc(ms, "%H:%M UTC")
 
 
 def _when(ms: Any) -> str:
     """`2026-12-06 14:02 UTC`."""
-    number = _int(ms)
-    if number is None or number <= 0:
-        return "-"
-    try:
-        return datetime.fromtimestamp(number / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (OverflowError, OSError, ValueError):
-        return "-"
+    return _utc(ms, "%Y-%m-%d %H:%M UTC")
 
 
 def _sig(value: float) -> str:

@@ -144,8 +144,9 @@ class Stage(Protocol):
 
 class StageBase:
     """The defaults of a stage's optional capabilities (see `Stage`): the changelog named
-    after the stage, no extra topics, offsets committed as consumed, counters from `stats`
-    when the stage keeps them, state not counted."""
+    after the stage, no extra topics, offsets committed as consumed, no counters, state not
+    counted; and, for a stage without state or timers, no-op `tick`, `restore`, `assign`
+    and `revoke`."""
 
     name: str
     external_inputs: tuple[str, ...] = ()
@@ -161,4 +162,16 @@ class StageBase:
         return {}
 
     def state_size(self) -> int | None:
+        return None
+
+    def tick(self, now: float) -> StageResult:
+        return StageResult()
+
+    def restore(self, partition: int, key: str, value: Any) -> None:
+        return None
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        return None
+
+    def revoke(self, partitions: Iterable[int]) -> None:
         return None

@@ -161,9 +161,6 @@ class BaselineStage(StageBase):
         self.stats["signals"] += len(result.emits)
         return result
 
-    def tick(self, now: float) -> StageResult:
-        return StageResult()
-
     def restore(self, partition: int, key: str, value: Any) -> None:
         kind, _, name = key.partition("|")
         if kind == "d":
@@ -211,9 +208,6 @@ class BaselineStage(StageBase):
                 recent.pop(name, None)
             else:
                 recent[name] = restored
-
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
 
     def revoke(self, partitions: Iterable[int]) -> None:
         for partition in partitions:

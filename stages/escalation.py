@@ -173,9 +173,6 @@ class EscalationStage(StageBase):
             else:
                 silences[name] = Silence.from_state(value)
 
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
-
     def revoke(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self.alerts.pop(partition, None)

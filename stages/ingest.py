@@ -9,7 +9,7 @@ accepted within the dedup window).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -96,18 +96,6 @@ class IngestStage(StageBase):
             stats["latency"] += counts[1]
             stats["duplicates"] += counts[2]
         return StageResult(emits=emits)
-
-    def tick(self, now: float) -> StageResult:
-        return StageResult()
-
-    def restore(self, partition: int, key: str, value: Any) -> None:
-        return None
-
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
-
-    def revoke(self, partitions: Iterable[int]) -> None:
-        return None
 
     # --- per record / per event -----------------------------------------------------------
 

@@ -15,7 +15,6 @@ the prefix: `external_inputs`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,15 +144,3 @@ class OtlpIngestStage(StageBase):
         result.emits.append(
             Emit(EVENTS_DLQ, (record.key or b"").decode("utf-8", "replace"), letter)
         )
-
-    def tick(self, now: float) -> StageResult:
-        return StageResult()
-
-    def restore(self, partition: int, key: str, value: Any) -> None:
-        return None
-
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
-
-    def revoke(self, partitions: Iterable[int]) -> None:
-        return None

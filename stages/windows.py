@@ -726,9 +726,6 @@ class CoreStageMixin(StageBase):
     def restore(self, partition: int, key: str, value: Any) -> None:
         self.core.restore(partition, key, value)
 
-    def assign(self, partitions: Iterable[int]) -> None:
-        return None
-
     def revoke(self, partitions: Iterable[int]) -> None:
         self.core.revoke(partitions)
 
