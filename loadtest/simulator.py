@@ -152,7 +152,7 @@ def incident_schedule(
 def _kinds(targets: list[tuple[str, str]], kinds: tuple[str, ...]) -> list[str]:
     """Kinds cycled over `targets`, then reordered within each service so that its slowdowns
     come first: while a service's very-high-5xx-rate or sla-critical alert fires, its latency
-    alerts are inhibited (stages/routing.py), so a later slowdown would never be notified."""
+    alerts are inhibited (alerting/routing.py), so a later slowdown would never be notified."""
     assigned = [kinds[i % len(kinds)] for i in range(len(targets))]
     by_service: dict[str, list[int]] = {}
     for i, (service, _) in enumerate(targets):

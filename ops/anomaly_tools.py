@@ -21,7 +21,7 @@ Input CSV
 
 Output CSV (`score_csv`)
     ``timestamp,value,anomaly_score`` in time order: timestamp and value written exactly
-    as they appeared in the input, the score with 6 decimals: stages.detector's anomaly
+    as they appeared in the input, the score with 6 decimals: detection.detector's anomaly
     likelihood in [0, 1], 0 during warm-up; the live stage pages at the first point at or
     above its `score_threshold` (0.5) and damps the scores of the `cooldown` points after
     it, so a threshold of 0.5 on this column reproduces its findings.
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stages.baseline_analysis import analyze, format_text
-from stages.detector import Detector, DetectorConfig
+from detection.detector import Detector, DetectorConfig
+from ops.baseline_analysis import analyze, format_text
 
 __all__ = ["analyze_csv", "parse_timestamp", "read_series_csv", "score_csv"]
 

@@ -165,7 +165,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from stages.routing import CHANNELS
+    from alerting.routing import CHANNELS
 
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     unknown = [c for c in channels if c not in CHANNELS]
@@ -263,10 +263,9 @@ def parse_duration_ms(text: str, option: str) -> int:
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
-    from ops.sla_view import format_budgets, sla_statuses
+    from ops.sla_view import format_budgets, format_text, sla_statuses
     from pipeline.topic_reader import read_topic
     from pipeline.topics import ROLLUPS
-    from stages.sla import format_text
 
     config = config_from_args(args)
     period_ms = parse_duration_ms(args.period, "--period")
@@ -309,11 +308,11 @@ def cmd_baseline_analyze(args: argparse.Namespace) -> int:
 
 
 def _analyze_series(args: argparse.Namespace) -> str:
+    from ops.baseline_analysis import analyze, format_text
     from ops.sla_view import latest_rollups
     from pipeline.topic_reader import read_topic
     from pipeline.topics import ROLLUPS
     from stages.baseline import rollup_metrics
-    from stages.baseline_analysis import analyze, format_text
 
     config = config_from_args(args)
     records = asyncio.run(read_topic(config.kafka, config.kafka.prefix + ROLLUPS))

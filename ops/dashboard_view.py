@@ -22,7 +22,7 @@ from typing import Any
 
 from ops.sla_view import sla_statuses
 from ops.views import latest_alerts
-from stages.sla import SLAConfig
+from sla import SLAConfig
 
 DAY_MS = 86_400_000
 STATUS_RANK = {"healthy": 0, "warning": 1, "critical": 2}

@@ -27,7 +27,7 @@ from ops.dashboard_view import format_text as format_dashboard
 from ops.demo_alerts import Receiver, alert_lifecycle, demo_routing, replay_incident, use_receiver
 from ops.rootcause import analyze_issue
 from ops.rootcause import format_text as rootcause_text
-from ops.sla_view import format_budgets, latest_rollups, sla_statuses
+from ops.sla_view import format_budgets, format_text, latest_rollups, sla_statuses
 from ops.views import (
     format_alerts,
     format_dead_letters,
@@ -50,7 +50,6 @@ from pipeline.topics import (
     SIGNALS,
     create_topics,
 )
-from stages.sla import format_text
 
 
 def _banner(text: str) -> None:

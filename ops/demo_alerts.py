@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from alerting.routing import Route, RoutingConfig
 from ops.replay import format_timeline, replay
 from pipeline.config import Config
 from pipeline.topic_reader import read_topic, send_json
 from pipeline.topics import ALERTS, COMMANDS
 from stages.escalation import partition_key_for
-from stages.routing import Route, RoutingConfig
 
 DEMO_SECRET = "demo-webhook-secret-0123456789"
 ESCALATE_AFTER_S = 12.0

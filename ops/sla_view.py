@@ -5,7 +5,7 @@ whole-service series (`service|*`) at its finest resolution, so no event is coun
 - the evaluation period is the last `period_ms` of event time before the service's latest
   closed window; its percentiles come from merging the windows' HDR histograms;
 - the error budget covers the SLO period (config `sla.slo_period_days`), and burn rates use
-  the multi-window pairs of stages/sla.py, all relative to that same latest window end.
+  the multi-window pairs of the sla package, all relative to that same latest window end.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from histograms.hdr import SparseHistogram
 from schemas.rollups import SERVICE_WIDE, is_rollup
-from stages.hdr import SparseHistogram
-from stages.sla import SLAConfig, SLAReport, burn_rates, error_budget, evaluate, summarize_windows
+from sla import SLAConfig, SLAReport, burn_rates, error_budget, evaluate, summarize_windows
+from sla.common import PERCENT_KEYS
+from sla.evaluate import MetricResult, format_ms, format_pct
 
 DEFAULT_PERIOD_MS = 3_600_000
 
@@ -109,4 +111,46 @@ def format_budgets(statuses: list[tuple[SLAReport, dict[str, Any]]]) -> str:
             f"remaining {budget['remaining_fraction'] * 100:.1f}%  burn {rates}"
             + (f"  FIRING: {', '.join(firing)}" if firing else "")
         )
+    return "\n".join(lines)
+
+
+# The text table of `prodmon sla`.
+
+_STATUS_ORDER = {"critical": 0, "warning": 1, "healthy": 2}
+_COLUMNS = (
+    ("P50", "p50_ms"),
+    ("P95", "p95_ms"),
+    ("P99", "p99_ms"),
+    ("ERRORS", "error_rate_pct"),
+    ("UPTIME", "uptime_pct"),
+)
+
+
+def _cell(result: MetricResult) -> str:
+    show = format_pct if result.metric in PERCENT_KEYS else format_ms
+    if result.value is None:
+        return f"- / {show(result.threshold)}"
+    mark = "" if result.ok else " !"
+    return f"{show(result.value)} / {show(result.threshold)}{mark}"
+
+
+def format_text(reports: Iterable[SLAReport]) -> str:
+    """A table (worst status first, values as `value / threshold`, `!` = violated) and advice."""
+    ordered = sorted(reports, key=lambda r: (_STATUS_ORDER.get(r.status, 3), r.service))
+    header = ["SERVICE", "STATUS", "REQUESTS", *(name for name, _ in _COLUMNS)]
+    rows = [header]
+    for report in ordered:
+        by_metric = {m.metric: m for m in report.metrics}
+        cells = [_cell(by_metric[metric]) for _, metric in _COLUMNS]
+        rows.append([report.service, report.status, f"{report.inputs.count:,}", *cells])
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    for report in ordered:
+        if report.violations:
+            lines.append("")
+            lines.append(f"{report.service} ({report.status}):")
+            lines.extend(f"  - {v.metric}: {v.recommendation}" for v in report.violations)
     return "\n".join(lines)

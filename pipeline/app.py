@@ -112,11 +112,11 @@ def _escalation(config: Config) -> Stage:
 
 
 def _otlp(config: Config) -> Stage:
+    from grouping.stacktraces import InAppRules
     from pipeline.topics import TopicNames
     from schemas.events import Limits
     from schemas.otlp import SEVERITY_NUMBERS, SPAN_KINDS, OtlpMapping
     from stages.otlp_ingest import OtlpConfig, OtlpIngestStage
-    from stages.stacktraces import InAppRules
 
     o = config.otlp
     if not o.enabled:

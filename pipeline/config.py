@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from alerting.routing import RoutingConfig, RoutingConfigError
+from detection.rules import DEFAULT_RULES, Rule, RulesConfigError, parse_rules
 from pipeline.topics import DEFAULT_PREFIX
 from schemas.sentry import parse_projects
-from stages.routing import RoutingConfig, RoutingConfigError
-from stages.rules import DEFAULT_RULES, Rule, RulesConfigError, parse_rules
-from stages.sla import SLAConfig, SLAConfigError
+from sla import SLAConfig, SLAConfigError
 
 
 class ConfigError(ValueError):
@@ -164,7 +164,7 @@ class WindowsSection:
 
 @dataclass
 class BaselineSection:
-    """The baseline stage and its detector (see stages/baseline.py, stages/detector.py)."""
+    """The baseline stage and its detector (see stages/baseline.py, detection/detector.py)."""
 
     resolution: str = "1m"
     metrics: tuple[str, ...] = ("p50_ms", "p99_ms", "error_rate_pct", "throughput_rps")
@@ -178,7 +178,7 @@ class BaselineSection:
     threshold_z: float = 4.0
     min_occurrences: int = 2
     evaluation_window: int = 5
-    cooldown: int = 150  # points; the detector's default (stages/detector.py), tuned on NAB
+    cooldown: int = 150  # points; the detector's default (detection/detector.py), tuned on NAB
     # Keep the built-in rules (the default thresholds) beside [[rules]]; a rule of the same
     # name replaces a built-in one.
     default_rules: bool = True
@@ -247,12 +247,12 @@ class Config:
     notify: NotifySection = field(default_factory=NotifySection)
     health: HealthSection = field(default_factory=HealthSection)
     dashboard: DashboardSection = field(default_factory=DashboardSection)
-    # Parsed from the nested [sla] table (see stages/sla.py), not flat keys.
+    # Parsed from the nested [sla] table (see sla/), not flat keys.
     sla: SLAConfig = field(default_factory=SLAConfig)
     baseline: BaselineSection = field(default_factory=BaselineSection)
-    # Parsed from [[rules]] tables (see stages/rules.py); includes the defaults.
+    # Parsed from [[rules]] tables (see detection/rules.py); includes the defaults.
     rules: tuple[Rule, ...] = DEFAULT_RULES
-    # Parsed from the nested [escalation] table (see stages/routing.py).
+    # Parsed from the nested [escalation] table (see alerting/routing.py).
     escalation: RoutingConfig = field(default_factory=RoutingConfig)
     sentry: SentrySection = field(default_factory=SentrySection)
 
@@ -563,7 +563,7 @@ def _validate_windows(w: WindowsSection) -> None:
 
 
 def _validate_baseline(config: Config) -> None:
-    from stages.rules import ROLLUP_METRICS, SEVERITIES
+    from detection.rules import ROLLUP_METRICS, SEVERITIES
 
     b = config.baseline
     if b.idle_expiry_s < 0:
@@ -600,7 +600,7 @@ def _resolution(seconds: float) -> str:
 
 def detector_config(b: BaselineSection) -> Any:
     """The DetectorConfig the [baseline] section asks for."""
-    from stages.detector import DetectorConfig
+    from detection.detector import DetectorConfig
 
     return DetectorConfig(
         warmup=b.warmup,

@@ -11,7 +11,7 @@ The mapping (docs/ingest.md has the table): resource attributes give service, en
 release, host, region and (bounded) tags; spans of the configured kinds give latency
 events; span events named `exception` and log records at or above the configured severity
 give error events. Stack-trace text is turned into frames by a `FrameParser` the caller
-passes in (the parsers live in stages/stacktraces.py, above this layer).
+passes in (the parsers live in grouping/stacktraces.py, above this layer).
 
 What cannot be mapped is reported as a `Problem` (the OTLP field path and why) and left
 out; the rest of the request still maps. Nothing here does I/O; nothing raises on bad

@@ -26,7 +26,7 @@ Fields:
                 last windows at the baseline resolution, [[window start ms, value], ...]
                 (at most 45), for the notification's chart
     issue       signals about an issue: what a notification says of it
-                (stages/alert_text.py `issue_facts`: exception_type, message, culprit,
+                (alerting/alert_text.py `issue_facts`: exception_type, message, culprit,
                 events, releases, release, hosts, host_count, first_seen, update,
                 rate_per_min)
 """

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import aiosmtplib
 
+from alerting.alert_text import format_value, metric_label
 from sinks.base import Alert, DeliveryError
 from sinks.chart_png import incident_png
 from sinks.http import describe_error
@@ -55,7 +56,6 @@ from sinks.text import (
     severity_of,
     truncate,
 )
-from stages.alert_text import format_value, metric_label
 
 __all__ = ["EmailSink", "TlsMode", "message_id", "thread_id"]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
+from alerting.alert_text import duration_text, format_value, metric_label, peak_text
 from sinks.base import Alert
 from sinks.links import LINK_LABELS
-from stages.alert_text import duration_text, format_value, metric_label, peak_text
 
 __all__ = [
     "ELLIPSIS",
@@ -260,7 +260,7 @@ def alert_line(alert: Alert, limit: int) -> str:
 
 
 def facts_of(alert: Alert) -> dict[str, Any]:
-    """The facts the alert's wording was built from (stages/alert_text.py), or {}."""
+    """The facts the alert's wording was built from (alerting/alert_text.py), or {}."""
     facts = alert.get("facts")
     return facts if isinstance(facts, dict) else {}
 

@@ -1,1 +1,1 @@
-"""Pure processing stages: no Kafka, no sockets, no clocks, no files."""
+"""The runnable pure stages (one module each) and their contract: no Kafka, no sockets, no clocks, no files."""

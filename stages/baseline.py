@@ -1,9 +1,9 @@
 """The baseline stage: rollups and issue updates in, anomaly and threshold signals out.
 
 For every series and metric (p50 and p99 latency, 5xx rate, throughput) and every issue's
-occurrence rate, a `Detector` (stages/detector.py) learns a robust, seasonal baseline online
-and reports findings. Static rules (stages/rules.py) run beside it on the same observations,
-plus per-service SLA status and error-budget burn rates (stages/sla.py). Every finding goes
+occurrence rate, a `Detector` (detection/detector.py) learns a robust, seasonal baseline online
+and reports findings. Static rules (detection/rules.py) run beside it on the same observations,
+plus per-service SLA status and error-budget burn rates (sla/). Every finding goes
 to `signals` with its evidence; a finding that clears is followed by a `resolved` signal.
 
 Observations are taken from rollups of one resolution (`baseline.resolution`, 1 min by
@@ -26,14 +26,14 @@ from typing import Any
 
 import orjson
 
+from alerting.alert_text import issue_facts
+from detection.detector import Detector, DetectorConfig, Update
+from detection.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from schemas.signals import signal_id
-from stages.alert_text import issue_facts
+from sla import SLAConfig, burn_rates, evaluate, summarize_windows
 from stages.base import Emit, Record, StageBase, StageResult
-from stages.detector import Detector, DetectorConfig, Update
 from stages.early import EARLY_OPS, EARLY_TOPIC, provisional_summary
-from stages.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
-from stages.sla import SLAConfig, burn_rates, evaluate, summarize_windows
 
 __all__ = ["BaselineConfig", "BaselineStage"]
 

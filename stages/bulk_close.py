@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.hdr import (
+from histograms.hdr import (
     _COUNT_BYTES,
     _GAP_BYTES,
     _TABLE_SIZE,

@@ -8,7 +8,7 @@ evaluation removes that wait where the evidence is already conclusive: every
 windows of the rules' resolution (`baseline.resolution`), including the closed smaller
 windows already merged into them, and when a rule's condition holds it sends one
 *provisional* observation to `rollups.early`. The baseline stage counts it as that
-window's occurrence for the rule's gate (stages/rules.py `RuleGate`), so a rule that
+window's occurrence for the rule's gate (detection/rules.py `RuleGate`), so a rule that
 needs one window fires within about a second of the evidence, and the closed window's
 rollup later is not counted a second time.
 
@@ -29,12 +29,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from histograms.hdr import HdrLayout, SparseHistogram
 from schemas.rollups import PERCENTILES, service_wide_series
 from stages.base import Emit, StageResult
-from stages.hdr import HdrLayout, SparseHistogram
 
 if TYPE_CHECKING:
-    from stages.rules import Rule
+    from detection.rules import Rule
     from stages.windows import PartitionWindows, Window, WindowsCore
 
 __all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]

@@ -6,7 +6,7 @@ Its life: firing -> (escalated ...) -> acknowledged -> resolved. Every transitio
 record on `alerts` (id `<alert id>|<seq>|<transition>`, so a re-emitted transition is the
 same record and sinks never notify twice) carrying the channels it must reach:
 
-- a new alert notifies its route's channels (stages/routing.py); with grouping on, after
+- a new alert notifies its route's channels (alerting/routing.py); with grouping on, after
   `group_wait_s` (alerts of one group that arrive meanwhile go out together, as one
   message per channel), and a new alert of a group that notified less than
   `group_interval_s` ago waits for the end of that interval; a group's resolutions within
@@ -35,10 +35,10 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from alerting.alert_text import describe, resolution_text
+from alerting.routing import RoutingConfig, Silence, severity_rank
 from schemas.signals import is_signal
-from stages.alert_text import describe, resolution_text
 from stages.base import Emit, Record, StageBase, StageResult
-from stages.routing import RoutingConfig, Silence, severity_rank
 
 __all__ = ["Alert", "EscalationStage", "alert_id_for", "partition_key_for"]
 
@@ -92,7 +92,7 @@ class Alert:
     notes: str | None = None
     resolved_at: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
-    # What the title and summary were built from (stages/alert_text.py `describe`): the
+    # What the title and summary were built from (alerting/alert_text.py `describe`): the
     # figures the sinks show; `peak` the worst value seen while firing.
     facts: dict[str, Any] = field(default_factory=dict)
     peak: float | None = None

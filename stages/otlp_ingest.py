@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from grouping.stacktraces import InAppRules, parse_stacktrace
 from schemas.dlq import dead_letter
 from schemas.events import InvalidEvent, Limits, validate_event
 from schemas.otlp import (
@@ -32,7 +33,6 @@ from schemas.otlp import (
     map_traces,
 )
 from stages.base import Emit, Record, StageBase, StageResult
-from stages.stacktraces import InAppRules, parse_stacktrace
 
 EVENTS_RAW = "events.raw"
 EVENTS_DLQ = "events.dlq"

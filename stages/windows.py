@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from detection.rules import Rule
+from histograms.hdr import HdrLayout, SparseHistogram, layout
 from schemas.dlq import dead_letter
 from schemas.partials import InvalidPartial, read_partial, read_watermark
 from schemas.rollups import (
@@ -43,8 +45,6 @@ from stages.base import Emit, Record, StageBase, StageResult
 from stages.bulk_close import merge_into, summaries
 from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
 from stages.early import EarlyEvaluator
-from stages.hdr import HdrLayout, SparseHistogram, layout
-from stages.rules import Rule
 
 __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from detection.detector import Detector
 from ops.anomaly_tools import analyze_csv, parse_timestamp, read_series_csv, score_csv
-from stages.detector import Detector
 
 NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
 

@@ -13,11 +13,15 @@ LAYERS = {
     "schemas": 0,  # wire types: decode, validate, encode
     "grouping": 0,  # which issue an error belongs to (shared with the SDK)
     "retry": 0,  # the one jittered backoff (shared with the SDK)
-    "stages": 1,  # pure processing and the domain libraries it uses
-    "sinks": 2,  # notifier integrations (they word alerts with stages' helpers)
-    "pipeline": 3,  # the runtime: Kafka I/O, runners, config, health
-    "ops": 4,  # the CLI, dashboards, offline tools
-    "loadtest": 4,  # fleet simulator and load harness (driven by the CLI)
+    "histograms": 1,  # HDR histograms (domain library)
+    "detection": 1,  # anomaly detector and threshold rules (domain library)
+    "alerting": 1,  # alert wording and routing (domain library)
+    "sla": 1,  # SLA maths: uptime, evaluation, error budgets (domain library)
+    "stages": 2,  # the runnable pure stages and their contract
+    "sinks": 3,  # notifier integrations (they word alerts with alerting's helpers)
+    "pipeline": 4,  # the runtime: Kafka I/O, runners, config, health
+    "ops": 5,  # the CLI, dashboards, renderers, offline tools
+    "loadtest": 5,  # fleet simulator and load harness (driven by the CLI)
 }
 SDK = "production_monitor"  # ships to services: wire types at most, never server code
 SDK_MAY_IMPORT = {"schemas", "grouping", "retry"}

@@ -8,13 +8,13 @@ import random
 
 import pytest
 
-from stages.baseline_analysis import (
+from detection.detector import DetectorConfig
+from ops.baseline_analysis import (
     analyze,
     format_text,
     percentile,
     stability_score,
 )
-from stages.detector import DetectorConfig
 
 
 def test_statistics_on_a_small_input() -> None:

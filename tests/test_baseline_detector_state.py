@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from detection.detector import STATE_VERSION, Detector
 from stages.baseline import BaselineStage
-from stages.detector import STATE_VERSION, Detector
 
 
 def test_a_detector_state_of_another_version_is_relearned_not_fatal() -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
+from detection.detector import DetectorConfig
+from detection.rules import DEFAULT_RULES
 from stages.base import Record, StageResult
 from stages.baseline import BaselineConfig, BaselineStage
-from stages.detector import DetectorConfig
-from stages.rules import DEFAULT_RULES
 
 T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000
 MIN = 60_000

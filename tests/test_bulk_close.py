@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from histograms.hdr import SparseHistogram, layout
 from schemas.rollups import PERCENTILES
 from stages.bulk_close import flush_all, merge_into, summaries
-from stages.hdr import SparseHistogram, layout
 from stages.windows import Window
 
 LAY = layout()

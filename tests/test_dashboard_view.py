@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from ops.dashboard_view import dashboard_data, format_html, format_markdown, format_text
-from stages.sla import SLAConfig
+from sla import SLAConfig
 
 NOW = 1_795_320_000_000
 DAY = 86_400_000

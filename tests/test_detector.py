@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from stages.detector import Detector, DetectorConfig, Update, run_detector
+from detection.detector import Detector, DetectorConfig, Update, run_detector
 
 STEP = 300.0  # 5-minute sampling
 T0 = 1_700_006_400.0  # midnight UTC

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stages.detector import DetectorConfig
+from detection.detector import DetectorConfig
 
 STEP = 300  # seconds
 DAY = 288  # points per day

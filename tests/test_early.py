@@ -7,10 +7,10 @@ import random
 
 import orjson
 
+from detection.rules import DEFAULT_RULES, Rule
 from stages.base import Record, StageResult
 from stages.baseline import BaselineConfig, BaselineStage
 from stages.early import EARLY_TOPIC
-from stages.rules import DEFAULT_RULES, Rule
 from stages.windows import WindowsConfig, WindowsCore
 
 T0 = 1_795_320_000_000  # a multiple of 60 s

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from alerting.routing import Route, RoutingConfig, Silence
 from stages.base import Record, StageResult
 from stages.escalation import EscalationStage, alert_id_for, partition_key_for
-from stages.routing import Route, RoutingConfig, Silence
 
 NOW = 1_795_320_000.0  # seconds
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alerting.routing import RoutingConfig
 from stages.escalation import EscalationStage
-from stages.routing import RoutingConfig
 from tests.test_escalation import NOW, Run, signal
 
 ALERTS = (

@@ -1,6 +1,6 @@
 """Alert wording in the escalation stage (issue 23): titles and summaries from the signal,
 the peak kept while firing, resolution notices with duration and peak, restore of alerts
-written before wording existed, and the units of stages/alert_text.py."""
+written before wording existed, and the units of alerting/alert_text.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
-from stages.alert_text import duration_text, format_value
+from alerting.alert_text import duration_text, format_value
 from stages.escalation import Alert, EscalationStage
 from tests.test_escalation import NOW, Run, signal
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import stages.ingest_windows
 import stages.windows
+from histograms.hdr import SparseHistogram, layout
 from schemas.events import (
     InvalidEvent,
     Limits,
@@ -36,7 +37,6 @@ from schemas.events import (
     plain_latency_batch,
 )
 from stages.base import Emit, Record, StageResult
-from stages.hdr import SparseHistogram, layout
 from stages.ingest import IngestConfig, IngestStage
 from stages.ingest_windows import IngestWindowsStage
 from stages.windows import Window, WindowsConfig, WindowsStage

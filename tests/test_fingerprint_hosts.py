@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import orjson
 
+from alerting.alert_text import describe, issue_facts
 from schemas.issues import validate_issue
-from stages.alert_text import describe, issue_facts
 from stages.base import Record
 from stages.fingerprint import MAX_HOSTS, FingerprintConfig, FingerprintStage, IssueState
 from tests.test_fingerprint_stage import T0, errors, event, issues_of

@@ -24,7 +24,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.hdr import STORED_BELOW, HdrLayout, SparseHistogram, layout
+from histograms.hdr import STORED_BELOW, HdrLayout, SparseHistogram, layout
 
 
 def same_encoding(ours: str, theirs: bytes) -> bool:

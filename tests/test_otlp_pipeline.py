@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from histograms.hdr import SparseHistogram, layout
 from pipeline.topics import EVENTS_DLQ, ROLLUPS
-from stages.hdr import SparseHistogram, layout
 from tests.otlp_helpers import ROUTE, closer_spans, encoded, make_logs, make_spans
 from tests.pipeline_helpers import issues_probe, make_config, running_pipeline, wait_for
 from tests.pipeline_helpers import topic_probe as probe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.rules import DEFAULT_RULES, Rule, RuleGate, RulesConfigError, parse_rules
+from detection.rules import DEFAULT_RULES, Rule, RuleGate, RulesConfigError, parse_rules
 
 S = 1000  # ms
 

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from stages.sla import (
+from ops.sla_view import format_text
+from sla import (
     BurnRatePolicy,
     SLAConfig,
     SLAConfigError,
@@ -16,7 +17,6 @@ from stages.sla import (
     burn_rates,
     error_budget,
     evaluate,
-    format_text,
     status_for,
     summarize_windows,
     uptime_pct,

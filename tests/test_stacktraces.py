@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.stacktraces import InAppRules, parse_stacktrace
+from grouping.stacktraces import InAppRules, parse_stacktrace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stacktraces"
 

@@ -277,8 +277,8 @@ def test_a_partial_for_a_window_closed_without_its_source_counts_late():
 def test_early_evaluation_sees_an_error_burst_in_ingest_and_in_the_windows_stage():
     """Ingest judges each raw partition's open windows (a burst on one source is seen at
     once); the windows stage judges the minute so far (bursts split over sources)."""
+    from detection.rules import DEFAULT_RULES
     from stages.early import EARLY_TOPIC
-    from stages.rules import DEFAULT_RULES
 
     config = WindowsConfig(
         early_rules=DEFAULT_RULES, early_resolution="1m", early_eval_s=1.0, idle_flush_s=30.0

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from histograms.hdr import SparseHistogram, layout
 from ops.dashboard_view import dashboard_data
 from ops.sla_view import service_status
 from ops.web import charts, render
@@ -17,8 +18,7 @@ from ops.web.security import LoginThrottle, check_token, is_loopback, parse_prox
 from ops.web.state import DAY_MS, HOUR_MS, DashboardState, Limits
 from pipeline.config import ConfigError, load_config
 from schemas.handles import action_handle
-from stages.hdr import SparseHistogram, layout
-from stages.sla import SLAConfig
+from sla import SLAConfig
 
 NOW = 1_795_320_000_000 - 1_795_320_000_000 % HOUR_MS
 SCRIPT = "<script>alert(1)</script>"

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
+from histograms.hdr import SparseHistogram, layout
 from stages.base import Record, StageResult
-from stages.hdr import SparseHistogram, layout
 from stages.ingest import IngestStage
 from stages.ingest_windows import IngestWindowsStage
 from stages.windows import WindowsConfig, WindowsStage

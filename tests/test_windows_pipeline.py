@@ -8,8 +8,8 @@ import signal
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
+from histograms.hdr import SparseHistogram, layout
 from pipeline.topics import ROLLUPS, create_topics
-from stages.hdr import SparseHistogram, layout
 from tests.pipeline_helpers import (
     as_batches,
     make_config,

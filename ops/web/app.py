@@ -38,6 +38,7 @@ import structlog
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
+from alerting.alert_text import format_value, metric_label
 from ops.web import assets, charts, render
 from ops.web.feed import Broadcaster, TopicFeed
 from ops.web.security import (
@@ -52,7 +53,6 @@ from ops.web.state import DashboardState, Limits
 from pipeline.config import Config
 from pipeline.topics import COMMANDS
 from schemas.rollups import SERVICE_WIDE
-from stages.alert_text import format_value, metric_label
 
 log = structlog.get_logger("prodmon.dashboard")
 

@@ -169,7 +169,7 @@ LIMIT_COLOUR = "#555"
 
 
 def metric_value(point: object, metric: str) -> float | None:
-    """One dashboard point's value of a rule/anomaly metric (stages/rules.py names), or None
+    """One dashboard point's value of a rule/anomaly metric (detection/rules.py names), or None
     when the rollup view does not keep it (p90, p99.9, mean)."""
     count = getattr(point, "count", 0) or 0
     if metric in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):

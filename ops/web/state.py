@@ -31,7 +31,7 @@ from ops.sla_view import service_status
 from ops.views import latest_alerts
 from schemas.handles import action_handle, is_handle
 from schemas.rollups import SERVICE_WIDE, is_rollup
-from stages.sla import SLAConfig
+from sla import SLAConfig
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

@@ -1,4 +1,4 @@
-"""State size and per-point cost of the anomaly detector (stages/detector.py), alone and in
+"""State size and per-point cost of the anomaly detector (detection/detector.py), alone and in
 the live baseline stage. Budgets (issue 17): <= 16 KB of state per series and <= 50 us per
 point in the live stage, so that 100k series fit one process.
 
@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
+from detection.detector import Detector
 from stages.base import Record
 from stages.baseline import BaselineStage
-from stages.detector import Detector
 
 SEED = 20_261_206
 T0 = 1_795_305_600.0  # a Monday, 00:00 UTC

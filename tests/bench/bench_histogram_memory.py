@@ -28,7 +28,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from stages.hdr import SparseHistogram, layout
+from histograms.hdr import SparseHistogram, layout
 
 SEED = 20_260_522
 LOWEST, HIGHEST, DIGITS = 1, 3_600_000_000, 2

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from alerting.alert_text import format_value
 from sinks.chart_png import INCIDENT_SHADE, LIMIT_GREY, LINE_RED, frame_for, incident_png
 from sinks.email import EmailSink
-from stages.alert_text import format_value
 from tests.sinks.fakes import FakeSmtp
 from tests.sinks.worded import T0, Pipeline, anomaly_signal, as_sent, issue_alert, metric_alert
 

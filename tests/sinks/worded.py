@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
+from alerting.routing import Route, RoutingConfig
 from sinks.links import with_links
 from sinks.text import for_channel
 from stages.base import Record
 from stages.baseline import BaselineStage
 from stages.escalation import EscalationStage
-from stages.routing import Route, RoutingConfig
 
 BASE_URL = "https://prodmon.example.com"
 CHANNELS = ("slack", "email", "pagerduty", "webhook", "sms")

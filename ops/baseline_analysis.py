@@ -10,7 +10,7 @@ thresholds for it:
   sigma, medium = mean +- 1 sigma, low (upper) = P95;
 - IQR outliers: q1 and q3 (same percentile rule), iqr = q3 - q1, fences
   q1 - 1.5 iqr and q3 + 1.5 iqr; values strictly outside the fences are outliers;
-- anomalies: the findings of the streaming `Detector` (stages.detector) run point by
+- anomalies: the findings of the streaming `Detector` (detection.detector) run point by
   point, exactly as the pipeline would see the series. Without timestamps the points are
   taken as one minute apart and seasonality is switched off (there is no clock to learn
   it from);
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from stages.detector import DetectorConfig, run_detector
+from detection.detector import DetectorConfig, run_detector
 
 __all__ = [
     "Anomaly",

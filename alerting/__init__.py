@@ -1,0 +1,1 @@
+"""What a person is told and who is told: alert wording and the routing tree."""

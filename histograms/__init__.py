@@ -1,0 +1,1 @@
+"""HDR histograms: the exact, mergeable latency distributions windows are built from."""
