@@ -1,1 +1,1 @@
-"""The runnable pure stages (one module each) and their contract: no Kafka, no sockets, no clocks, no files."""
+"""The runnable pure stages, one module each, and their contract: no Kafka, clocks or files."""
