@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.config import Config, ConfigError, load_config
+from schemas.topology import STAGES
 
 
 def _kafka_options(parser: argparse.ArgumentParser, *, bootstrap_required: bool = False) -> None:
@@ -35,11 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     create = topics_sub.add_parser("create", help="create every topic (idempotent)")
     _kafka_options(create)
     create.add_argument("--partitions", type=int, help="partitions per topic (default 4)")
+    topics_sub.add_parser("show", help="the topology: each stage, the topics it reads and writes")
 
     p = sub.add_parser("run", help="run pipeline stages until SIGTERM/SIGINT")
     _kafka_options(p)
     p.add_argument(
-        "--stages", default="all", help="all, or a comma list: ingest,fingerprint,windows"
+        "--stages",
+        default="all",
+        help=f"all, or a comma list of: {', '.join(s.name for s in STAGES)} "
+        "(`prodmon topics show` says what each reads and writes)",
     )
 
     p = sub.add_parser("grouping", help="explain error grouping")

@@ -70,6 +70,14 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return run_async(_create())
 
 
+def cmd_topics_show(args: argparse.Namespace) -> int:
+    """The topology (schemas/topology.py): each stage, what it reads and writes."""
+    from schemas.topology import render_table
+
+    print(render_table())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.app import Pipeline, StageCrashed, parse_stage_list
 
@@ -501,6 +509,7 @@ def cmd_ingest_serve(args: argparse.Namespace) -> int:
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "broker": cmd_broker,
     "topics create": cmd_topics_create,
+    "topics show": cmd_topics_show,
     "run": cmd_run,
     "grouping explain": cmd_grouping_explain,
     "resolve": cmd_resolve,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pipeline.notifier import Notifier
 from pipeline.runner import StageRunner
 from retry import Backoff
+from schemas import topology
 from stages.base import Stage
 from stages.cardinality import CardinalityLimits
 from stages.windows import WindowsConfig
@@ -145,15 +146,18 @@ def _otlp(config: Config) -> Stage:
     )
 
 
+# How each stage of the topology (schemas/topology.py) is built from the config; a test holds
+# the two to the same names.
 STAGE_FACTORIES: dict[str, Callable[[Config], Stage]] = {
-    "ingest": _ingest,
-    "fingerprint": _fingerprint,
-    "windows": _windows,
-    "baseline": _baseline,
-    "escalation": _escalation,
-    "otlp": _otlp,  # only when [otlp] names a topic (`configured_stages`)
+    topology.INGEST.name: _ingest,
+    topology.FINGERPRINT.name: _fingerprint,
+    topology.WINDOWS.name: _windows,
+    topology.BASELINE.name: _baseline,
+    topology.ESCALATION.name: _escalation,
+    topology.OTLP.name: _otlp,  # only when [otlp] names a topic (`configured_stages`)
 }
-OTLP = "otlp"
+OTLP = topology.OTLP.name
+NOTIFY = topology.NOTIFY.name  # not a pure stage: the notifier (pipeline/notifier.py)
 
 
 def configured_stages(config: Config) -> list[str]:
@@ -177,9 +181,6 @@ def parse_stage_list(text: str, config: Config | None = None) -> list[str]:
     if OTLP in names and config is not None and not config.otlp.enabled:
         raise ConfigError("--stages otlp: set otlp.traces_topic and/or otlp.logs_topic")
     return list(dict.fromkeys(names))
-
-
-NOTIFY = "notify"  # not a pure stage: the notifier (pipeline/notifier.py)
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:

@@ -7,20 +7,22 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-DEFAULT_PREFIX = "prodmon."
+from schemas.topology import (
+    ALERTS,
+    COMMANDS,
+    DELIVERIES,
+    EVENTS_DLQ,
+    EVENTS_ERRORS,
+    EVENTS_LATENCY,
+    EVENTS_RAW,
+    ISSUES,
+    ROLLUPS,
+    ROLLUPS_EARLY,
+    SIGNALS,
+    STAGES,
+)
 
-# Logical topic names (without prefix).
-EVENTS_RAW = "events.raw"
-EVENTS_ERRORS = "events.errors"
-EVENTS_LATENCY = "events.latency"
-EVENTS_DLQ = "events.dlq"
-ISSUES = "issues"
-ROLLUPS = "rollups"
-ROLLUPS_EARLY = "rollups.early"  # provisional rule observations of open windows (internal)
-SIGNALS = "signals"
-ALERTS = "alerts"
-DELIVERIES = "deliveries"
-COMMANDS = "commands"
+DEFAULT_PREFIX = "prodmon."
 
 DATA_TOPICS = (
     EVENTS_RAW,
@@ -37,9 +39,8 @@ DATA_TOPICS = (
 )
 # Internal repartition topics carry one JSON array of events per message.
 BATCHED_TOPICS = frozenset({EVENTS_ERRORS, EVENTS_LATENCY})
-# Stages that keep a compacted changelog `state.<stage>`.
-# (`ingest` keeps the partial windows of two-phase windowing, docs/windows.md.)
-STATEFUL_STAGES = ("ingest", "fingerprint", "windows", "baseline", "escalation")
+# Stages that keep a compacted changelog `state.<stage>` (schemas/topology.py).
+STATEFUL_STAGES = tuple(s.name for s in STAGES if s.stateful)
 
 
 def state_topic(stage: str) -> str:

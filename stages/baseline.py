@@ -31,13 +31,14 @@ from detection.detector import Detector, DetectorConfig, Update
 from detection.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from schemas.signals import signal_id
+from schemas.topology import BASELINE, SIGNALS
 from sla import SLAConfig, burn_rates, evaluate, summarize_windows
 from stages.base import Emit, Record, StageBase, StageResult
 from stages.early import EARLY_OPS, EARLY_TOPIC, provisional_summary
 
 __all__ = ["BaselineConfig", "BaselineStage"]
 
-SIGNALS_TOPIC = "signals"
+SIGNALS_TOPIC = SIGNALS
 MINUTE_MS = 60_000
 BURN_HISTORY_MS = 6 * 3_600_000
 SLA_PERIOD_MS = 3_600_000
@@ -103,9 +104,9 @@ RECENT_POINTS = 45
 class BaselineStage(StageBase):
     """Consumes `rollups` and `issues`; emits `signals`."""
 
-    name = "baseline"
-    inputs: tuple[str, ...] = ("rollups", "rollups.early", "issues")
-    stateful = True
+    name = BASELINE.name
+    inputs: tuple[str, ...] = BASELINE.reads
+    stateful = BASELINE.stateful
 
     def __init__(
         self,

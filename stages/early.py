@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from histograms.hdr import HdrLayout, SparseHistogram
 from schemas.rollups import PERCENTILES, service_wide_series
+from schemas.topology import ROLLUPS_EARLY
 from stages.base import Emit, StageResult
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]
 
-EARLY_TOPIC = "rollups.early"
+EARLY_TOPIC = ROLLUPS_EARLY
 REJUDGE_GROWTH = 1.25  # a window is judged again once it holds this many times the events
 CACHE_LIMIT = 400_000  # series remembered (matching rules, service series) before a reset
 EARLY_OPS = (">", ">=")

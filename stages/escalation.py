@@ -38,11 +38,12 @@ import orjson
 from alerting.alert_text import describe, resolution_text
 from alerting.routing import RoutingConfig, Silence, severity_rank
 from schemas.signals import is_signal
+from schemas.topology import ALERTS, ESCALATION
 from stages.base import Emit, Record, StageBase, StageResult
 
 __all__ = ["Alert", "EscalationStage", "alert_id_for", "partition_key_for"]
 
-ALERTS_TOPIC = "alerts"
+ALERTS_TOPIC = ALERTS
 RESOLVED_RETENTION_MS = 24 * 3600 * 1000
 # Channels that always get one message per alert, never a group's: each PagerDuty alert is
 # its own incident, acknowledged and resolved by its own dedup key.
@@ -104,9 +105,9 @@ class Alert:
 class EscalationStage(StageBase):
     """Consumes `signals` and `commands`; emits `alerts`."""
 
-    name = "escalation"
-    inputs: tuple[str, ...] = ("signals", "commands")
-    stateful = True
+    name = ESCALATION.name
+    inputs: tuple[str, ...] = ESCALATION.reads
+    stateful = ESCALATION.stateful
 
     def __init__(self, routing: RoutingConfig | None = None) -> None:
         self.routing = routing or RoutingConfig()

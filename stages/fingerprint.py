@@ -40,15 +40,16 @@ from grouping import (
     parameterise_message,
 )
 from schemas.issues import issue_record
+from schemas.topology import COMMANDS, EVENTS_ERRORS, FINGERPRINT, ISSUES
 from stages.base import Emit, Record, StageBase, StageResult
 
 __all__ = ["FingerprintConfig", "FingerprintStage", "IssueState"]
 
-ERRORS_TOPIC = "events.errors"
-COMMANDS_TOPIC = "commands"
+ERRORS_TOPIC = EVENTS_ERRORS
+COMMANDS_TOPIC = COMMANDS
 SOURCE_KEY = "__src__:"
 MOVED = "moved_to"  # changelog value of an issue handed over to its new fingerprint's key
-ISSUES_TOPIC = "issues"
+ISSUES_TOPIC = ISSUES
 
 MAX_SERVICES = 50
 MAX_RELEASES = 100
@@ -270,9 +271,9 @@ def _ref(event: Any) -> ErrorRef | None:
 class FingerprintStage(StageBase):
     """Issue lifecycle per fingerprint; see the module docstring."""
 
-    name = "fingerprint"
-    inputs: tuple[str, ...] = (ERRORS_TOPIC, COMMANDS_TOPIC)
-    stateful = True
+    name = FINGERPRINT.name
+    inputs: tuple[str, ...] = FINGERPRINT.reads
+    stateful = FINGERPRINT.stateful
 
     def __init__(self, config: FingerprintConfig | None = None) -> None:
         self.config = config or FingerprintConfig()

@@ -28,6 +28,7 @@ from schemas.events import (
     validate_event,
 )
 from schemas.plain_error import PlainErrorReader, encode_error
+from schemas.topology import EVENTS_DLQ, EVENTS_ERRORS, EVENTS_LATENCY, INGEST
 from stages.base import Emit, EncodedJSON, Record, StageBase, StageResult
 from stages.dedup import RecentIds
 
@@ -37,9 +38,9 @@ LatencySink = Callable[[int, int, str, str, int, float, int, float], None]
 BatchLoop = Callable[[list[Record], float, list[Emit], list[int]], None]
 Stamp = Callable[[Any, list[int]], tuple[str, Any]]
 
-ERRORS_TOPIC = "events.errors"
-LATENCY_TOPIC = "events.latency"
-DLQ_TOPIC = "events.dlq"
+ERRORS_TOPIC = EVENTS_ERRORS
+LATENCY_TOPIC = EVENTS_LATENCY
+DLQ_TOPIC = EVENTS_DLQ
 _FRAME_PARTS = attrgetter("module", "function", "filename", "in_app")
 
 
@@ -56,7 +57,7 @@ class IngestStage(StageBase):
     """Decode, validate, dedupe, fingerprint and route raw events."""
 
     name = "ingest"
-    inputs: tuple[str, ...] = ("events.raw",)
+    inputs: tuple[str, ...] = INGEST.reads
     stateful = False
 
     def __init__(self, config: IngestConfig | None = None) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from schemas.partials import BROADCAST_KEY, encode_partial, encode_watermark
 from schemas.plain_latency import plain_latency_decoder
+from schemas.topology import INGEST
 from stages.base import Emit, Record, StageResult
 from stages.bulk_close import flush_all
 from stages.cardinality import CardinalityLimits
@@ -188,9 +189,9 @@ class IngestWindowsStage(CoreStageMixin):
     """`ingest` whose latency events go into partial windows (`PartialWindowsCore`, state
     `state.ingest`); the windows stage merges them."""
 
-    name = "ingest"
-    inputs: tuple[str, ...] = ("events.raw",)
-    stateful = True
+    name = INGEST.name
+    inputs: tuple[str, ...] = INGEST.reads
+    stateful = INGEST.stateful
     core: PartialWindowsCore
 
     def __init__(self, ingest: IngestStage, windows: WindowsConfig | None = None) -> None:

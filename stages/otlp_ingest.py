@@ -32,10 +32,8 @@ from schemas.otlp import (
     map_logs,
     map_traces,
 )
+from schemas.topology import EVENTS_DLQ, EVENTS_RAW, OTLP
 from stages.base import Emit, Record, StageBase, StageResult
-
-EVENTS_RAW = "events.raw"
-EVENTS_DLQ = "events.dlq"
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,9 @@ class OtlpConfig:
 class OtlpIngestStage(StageBase):
     """OTLP export requests in, `events.raw` arrays (and dead letters) out."""
 
-    name = "otlp"
-    inputs: tuple[str, ...] = ()  # prefixed topics: none
-    stateful = False
+    name = OTLP.name
+    inputs: tuple[str, ...] = OTLP.reads
+    stateful = OTLP.stateful
 
     def __init__(self, config: OtlpConfig, topics: tuple[str, ...] | None = None) -> None:
         """`topics`: the Kafka topics to consume, as named (by default the config's)."""

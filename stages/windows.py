@@ -41,6 +41,7 @@ from schemas.rollups import (
     rollup_id,
     service_wide_series,
 )
+from schemas.topology import ROLLUPS, SIGNALS, WINDOWS
 from stages.base import Emit, Record, StageBase, StageResult
 from stages.bulk_close import merge_into, summaries
 from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
@@ -48,7 +49,7 @@ from stages.early import EarlyEvaluator
 
 __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
 
-ROLLUPS_TOPIC = "rollups"
+ROLLUPS_TOPIC = ROLLUPS
 META_KEY = "meta"
 LATE_PREFIX = "late|"
 SOURCE_PREFIX = "src|"  # a source partition's watermark (two-phase windowing)
@@ -159,7 +160,7 @@ class Window:
 
 FLUSH_AT = 128
 SWEEP_EVERY_MS = 60_000  # how often (event time) a partition forgets its idle series
-SIGNALS_TOPIC = "signals"
+SIGNALS_TOPIC = SIGNALS
 
 
 class PartitionWindows:
@@ -736,9 +737,9 @@ class CoreStageMixin(StageBase):
 class WindowsStage(CoreStageMixin):
     """The standalone stage: consumes `events.latency` (JSON arrays from ingest)."""
 
-    name = "windows"
-    inputs: tuple[str, ...] = ("events.latency",)
-    stateful = True
+    name = WINDOWS.name
+    inputs: tuple[str, ...] = WINDOWS.reads
+    stateful = WINDOWS.stateful
 
     def __init__(self, config: WindowsConfig | None = None) -> None:
         self.core = WindowsCore(config or WindowsConfig(), "events.latency")
