@@ -20,7 +20,7 @@ from typing import Any
 
 from schemas.signals import signal_id
 
-__all__ = ["OTHER", "CardinalityLimits", "SeriesRegistry", "cardinality_signal"]
+__all__ = ["OTHER", "UNLIMITED", "CardinalityLimits", "SeriesRegistry", "cardinality_signal"]
 
 OTHER = "(other)"
 RULE = "cardinality-limit"
@@ -106,6 +106,32 @@ class SeriesRegistry:
     @property
     def series(self) -> int:
         return sum(len(endpoints) for endpoints in self.services.values())
+
+
+class _Unlimited:
+    """A registry that admits every series and keeps nothing: ingest's partial windows,
+    which live one window and leave the limits to the windows stage (one dict entry per
+    series and raw partition, kept `series_idle_s`, was a tenth of ingest's memory)."""
+
+    __slots__ = ()
+
+    overflow_events = 0
+    series = 0
+
+    def admit(self, service: str, endpoint: str, start: int) -> str:
+        return service + "|" + endpoint
+
+    def seen(self, series: str, start: int) -> None:
+        return
+
+    def expire(self, before: int) -> int:
+        return 0
+
+    def take_warnings(self) -> list[tuple[str, str]]:
+        return []
+
+
+UNLIMITED: Any = _Unlimited()
 
 
 def cardinality_signal(

@@ -33,18 +33,18 @@ from schemas.plain_latency import plain_latency_decoder
 from schemas.topology import INGEST
 from stages.base import Emit, Record, StageResult
 from stages.bulk_close import flush_all
-from stages.cardinality import CardinalityLimits
+from stages.cardinality import UNLIMITED, CardinalityLimits
 from stages.ingest import LATENCY_TOPIC, IngestStage
 from stages.windows import (
     FLUSH_AT,
     LATE_PREFIX,
     NEVER,
-    SWEEP_EVERY_MS,
     CoreStageMixin,
     PartitionWindows,
     Window,
     WindowsConfig,
     WindowsCore,
+    encoded_json,
 )
 
 _PARTITION = attrgetter("partition")
@@ -76,6 +76,13 @@ class PartialWindowsCore(WindowsCore):
         # The last watermark sent per source partition: (closed, idle).
         self.announced: dict[int, tuple[int, bool]] = {}
 
+    def _partition(self, partition: int, now: float | None) -> PartitionWindows:
+        ps = self.partitions.get(partition)
+        if ps is None:
+            ps = super()._partition(partition, now)
+            ps.registry = UNLIMITED  # no limits here: nothing to remember per series
+        return ps
+
     def _late_event(self, ps: PartitionWindows, offset: int, service: str, endpoint: str) -> None:
         if offset < ps.replay_until:
             self.stats["replayed"] += 1  # counted before the restart
@@ -97,10 +104,6 @@ class PartialWindowsCore(WindowsCore):
             del ps.first_offset[start]
             self._send_partials(partition, ps, start, bucket, result)
             ps.closed = max(ps.closed, start + size)
-        if ps.closed - ps.swept >= SWEEP_EVERY_MS:
-            ps.swept = ps.closed
-            idle_ms = round(self.config.limits.series_idle_s * 1000)
-            self.stats["series_expired"] += ps.registry.expire(ps.closed - idle_ms)
         self._announce(partition, ps, False, result)
 
     def _send_partials(
@@ -135,7 +138,7 @@ class PartialWindowsCore(WindowsCore):
                 bits,
                 hist.to_pairs() if words is None else None,
             )
-            emits.append(Emit(LATENCY_TOPIC, series.rpartition("|")[0], value))
+            emits.append(Emit(LATENCY_TOPIC, series.rpartition("|")[0], encoded_json(value)))
         self.stats["partials_sent"] += len(bucket)
 
     def _announce(
@@ -339,11 +342,8 @@ class IngestWindowsStage(CoreStageMixin):
                             max_ts = ts
                         series = service + "|" + endpoint
                         window = bucket.get(series)
-                        if window is None:  # as `WindowsCore.add_fields`
-                            series = ps.registry.admit(service, endpoint, start)
-                            window = bucket.get(series)
-                            if window is None:
-                                window = bucket[series] = Window(hdr, start)
+                        if window is None:  # as `WindowsCore.add_fields` (no limits here)
+                            window = bucket[series] = Window(hdr, start)
                         values = window.values
                         value = floor(event.duration_ms * 1000.0 + 0.5)  # = int(): > 0
                         values.append(value)

@@ -42,7 +42,7 @@ from schemas.rollups import (
     service_wide_series,
 )
 from schemas.topology import ROLLUPS, SIGNALS, WINDOWS
-from stages.base import Emit, Record, StageBase, StageResult
+from stages.base import Emit, EncodedJSON, Record, StageBase, StageResult
 from stages.bulk_close import merge_into, summaries
 from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
 from stages.early import EarlyEvaluator
@@ -156,6 +156,14 @@ class Window:
         window.sum_us = int(value["sum_us"])
         window.max_us = int(value["max_us"])
         return window
+
+
+def encoded_json(value: dict[str, Any]) -> EncodedJSON:
+    """`value` encoded now, holding only its bytes (orjson's result keeps the buffer it
+    wrote into: 4 KB or more). What a close emits per series lives until the broker
+    acknowledges it, so it is held as these few hundred bytes rather than a dict of
+    Python objects (docs/memory.md)."""
+    return EncodedJSON(memoryview(orjson.dumps(value)).tobytes())
 
 
 FLUSH_AT = 128
@@ -613,7 +621,7 @@ class WindowsCore:
             record[name] = value / 1000.0
         record["hist"] = hist
         self.stats["rollups"] += 1
-        return Emit(ROLLUPS_TOPIC, series, record)
+        return Emit(ROLLUPS_TOPIC, series, encoded_json(record))
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -631,7 +639,7 @@ class WindowsCore:
                 value = {"closed": closed, "idle": idle}
             else:
                 window = self._coarse_window(ps, key)
-                value = window.to_state() if window is not None else None
+                value = encoded_json(window.to_state()) if window is not None else None
             result.state[(partition, key)] = value
         ps.dirty.clear()
 
