@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -253,7 +254,9 @@ def _isolated(config: Config, source: Config, prefix: str) -> Config:
     isolated.sla, isolated.rules, isolated.escalation = config.sla, config.rules, config.escalation
     # Early evaluation runs on a wall-time cadence, so what a replay would see early depends
     # on how fast it reads: off, so that a stretch replays to the same timeline every time.
-    isolated.windows = replace(config.windows, idle_flush_s=REPLAY_IDLE_FLUSH_S, early_eval_s=0)
+    isolated.windows = msgspec.structs.replace(
+        config.windows, idle_flush_s=REPLAY_IDLE_FLUSH_S, early_eval_s=0
+    )
     isolated.notify.dry_run = True
     return isolated
 

@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config, ConfigError, from_section
 from pipeline.member import GroupMember
 
 if TYPE_CHECKING:
@@ -34,18 +34,11 @@ def _ingest(config: Config) -> Stage:
     from stages.ingest_windows import IngestWindowsStage
 
     section = config.ingest
-    limits = Limits(
-        max_message_bytes=section.max_message_bytes,
-        max_text_len=section.max_text_len,
-        max_context_depth=section.max_context_depth,
-        max_duration_ms=section.max_duration_ms,
-        future_tolerance_s=section.future_tolerance_s,
-    )
     ingest = IngestStage(
-        IngestConfig(
-            limits=limits,
-            dedup_max_ids=section.dedup_max_ids,
-            dedup_window_s=section.dedup_window_s,
+        from_section(
+            IngestConfig,
+            section,
+            limits=from_section(Limits, section),
         )
     )
     # Two-phase windowing (docs/windows.md): partial windows per events.raw partition here,
@@ -54,23 +47,12 @@ def _ingest(config: Config) -> Stage:
 
 
 def windows_config(config: Config) -> WindowsConfig:
-    w = config.windows
-    return WindowsConfig(
-        window_s=w.window_s,
-        rollup_resolutions_s=w.rollup_resolutions_s,
-        allowed_lateness_s=w.allowed_lateness_s,
-        idle_flush_s=w.idle_flush_s,
-        hdr_digits=w.hdr_digits,
-        hdr_highest_us=w.hdr_highest_us,
+    return from_section(
+        WindowsConfig,
+        config.windows,
         early_rules=config.rules,
         early_resolution=config.baseline.resolution,
-        early_eval_s=w.early_eval_s,
-        early_min_events=w.early_min_events,
-        limits=CardinalityLimits(
-            max_services=w.max_services,
-            max_series_per_service=w.max_series_per_service,
-            series_idle_s=w.series_idle_s,
-        ),
+        limits=from_section(CardinalityLimits, config.windows),
     )
 
 
@@ -83,24 +65,15 @@ def _windows(config: Config) -> Stage:
 def _fingerprint(config: Config) -> Stage:
     from stages.fingerprint import FingerprintConfig, FingerprintStage
 
-    return FingerprintStage(FingerprintConfig(count_interval_s=config.fingerprint.count_interval_s))
+    return FingerprintStage(from_section(FingerprintConfig, config.fingerprint))
 
 
 def _baseline(config: Config) -> Stage:
     from pipeline.config import detector_config
     from stages.baseline import BaselineConfig, BaselineStage
 
-    b = config.baseline
     return BaselineStage(
-        BaselineConfig(
-            resolution=b.resolution,
-            metrics=b.metrics,
-            learn_issue_rates=b.learn_issue_rates,
-            anomaly_severity=b.anomaly_severity,
-            detector=detector_config(b),
-            resolve_after_s=b.resolve_after_s,
-            idle_expiry_s=b.idle_expiry_s,
-        ),
+        from_section(BaselineConfig, config.baseline, detector=detector_config(config.baseline)),
         rules=config.rules,
         sla=config.sla,
     )
@@ -134,13 +107,7 @@ def _otlp(config: Config) -> Stage:
                 error_severity=SEVERITY_NUMBERS[o.error_severity],
             ),
             in_app=InAppRules(include=o.in_app_include, exclude=o.in_app_exclude),
-            limits=Limits(
-                max_message_bytes=config.ingest.max_message_bytes,
-                max_text_len=config.ingest.max_text_len,
-                max_context_depth=config.ingest.max_context_depth,
-                max_duration_ms=config.ingest.max_duration_ms,
-                future_tolerance_s=config.ingest.future_tolerance_s,
-            ),
+            limits=from_section(Limits, config.ingest),
         ),
         topics=(o.traces_topic, o.logs_topic),
     )
@@ -326,7 +293,8 @@ class Pipeline:
             return
         absent = [t for t in (otlp.traces_topic, otlp.logs_topic) if t and t not in present]
         log.warning("otlp_topics_absent", topics=absent, reading=[t for t in (traces, logs) if t])
-        self.config = replace(self.config, otlp=replace(otlp, traces_topic=traces, logs_topic=logs))
+        otlp = msgspec.structs.replace(otlp, traces_topic=traces, logs_topic=logs)
+        self.config = msgspec.structs.replace(self.config, otlp=otlp)
         if not self.config.otlp.enabled:
             self.stage_names = [n for n in self.stage_names if n != OTLP]
 
@@ -360,11 +328,6 @@ class Pipeline:
         settings = SinkSettings.from_env()
         session = await resources.enter_async_context(aiohttp.ClientSession())
         sinks = build_sinks(settings, session, dry_run=n.dry_run)
-        policy = DeliveryPolicy(
-            max_attempts=n.max_attempts,
-            attempt_timeout_s=n.attempt_timeout_s,
-            give_up_after_s=n.give_up_after_s,
-            backoff_base_s=n.backoff_base_s,
-        )
+        policy = from_section(DeliveryPolicy, n)
         log.info("notifier_sinks", channels=sorted(sinks), destinations=settings.redacted())
         return Notifier(self.config, producer, sinks, policy)

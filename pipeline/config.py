@@ -1,27 +1,37 @@
 """Configuration: a TOML file, then environment overrides, validated at start-up.
 
-Every bad value is refused with a `ConfigError` naming the key and what is
-allowed. Secrets (SASL passwords) come only from the environment and are never
-printed: `Config.redacted()` is what logs show.
+Each `[section]` is a typed msgspec struct; the layers (defaults < file < environment <
+CLI flags) are merged as plain data and converted once with `msgspec.convert`, so a value
+of the wrong type or an unknown key is refused with a `ConfigError` naming its full key
+path (`runtime.max_batch_records: expected int, got 'many'`). `validate` then checks
+ranges and choices that types cannot express. The nested tables with their own parsers
+(`[sla]`, `[escalation]`, `[[rules]]`, `[sentry.projects]`) name their keys the same way.
+Secrets (SASL passwords) come only from the environment and are never printed:
+`Config.redacted()` is what logs show.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
+
+import msgspec
 
 from alerting.routing import RoutingConfig, RoutingConfigError
 from detection.rules import DEFAULT_RULES, Rule, RulesConfigError, parse_rules
 from pipeline.topics import DEFAULT_PREFIX
 from schemas.sentry import parse_projects
 from sla import SLAConfig, SLAConfigError
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -33,8 +43,11 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SECRET_KEYS = frozenset({"sasl_plain_password"})
 
 
-@dataclass
-class KafkaConfig:
+class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One `[section]` of the configuration: typed fields with their defaults."""
+
+
+class KafkaConfig(Section):
     """Connection settings passed through to every aiokafka client."""
 
     bootstrap: str = "127.0.0.1:9092"
@@ -43,11 +56,15 @@ class KafkaConfig:
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
     # Environment only (PRODMON_KAFKA__SASL_PLAIN_PASSWORD); never in repr or logs.
-    sasl_plain_password: str | None = field(default=None, repr=False)
+    sasl_plain_password: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     client_id: str = "prodmon"
+
+    def __repr__(self) -> str:  # the password never reaches a repr, a log or a traceback
+        shown = msgspec.structs.replace(self, sasl_plain_password=None)
+        return "KafkaConfig" + repr(msgspec.structs.astuple(shown))
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by AIOKafkaProducer/Consumer/AdminClient."""
@@ -69,8 +86,7 @@ class KafkaConfig:
         return kwargs
 
 
-@dataclass
-class RuntimeConfig:
+class RuntimeConfig(Section):
     """How the stage runner polls, batches and backs off."""
 
     max_batch_records: int = 5000
@@ -90,8 +106,7 @@ class RuntimeConfig:
     gc_gen0_threshold: int = 50_000
 
 
-@dataclass
-class IngestSection:
+class IngestSection(Section):
     max_message_bytes: int = 1_048_576
     max_text_len: int = 8192
     max_context_depth: int = 8
@@ -101,8 +116,7 @@ class IngestSection:
     dedup_window_s: float = 600.0
 
 
-@dataclass
-class OtlpSection:
+class OtlpSection(Section):
     """OpenTelemetry traces and logs from the Collector's Kafka exporter (stages/otlp_ingest.py,
     docs/ingest.md). Topics are read as named, without the prefix; both empty or absent from
     the cluster: no `otlp` stage."""
@@ -125,18 +139,17 @@ class OtlpSection:
         return bool(self.traces_topic or self.logs_topic)
 
 
-@dataclass
-class FingerprintSection:
+class FingerprintSection(Section):
     count_interval_s: float = 10.0
     # The user's own variable token classes, {class name: regex} ([fingerprint.token_patterns]
     # in TOML, a JSON object in PRODMON_FINGERPRINT__TOKEN_PATTERNS): what a pattern matches
     # becomes <name> in message templates (docs/grouping.md). Every process of a deployment
     # must use the same patterns.
-    token_patterns: dict[str, str] = field(default_factory=dict)
+    # Values are checked by `_validate_token_patterns` (a regex each, errors naming the class).
+    token_patterns: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass
-class WindowsSection:
+class WindowsSection(Section):
     """Latency windows: see stages/windows.py."""
 
     window_s: float = 10.0
@@ -162,8 +175,7 @@ class WindowsSection:
     series_idle_s: float = 7200.0
 
 
-@dataclass
-class BaselineSection:
+class BaselineSection(Section):
     """The baseline stage and its detector (see stages/baseline.py, detection/detector.py)."""
 
     resolution: str = "1m"
@@ -184,8 +196,7 @@ class BaselineSection:
     default_rules: bool = True
 
 
-@dataclass
-class NotifySection:
+class NotifySection(Section):
     """The notifier (pipeline/notifier.py). Destinations and secrets come from the
     environment only (docs/sinks.md)."""
 
@@ -197,8 +208,7 @@ class NotifySection:
     backoff_base_s: float = 0.5
 
 
-@dataclass
-class HealthSection:
+class HealthSection(Section):
     """Health probes and /metrics (pipeline/health.py, docs/health.md)."""
 
     port: int = 0  # 0 = no health server
@@ -208,8 +218,7 @@ class HealthSection:
     check_timeout_s: float = 2.0
 
 
-@dataclass
-class DashboardSection:
+class DashboardSection(Section):
     """The web dashboard (ops/web, docs/dashboard.md). Its token comes from the environment
     only (PRODMON_DASHBOARD_TOKEN)."""
 
@@ -221,8 +230,7 @@ class DashboardSection:
     external_url: str = ""
 
 
-@dataclass
-class SentrySection:
+class SentrySection(Section):
     """The Sentry-compatible ingest endpoint (ops/sentry_ingest.py, docs/ingest.md). Its
     `[sentry.projects.<id>]` keys are never logged: `Config.redacted()` only counts them."""
 
@@ -233,32 +241,34 @@ class SentrySection:
     max_decompressed_bytes: int = 100 * 1024 * 1024
     produce_timeout_s: float = 10.0  # no ack by then: 429, the SDK sends again later
     retry_after_s: int = 10  # Retry-After when Kafka is unavailable
-    projects: Any = field(default_factory=dict, repr=False)  # id -> schemas.sentry.Project
+    projects: Any = msgspec.field(default_factory=dict)  # id -> schemas.sentry.Project
 
 
-@dataclass
-class Config:
-    kafka: KafkaConfig = field(default_factory=KafkaConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    ingest: IngestSection = field(default_factory=IngestSection)
-    otlp: OtlpSection = field(default_factory=OtlpSection)
-    fingerprint: FingerprintSection = field(default_factory=FingerprintSection)
-    windows: WindowsSection = field(default_factory=WindowsSection)
-    notify: NotifySection = field(default_factory=NotifySection)
-    health: HealthSection = field(default_factory=HealthSection)
-    dashboard: DashboardSection = field(default_factory=DashboardSection)
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
+    runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
+    ingest: IngestSection = msgspec.field(default_factory=IngestSection)
+    otlp: OtlpSection = msgspec.field(default_factory=OtlpSection)
+    fingerprint: FingerprintSection = msgspec.field(default_factory=FingerprintSection)
+    windows: WindowsSection = msgspec.field(default_factory=WindowsSection)
+    notify: NotifySection = msgspec.field(default_factory=NotifySection)
+    health: HealthSection = msgspec.field(default_factory=HealthSection)
+    dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
     # Parsed from the nested [sla] table (see sla/), not flat keys.
-    sla: SLAConfig = field(default_factory=SLAConfig)
-    baseline: BaselineSection = field(default_factory=BaselineSection)
+    sla: SLAConfig = msgspec.field(default_factory=SLAConfig)
+    baseline: BaselineSection = msgspec.field(default_factory=BaselineSection)
     # Parsed from [[rules]] tables (see detection/rules.py); includes the defaults.
     rules: tuple[Rule, ...] = DEFAULT_RULES
     # Parsed from the nested [escalation] table (see alerting/routing.py).
-    escalation: RoutingConfig = field(default_factory=RoutingConfig)
-    sentry: SentrySection = field(default_factory=SentrySection)
+    escalation: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    sentry: SentrySection = msgspec.field(default_factory=SentrySection)
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with every secret replaced, safe to log or print."""
-        data = asdict(self)
+        data: dict[str, Any] = {
+            name: msgspec.structs.asdict(getattr(self, name)) for name in SECTIONS
+        }
+        data["sla"] = asdict(self.sla)
         data["rules"] = [rule.name for rule in self.rules]
         data["escalation"] = {"routes": len(self.escalation.routes)}
         data["sentry"]["projects"] = {
@@ -274,64 +284,79 @@ class Config:
         return data
 
 
-def _coerce(key: str, raw: Any, current: Any, annotation: str) -> Any:
-    """Convert a TOML or environment value to the field's type, or raise naming the key."""
-    wanted = annotation.replace(" | None", "")
-    if raw is None or (isinstance(raw, str) and raw == "" and "None" in annotation):
+# The flat `[section]` tables, converted by msgspec; sla, rules and escalation have parsers
+# of their own (nested tables), so they are not in this list.
+SECTIONS: dict[str, type[Section]] = {
+    name: kind
+    for name, kind in get_type_hints(Config).items()
+    if isinstance(kind, type) and issubclass(kind, Section)
+}
+# How a wrong type is described where msgspec's type name would not help.
+_EXPECTED = {"fingerprint.token_patterns": "expected a table of class name = regular expression"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _field_type(section: str, key: str) -> Any:
+    return get_type_hints(SECTIONS[section])[key]
+
+
+def _from_env(section: str, key: str, raw: str) -> Any:
+    """An environment string as the TOML value it stands for: comma lists for tuples,
+    yes/no for booleans, JSON for tables, "" for an optional value left unset."""
+    kind = _field_type(section, key)
+    text = str(kind)
+    if kind is bool and raw.strip().lower() in (*_TRUE, *_FALSE):
+        return raw.strip().lower() in _TRUE
+    if text.startswith("dict["):
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise ConfigError(
+                f"{section}.{key}: expected a JSON object, got {raw[:60]!r}"
+            ) from None
+    if raw == "" and "None" in text:
         return None
-    try:
-        if wanted == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(raw).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if wanted == "int":
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            return int(raw)
-        if wanted == "float":
-            if isinstance(raw, bool):
-                raise ValueError
-            return float(raw)
-        if wanted == "tuple[str, ...]":
-            items = raw.split(",") if isinstance(raw, str) else raw
-            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-                raise ValueError
-            return tuple(i.strip() for i in items)
-        if wanted == "tuple[float, ...]":
-            items = raw.split(",") if isinstance(raw, str) else raw
-            if not isinstance(items, list | tuple) or any(isinstance(i, bool) for i in items):
-                raise ValueError
-            return tuple(float(i) for i in items)
-        if wanted == "str":
-            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
-                raise ValueError
-            return str(raw)
-    except (TypeError, ValueError):
-        shown = {"tuple[float, ...]": "a list of numbers", "tuple[str, ...]": "a list of strings"}
-        expected = shown.get(wanted, wanted)
-        raise ConfigError(f"{key}: expected {expected}, got {raw!r}") from None
     return raw
 
 
-def _apply(config: Config, section: str, key: str, raw: Any, origin: str) -> None:
-    target = getattr(config, section, None)
-    if target is None:
-        allowed = ", ".join(f.name for f in fields(config))
+def _put(layers: dict[str, dict[str, Any]], section: str, key: str, raw: Any, origin: str) -> None:
+    """Record one value for `section.key`, refusing unknown names and secrets in files."""
+    if section not in SECTIONS:
+        allowed = ", ".join([*SECTIONS, "sla", "rules", "escalation"])
         raise ConfigError(f"{origin}{section}: unknown section (allowed: {allowed})")
-    known = {f.name: f for f in fields(target)}
-    if key not in known:
-        raise ConfigError(f"{origin}{section}.{key}: unknown key (allowed: {', '.join(known)})")
+    known = msgspec.structs.fields(SECTIONS[section])
+    if key not in {f.name for f in known}:
+        allowed = ", ".join(f.name for f in known)
+        raise ConfigError(f"{origin}{section}.{key}: unknown key (allowed: {allowed})")
     if key in SECRET_KEYS and origin != "env ":
         raise ConfigError(
             f"{section}.{key}: secrets are read from the environment only "
             f"(PRODMON_{section.upper()}__{key.upper()}), never from a file"
         )
-    value = _coerce(f"{section}.{key}", raw, getattr(target, key), str(known[key].type))
-    setattr(target, key, value)
+    if origin == "env " and isinstance(raw, str):
+        raw = _from_env(section, key, raw)
+    if str(_field_type(section, key)).startswith("tuple[") and isinstance(raw, str):
+        raw = raw.split(",") if raw.strip() else []  # "a, b" for a list, as env gives it
+    if isinstance(raw, list):
+        raw = [item.strip() if isinstance(item, str) else item for item in raw]
+    layers.setdefault(section, {})[key] = raw
+
+
+def _convert(layers: dict[str, dict[str, Any]]) -> Config:
+    """The merged layers as typed sections; a wrong type names its full key path."""
+    try:
+        return msgspec.convert(layers, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at ")
+        path = where.strip("`").removeprefix("$.")
+        section, _, rest = path.partition(".")
+        key, _, index = rest.partition("[")
+        raw = layers.get(section, {}).get(key)
+        if index.rstrip("]").isdigit() and isinstance(raw, list):
+            raw = raw[int(index.rstrip("]"))]
+        expected = message.partition(", got ")[0].replace("`", "").replace("Expected", "expected")
+        expected = _EXPECTED.get(path, expected.replace("array", "a list"))
+        raise ConfigError(f"{path}: {expected}, got {raw!r}") from None
 
 
 ENV_SHORTCUTS = {
@@ -352,7 +377,7 @@ def load_config(
     and `PRODMON_<SECTION>__<KEY>` for any key (e.g. `PRODMON_RUNTIME__MAX_BATCH_RECORDS`).
     `overrides` uses dotted keys ("kafka.bootstrap").
     """
-    config = Config()
+    layers: dict[str, dict[str, Any]] = {}
     sla_table: dict[str, Any] = {}
     escalation_table: dict[str, Any] = {}
     rule_tables: list[Any] = []
@@ -382,20 +407,21 @@ def load_config(
                 values = dict(values)
                 sentry_projects = values.pop("projects", None)
             for key, raw in values.items():
-                _apply(config, section, key, raw, "")
+                _put(layers, section, key, raw, "")
     env = os.environ if env is None else env
     for name, value in env.items():
         if name in ENV_SHORTCUTS:
-            _apply(config, *ENV_SHORTCUTS[name], value, "env ")
+            _put(layers, *ENV_SHORTCUTS[name], value, "env ")
         elif name.startswith("PRODMON_SLA__"):
             sla_table[name[len("PRODMON_SLA__") :].lower()] = _env_number(name, value)
         elif name.startswith("PRODMON_") and "__" in name:
             section, _, key = name[len("PRODMON_") :].lower().partition("__")
-            _apply(config, section, key, value, "env ")
+            _put(layers, section, key, value, "env ")
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, _, key = dotted.partition(".")
-            _apply(config, section, key, value, "")
+            _put(layers, section, key, value, "")
+    config = _convert(layers)
     try:
         config.sla = SLAConfig.from_mapping(sla_table)
         config.rules = parse_rules(rule_tables, keep_defaults=config.baseline.default_rules)
@@ -602,13 +628,16 @@ def detector_config(b: BaselineSection) -> Any:
     """The DetectorConfig the [baseline] section asks for."""
     from detection.detector import DetectorConfig
 
-    return DetectorConfig(
-        warmup=b.warmup,
-        threshold_z=b.threshold_z,
-        min_occurrences=b.min_occurrences,
-        evaluation_window=b.evaluation_window,
-        cooldown=b.cooldown,
-    )
+    return from_section(DetectorConfig, b)
+
+
+def from_section(kind: type[T], section: msgspec.Struct, **computed: Any) -> T:
+    """A stage's config (a dataclass) from its typed `[section]`: every field of the same
+    name is taken from the section, the others from `computed` or the dataclass defaults.
+    So a setting added to both reaches the stage without another line here."""
+    own = msgspec.structs.asdict(section)
+    names = {f.name for f in dataclasses.fields(kind)} - computed.keys()  # type: ignore[arg-type]
+    return kind(**{name: own[name] for name in names if name in own}, **computed)
 
 
 def _validate_otlp(o: OtlpSection) -> None:

@@ -79,3 +79,53 @@ def test_the_readme_configuration_example_loads(tmp_path):
     config = load_config(path, env={"PRODMON_KAFKA__SASL_PLAIN_PASSWORD": "from-the-env"})
     assert config.windows.max_series_per_service == 1000
     assert config.fingerprint.token_patterns == {"ticket": "TCK-[A-Z]+"}
+
+
+def test_a_wrong_type_names_the_full_key_path_and_the_value(tmp_path):
+    path = tmp_path / "prodmon.toml"
+    path.write_text('[windows]\nrollup_resolutions_s = [60, "hourly"]\n')
+    with pytest.raises(ConfigError, match=r"windows\.rollup_resolutions_s\[1\]: .*'hourly'"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match=r"fingerprint\.token_patterns: expected a JSON object"):
+        load_config(None, env={"PRODMON_FINGERPRINT__TOKEN_PATTERNS": "[1"})
+
+
+def test_environment_strings_become_the_typed_values():
+    config = load_config(
+        None,
+        env={
+            "PRODMON_NOTIFY__DRY_RUN": "yes",
+            "PRODMON_BASELINE__METRICS": "p99_ms, error_rate_pct",
+            "PRODMON_WINDOWS__ROLLUP_RESOLUTIONS_S": "60,600",
+            "PRODMON_KAFKA__SASL_MECHANISM": "",
+        },
+    )
+    assert config.notify.dry_run is True
+    assert config.baseline.metrics == ("p99_ms", "error_rate_pct")
+    assert config.windows.rollup_resolutions_s == (60.0, 600.0)
+    assert config.kafka.sasl_mechanism is None
+
+
+def test_stage_configs_take_every_setting_of_their_section(tmp_path):
+    from pipeline.app import STAGE_FACTORIES
+
+    path = tmp_path / "prodmon.toml"
+    path.write_text(
+        "[windows]\nwindow_s = 5\nallowed_lateness_s = 2\nidle_flush_s = 7\n"
+        "early_min_events = 9\nmax_series_per_service = 11\nseries_idle_s = 99\n"
+        '[baseline]\nresolution = "10s"\nidle_expiry_s = 77\nwarmup = 12\ncooldown = 33\n'
+        "[ingest]\nmax_text_len = 500\ndedup_window_s = 60\n"
+        "[fingerprint]\ncount_interval_s = 3\n"
+    )
+    config = load_config(path, env={})
+    windows = STAGE_FACTORIES["windows"](config).core.config  # type: ignore[attr-defined]
+    assert (windows.window_s, windows.allowed_lateness_s, windows.idle_flush_s) == (5, 2, 7)
+    assert windows.early_min_events == 9 and windows.early_resolution == "10s"
+    assert windows.limits.max_series_per_service == 11 and windows.limits.series_idle_s == 99
+    baseline = STAGE_FACTORIES["baseline"](config).config  # type: ignore[attr-defined]
+    assert baseline.idle_expiry_s == 77 and baseline.resolution == "10s"
+    assert (baseline.detector.warmup, baseline.detector.cooldown) == (12, 33)
+    ingest = STAGE_FACTORIES["ingest"](config).ingest.config  # type: ignore[attr-defined]
+    assert ingest.limits.max_text_len == 500 and ingest.dedup_window_s == 60
+    fingerprint = STAGE_FACTORIES["fingerprint"](config).config  # type: ignore[attr-defined]
+    assert fingerprint.count_interval_s == 3
