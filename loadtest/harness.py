@@ -172,14 +172,18 @@ async def run_loadtest(
     run = await _LoadRun.start(bootstrap, out, detection_targets(spec.incidents))
     config_path = run.write_config(allowed_lateness_s, extra_config)
     try:
-        await run.set_up_topics(partitions)
-        await run.start_pipeline(config_path, pipeline_processes)
-        await run.produce_fleet(rate, duration_s, processes, spec, seed)
-        await run.wait_for_detection(drain_timeout_s)
-        run.count_stage_events()
-    finally:
-        await run.stop()
-    measured = await run.collect()
+        try:
+            await run.set_up_topics(partitions)
+            await run.start_pipeline(config_path, pipeline_processes)
+            await run.produce_fleet(rate, duration_s, processes, spec, seed)
+            await run.wait_for_detection(drain_timeout_s)
+            run.count_stage_events()
+        finally:
+            await run.stop()
+        measured = await run.collect()
+    finally:  # also when a phase failed: a local broker never outlives its run
+        if run.broker is not None:
+            run.broker.stop()
     params = {
         "rate": rate,
         "duration_s": duration_s,
@@ -380,15 +384,11 @@ class _LoadRun:
                     os.environ[k] = v
 
     async def collect(self) -> Measured:
-        """The measurements: the raw ceiling of the run's `events.raw` (then the broker
-        stops), each incident's detection, and what the phases noted."""
-        try:
-            ceiling = await raw_ceiling(
-                self.bootstrap, self.prefix + "events.raw", self.fleet["events"], 120
-            )
-        finally:
-            if self.broker is not None:
-                self.broker.stop()
+        """The measurements: the raw ceiling of the run's `events.raw`, each incident's
+        detection, and what the phases noted."""
+        ceiling = await raw_ceiling(
+            self.bootstrap, self.prefix + "events.raw", self.fleet["events"], 120
+        )
         return Measured(
             fleet=self.fleet,
             samples=self.samples,

@@ -14,16 +14,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.slim_records import SlimRecords, install_slim_records
+from schemas.topology import STAGES
 
-# What each consumer group reads (logical topics); the group id is `<prefix><stage>`.
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "ingest": ("events.raw",),
-    "fingerprint": ("events.errors", "commands"),
-    "windows": ("events.latency",),
-    "baseline": ("rollups", "rollups.early", "issues"),
-    "escalation": ("signals", "commands"),
-    "notify": ("alerts",),
-}
+# What each consumer group reads (logical topics, from the topology); the group id is
+# `<prefix><stage>`. The otlp stage reads the Collector's topics, which a load test has not.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {s.name: s.reads for s in STAGES if s.reads}
 
 
 def rss_bytes(pid: int) -> int | None:
