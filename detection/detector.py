@@ -113,6 +113,11 @@ _RELEARN = 40  # points after a finding during which the slow references adopt t
 _LN10 = math.log(10.0)
 _T_DOF = 1.0 / 3.0  # |z| is read as Student's t with this many degrees of freedom per point seen
 _REFRESH_S = 3_600.0  # seasonal profiles are re-evaluated once per this much time
+_MEM_SIZE = 16  # anomalous episodes remembered (level before, value at onset, repeats)
+_MEM_TOL = 0.5  # an episode matches a remembered one within this many spreads (level and value)
+_MEM_REPEATS = 3  # an episode matching this many remembered ones is familiar
+_MEM_DAMP = 0.55  # a familiar episode's scores are scaled by this (it pages only at >= 0.91)
+_EPISODE_GAP = 10  # points below the threshold that end an anomalous episode
 
 
 @dataclass(frozen=True)
@@ -349,6 +354,9 @@ class Detector:
         "_lk",
         "_lk_n",
         "_lk_ring",
+        "_mem",
+        "_mem_quiet",
+        "_mem_state",
         "_mu",
         "_n",
         "_n_slow",
@@ -420,6 +428,9 @@ class Detector:
         self._lk_ring: deque[float] = deque()  # their min_occurrences-th largest, recent
         self._lk = [0.0, 0.0]  # EWMA mean and variance of the averaged gated |z|
         self._lk_n = 0  # averages learned
+        self._mem: list[list[float]] = []  # [level, value, repeats] of recent episode onsets
+        self._mem_state = 0  # 0 outside an episode, 1 in a novel one, 2 in a familiar one
+        self._mem_quiet = 0  # points below the threshold since the episode's last anomalous one
         self._seasons = [_Season(float(p), float(p) / cfg.season_buckets) for p in cfg.seasonality]
         self._active: _Season | None = None
         self._refresh_at = -math.inf  # time of the next seasonal re-evaluation
@@ -483,7 +494,7 @@ class Detector:
         beyond = not warm and abs(z) >= thr
         run = self._track_run(not warm and abs(r) >= thr * spread, r)
         kind = self._note(n, beyond, z, channel, run)
-        score, anomalous, finding = self._score(n, z, warm)
+        score, anomalous, finding = self._score(n, z, warm, centre + off, x, spread)
         self._learn(t, x, d, abs(r), step, same, gap, spread, body, floor, beyond)
         level = centre + off
         if warm:
@@ -613,7 +624,9 @@ class Detector:
             self._peak_z, self._peak_kind = 0.0, None
         return self._peak_kind or kind
 
-    def _score(self, n: int, z: float, warm: bool) -> tuple[float, bool, bool]:
+    def _score(
+        self, n: int, z: float, warm: bool, level: float, x: float, spread: float
+    ) -> tuple[float, bool, bool]:
         """(score, anomalous, finding): the anomaly likelihood of this point, gated.
 
         The |z| of the last `evaluation_window` points (capped) are ranked and the
@@ -657,6 +670,17 @@ class Detector:
             rate = cfg.likelihood_rate if cfg.likelihood_rate * lk_n > 1.0 else 1.0 / lk_n
             _learn_moments(lk, 0, e_avg, sd_avg, rate)
         anomalous = score >= thr
+        if anomalous:
+            if self._mem_state == 0:  # the onset of an episode: seen this before?
+                self._mem_state = 2 if self._recall(level, x, spread) else 1
+            self._mem_quiet = 0
+        elif self._mem_state:
+            self._mem_quiet += 1
+            if self._mem_quiet > _EPISODE_GAP:
+                self._mem_state = 0
+        if self._mem_state == 2 and anomalous:  # familiar: it takes a stronger score to page
+            score *= _MEM_DAMP
+            anomalous = score >= thr
         last = self._last_finding
         if last >= 0 and n - last <= cfg.cooldown:
             return score * _COOLDOWN_DAMP, anomalous, False
@@ -664,6 +688,31 @@ class Detector:
             self._last_finding = n
             return score, True, True
         return score, False, False
+
+    def _recall(self, level: float, x: float, spread: float) -> bool:
+        """Remember the onset of an anomalous episode; True when it is familiar.
+
+        An episode is its level before (the baseline) and its value at onset, in raw
+        units; it matches a remembered one when both are within `_MEM_TOL` spreads. A
+        match adds a repeat to the first matching memory; otherwise the episode is
+        remembered in place of the oldest. Familiar: the matching memories hold at least
+        `_MEM_REPEATS` earlier episodes (the fourth burst of a kind seen three times).
+        """
+        tol = _MEM_TOL * spread
+        seen = 0.0
+        hit: list[float] | None = None
+        for item in self._mem:
+            if abs(item[0] - level) <= tol and abs(item[1] - x) <= tol:
+                seen += item[2]
+                if hit is None:
+                    hit = item
+        if hit is not None:
+            hit[2] += 1.0
+        else:
+            self._mem.append([level, x, 1.0])
+            if len(self._mem) > _MEM_SIZE:
+                del self._mem[0]
+        return seen >= _MEM_REPEATS
 
     def _kind(self, channel: int, z: float, run: int) -> str:
         if channel == 1:
@@ -875,6 +924,8 @@ class Detector:
             "lk_ring": list(self._lk_ring),
             "lk": list(self._lk),
             "lk_n": self._lk_n,
+            "mem": [list(item) for item in self._mem],
+            "mem_state": [self._mem_state, self._mem_quiet],
             "seasons": [season.to_state() for season in self._seasons],
             "active": None if self._active is None else self._active.period,
             "refresh_at": self._refresh_at if math.isfinite(self._refresh_at) else None,
@@ -923,6 +974,9 @@ class Detector:
         det._lk_ring = deque(float(v) for v in state["lk_ring"])
         det._lk = [float(v) for v in state["lk"]]
         det._lk_n = int(state["lk_n"])
+        det._mem = [[float(v) for v in item] for item in state.get("mem", [])][-_MEM_SIZE:]
+        mem_state = state.get("mem_state", [0, 0])
+        det._mem_state, det._mem_quiet = int(mem_state[0]), int(mem_state[1])
         stored = {float(s["period"]): s for s in state.get("seasons", [])}
         buckets = det._cfg.season_buckets
         det._seasons = [
