@@ -59,10 +59,11 @@ case "${1:-}" in
     # pytest exits 5 when it collects nothing: that is a failure here too.
     PYTEST=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
     if [ "$#" -gt 0 ]; then exec "${PYTEST[@]}" "$@"; fi
-    # Two lanes: the broker-free tests first (fast, fail early), then the tests that need
-    # a broker (tests/conftest.py marks them), over 4 workers that each start their own;
-    # they mostly wait on the broker, so more workers than cores.
-    "${PYTEST[@]}" -m "not broker"
+    # Two lanes: the broker-free tests first (fast, fail early; CPU-bound, so one worker
+    # per core), then the tests that need a broker (tests/conftest.py marks them), over 4
+    # workers that each start their own; they mostly wait on the broker, so more workers
+    # than cores.
+    "${PYTEST[@]}" -m "not broker" -n "${PRODMON_FAST_WORKERS:-2}"
     exec "${PYTEST[@]}" -m broker -n "${PRODMON_TEST_WORKERS:-4}" ;;
   *)
     echo "usage: bash run.sh demo|test" >&2; exit 2 ;;
