@@ -97,6 +97,14 @@ class _Evidence:
         return self._hist.value_at_percentile(percentile)
 
 
+def _tallies(bucket: Any) -> Iterable[tuple[str, int]]:
+    """(series, events so far) of an open base window: a dict of `Window`s, or ingest's
+    columns (`stages.ingest_windows.PartialBucket`)."""
+    if type(bucket) is not dict:
+        return bucket.tallies()
+    return [(series, w.hist.total + len(w.values)) for series, w in bucket.items()]
+
+
 class EarlyEvaluator:
     """Finds provisional rule violations in one partition's open windows."""
 
@@ -158,8 +166,7 @@ class EarlyEvaluator:
             if tally is None:
                 tally = counts[start] = {}
             get = tally.get
-            for series, window in bucket.items():
-                n = window.hist.total + len(window.values)
+            for series, n in _tallies(bucket):
                 tally[series] = get(series, 0) + n
                 whole = whole_of.get(series)
                 if whole is None:
@@ -188,7 +195,13 @@ class EarlyEvaluator:
         if found:
             for base_start, bucket in ps.open.items():
                 start = base_start - base_start % size
-                for series, window in bucket.items():
+                if type(bucket) is dict:
+                    windows: Iterable[tuple[str, Window]] = bucket.items()
+                else:  # ingest's columns: build the windows of the series judged only
+                    windows = bucket.items(
+                        lambda s, t=start: (s, t) in found or (whole_of[s], t) in found
+                    )
+                for series, window in windows:
                     for key in ((series, start), (whole_of[series], start)):
                         judged_evidence = found.get(key)
                         if judged_evidence is not None:

@@ -21,24 +21,30 @@ not produced a second time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import base64
+import sys
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from itertools import groupby
 from math import floor
 from operator import attrgetter
 from typing import Any
 
+import numpy as np
+
+from histograms.hdr import HdrLayout
 from schemas.partials import BROADCAST_KEY, encode_partial, encode_watermark
 from schemas.plain_latency import plain_latency_decoder
 from schemas.topology import INGEST
 from stages.base import Emit, Record, StageResult
-from stages.bulk_close import flush_all
+from stages.bulk_close import _reduce, _tables
 from stages.cardinality import UNLIMITED, CardinalityLimits
 from stages.ingest import LATENCY_TOPIC, IngestStage
 from stages.windows import (
-    FLUSH_AT,
     LATE_PREFIX,
     NEVER,
+    SWEEP_EVERY_MS,
     CoreStageMixin,
     PartitionWindows,
     Window,
@@ -55,6 +61,80 @@ _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the
 EMPTY_SOURCE_GRACE_S = 3.0
 _TS = attrgetter("ts")
 _OFFSET = attrgetter("offset")
+
+
+# A window's event as one word: its value (integer microseconds) << 2 | its status class.
+OK, CLIENT_ERROR, SERVER_ERROR = 0, 1, 2
+FREED = 2**62  # `last_seen` of a series id that is free: never expired again
+
+
+class PartialBucket:
+    """One raw partition's open base window, for every series at once, as two columns:
+    each event's series id (`PartialWindowsCore.series_ids`) and its word (value << 2 |
+    status class). No object per series or event: 12 bytes an event, where a `Window`,
+    its histogram, its list of pending values and a dict entry per series and raw
+    partition held ~580 bytes (docs/memory.md). Closing reduces the columns with numpy
+    (`PartialWindowsCore._send_partials`); `items` builds `Window`s for tests and early
+    evaluation."""
+
+    __slots__ = ("hdr", "names", "sids", "words")
+
+    def __init__(self, hdr: HdrLayout, names: list[str | None]) -> None:
+        self.hdr = hdr
+        self.names = names  # the core's: series id -> series
+        self.sids = array("I")
+        self.words = array("Q")
+
+    def __bool__(self) -> bool:
+        return bool(self.sids)
+
+    def __len__(self) -> int:
+        """Series with events here."""
+        return len(np.unique(np.frombuffer(self.sids, dtype=np.uint32))) if self.sids else 0
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(series ids in order of first event, start, end of each one's events in the
+        next two, events' values and status classes grouped by series)."""
+        sids = np.frombuffer(self.sids, dtype=np.uint32).astype(np.int64)
+        words = np.frombuffer(self.words, dtype=np.uint64)
+        order = np.argsort(sids, kind="stable")
+        sids, words = sids[order], words[order]
+        first = np.flatnonzero(np.concatenate(([True], sids[1:] != sids[:-1])))
+        bounds = np.concatenate((first, [len(sids)]))
+        by_arrival = np.argsort(order[first], kind="stable")  # as a dict of windows would
+        values = (words >> np.uint64(2)).astype(np.int64)
+        classes = (words & np.uint64(3)).astype(np.int64)
+        return sids[first][by_arrival], bounds, by_arrival, np.stack((values, classes))
+
+    def tallies(self) -> list[tuple[str, int]]:
+        """(series, events) of every series here (early evaluation's count)."""
+        if not self.sids:
+            return []
+        sids, counts = np.unique(np.frombuffer(self.sids, dtype=np.uint32), return_counts=True)
+        names = self.names
+        return list(zip([names[s] for s in sids.tolist()], counts.tolist(), strict=True))
+
+    def items(self, wanted: Any = None) -> Iterator[tuple[str, Window]]:
+        """(series, flushed `Window`) of every series here (or those `wanted` says yes to):
+        what the windows of a dict bucket would hold."""
+        if not self.sids:
+            return
+        sids, bounds, by_arrival, columns = self.columns()
+        values, classes = columns.tolist()
+        names = self.names
+        for n, sid in zip(by_arrival.tolist(), sids.tolist(), strict=True):
+            series = names[sid]
+            assert series is not None  # an id in an open bucket is never freed
+            if wanted is not None and not wanted(series):
+                continue
+            a, b = bounds[n], bounds[n + 1]
+            window = Window(self.hdr, 0)
+            window.values = values[a:b]
+            window.flush()
+            kinds = classes[a:b]
+            window.errors = kinds.count(SERVER_ERROR)
+            window.client_errors = kinds.count(CLIENT_ERROR)
+            yield series, window
 
 
 class PartialWindowsCore(WindowsCore):
@@ -75,6 +155,82 @@ class PartialWindowsCore(WindowsCore):
         self.stats["partials_sent"] = 0
         # The last watermark sent per source partition: (closed, idle).
         self.announced: dict[int, tuple[int, bool]] = {}
+        # Series ids, shared by every raw partition's buckets: series -> id, id -> series,
+        # id -> start of the last closed window that held it, and the ids free for reuse.
+        self.series_ids: dict[str, int] = {}
+        self.series_names: list[str | None] = []
+        self.last_seen = array("q")
+        self.free_ids: list[int] = []
+        self.ids_swept = NEVER
+
+    def _new_bucket(self) -> PartialBucket:
+        return PartialBucket(self.hdr, self.series_names)
+
+    def series_id(self, series: str) -> int:
+        """The id of a series seen for the first time (or again after it was forgotten)."""
+        if self.free_ids:
+            sid = self.free_ids.pop()
+            self.series_names[sid] = series
+            self.last_seen[sid] = NEVER
+        else:
+            sid = len(self.series_names)
+            self.series_names.append(series)
+            self.last_seen.append(NEVER)
+        self.series_ids[series] = sid
+        return sid
+
+    def _forget_idle_series(self, closed: int) -> None:
+        """Free the ids of series unseen for `series_idle_s` (event time) and in no open
+        bucket: idle series give their memory back."""
+        self.ids_swept = closed
+        if not self.series_names:
+            return
+        before = closed - round(self.config.limits.series_idle_s * 1000)
+        last = np.frombuffer(self.last_seen, dtype=np.int64)
+        idle = last < before
+        for ps in self.partitions.values():
+            for bucket in ps.open.values():
+                idle[np.frombuffer(bucket.sids, dtype=np.uint32)] = False
+        gone = np.flatnonzero(idle).tolist()
+        last[gone] = FREED
+        del last
+        names, ids = self.series_names, self.series_ids
+        for sid in gone:
+            del ids[names[sid]]  # type: ignore[arg-type]
+            names[sid] = None
+        self.free_ids += gone
+        self.stats["series_expired"] += len(gone)
+
+    def add_fields(
+        self,
+        partition: int,
+        offset: int,
+        service: str,
+        endpoint: str,
+        ts: int,
+        duration_ms: float,
+        status: int,
+        now: float,
+    ) -> None:
+        """`WindowsCore.add_fields` into the columns of a `PartialBucket`."""
+        ps = self.partitions.get(partition) or self._partition(partition, now)
+        if offset >= ps.next_offset:
+            ps.next_offset = offset + 1
+        bucket = self.open_bucket(ps, ts - ts % self.sizes[0], offset, service, endpoint)
+        if bucket is None:
+            return  # late: counted
+        if ts > ps.max_ts:
+            ps.max_ts = ts
+        series = service + "|" + endpoint
+        sid = self.series_ids.get(series)
+        if sid is None:
+            sid = self.series_id(series)
+        word = int(duration_ms * 1000.0 + 0.5) << 2
+        if status >= 400:
+            word |= SERVER_ERROR if status >= 500 else CLIENT_ERROR
+        bucket.sids.append(sid)
+        bucket.words.append(word)
+        self.stats["events"] += 1
 
     def _partition(self, partition: int, now: float | None) -> PartitionWindows:
         ps = self.partitions.get(partition)
@@ -104,6 +260,8 @@ class PartialWindowsCore(WindowsCore):
             del ps.first_offset[start]
             self._send_partials(partition, ps, start, bucket, result)
             ps.closed = max(ps.closed, start + size)
+        if ps.closed - self.ids_swept >= SWEEP_EVERY_MS:
+            self._forget_idle_series(ps.closed)
         self._announce(partition, ps, False, result)
 
     def _send_partials(
@@ -111,35 +269,62 @@ class PartialWindowsCore(WindowsCore):
         partition: int,
         ps: PartitionWindows,
         start: int,
-        bucket: dict[str, Window],
+        bucket: PartialBucket,
         result: StageResult,
     ) -> None:
-        flush_all(self.hdr, list(bucket.values()))
-        emits, late, bits = result.emits, ps.late, self.hdr._count_bits
-        for series, window in bucket.items():
+        """One partial window per series of the closed `bucket`, in a few numpy passes
+        over its columns: counts, sums, maxima, errors and the histogram words of every
+        series at once (the words `SparseHistogram.to_words` would give)."""
+        if not bucket.sids:
+            return
+        lay = self.hdr
+        sids, bounds, by_arrival, (values, classes) = bucket.columns()
+        first = bounds[:-1]
+        counts = np.diff(bounds)
+        sums = np.add.reduceat(values, first).tolist()
+        maxima = np.maximum.reduceat(values, first).tolist()
+        errors = np.add.reduceat((classes == SERVER_ERROR).astype(np.int64), first).tolist()
+        client_errors = np.add.reduceat((classes == CLIENT_ERROR).astype(np.int64), first)
+        tables = _tables(lay)
+        segment = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        keys, held = _reduce(segment * tables.width + tables.index_of(values, lay), None)
+        segment = keys // tables.width
+        index = (keys - segment * tables.width).astype(np.uint64)
+        words = (index << np.uint64(lay._count_bits)) | held.astype(np.uint64)
+        if sys.byteorder != "little":
+            words = words.byteswap()
+        blob = memoryview(words.tobytes())
+        edges = np.searchsorted(segment, np.arange(len(counts) + 1)).tolist()
+        last = np.frombuffer(self.last_seen, dtype=np.int64)
+        last[sids] = start
+        del last
+        emits, late, bits, names = result.emits, ps.late, lay._count_bits, self.series_names
+        counts_list = counts.tolist()
+        b64 = base64.b64encode
+        for n, sid in zip(by_arrival.tolist(), sids.tolist(), strict=True):
+            series = names[sid]
+            assert series is not None  # an id in an open bucket is never freed
+            pending = 0
             if late:
                 pending = late.pop(series, 0)
                 if pending:
-                    window.late += pending
                     ps.dirty.add(LATE_PREFIX + series)
-            hist = window.hist
-            words = hist.to_words()
             value = encode_partial(
                 series,
                 start,
                 partition,
-                hist.total,
-                window.errors,
-                window.client_errors,
-                window.late,
-                window.sum_us,
-                window.max_us,
-                words,
+                counts_list[n],
+                errors[n],
+                int(client_errors[n]),
+                pending,
+                sums[n],
+                maxima[n],
+                b64(blob[8 * edges[n] : 8 * edges[n + 1]]).decode("ascii"),
                 bits,
-                hist.to_pairs() if words is None else None,
+                None,
             )
             emits.append(Emit(LATENCY_TOPIC, series.rpartition("|")[0], encoded_json(value)))
-        self.stats["partials_sent"] += len(bucket)
+        self.stats["partials_sent"] += len(counts_list)
 
     def _announce(
         self, partition: int, ps: PartitionWindows, idle: bool, result: StageResult
@@ -288,11 +473,12 @@ class IngestWindowsStage(CoreStageMixin):
         recent = ingest.recent_ids  # `RecentIds`, inlined (expired before the batch)
         accepted_ids, accepted, max_ids = recent.ids, recent.chunk(now), recent.max_ids
         remember_id, remember_order = accepted_ids.add, accepted.append
-        width, hdr = core.sizes[0], core.hdr
+        width = core.sizes[0]
         ps: PartitionWindows | None = core.partitions.get(partition)
         next_offset = max_ts = -(2**62)
-        bucket: dict[str, Window] = {}
-        bucket_start = None  # the window start `bucket` belongs to (None: none yet)
+        series_ids, series_id = core.series_ids, core.series_id
+        add_sid = add_word = None  # the columns' appends of the bucket in hand
+        bucket_start = None  # the window start they belong to (None: none yet)
         latency = duplicates = windowed = 0
         try:
             for record in run:
@@ -337,26 +523,20 @@ class IngestWindowsStage(CoreStageMixin):
                                 recent.remember(event_id, now)
                                 latency += 1
                                 continue
-                            bucket, bucket_start = found, start
+                            add_sid, add_word = found.sids.append, found.words.append
+                            bucket_start = start
                         if ts > max_ts:
                             max_ts = ts
                         series = service + "|" + endpoint
-                        window = bucket.get(series)
-                        if window is None:  # as `WindowsCore.add_fields` (no limits here)
-                            window = bucket[series] = Window(hdr, start)
-                        values = window.values
-                        value = floor(event.duration_ms * 1000.0 + 0.5)  # = int(): > 0
-                        values.append(value)
-                        if value > window.max_us:
-                            window.max_us = value
-                        if len(values) >= FLUSH_AT:
-                            window.flush()
+                        sid = series_ids.get(series)
+                        if sid is None:
+                            sid = series_id(series)
+                        word = floor(event.duration_ms * 1000.0 + 0.5) << 2  # = int(): > 0
                         status = event.status
                         if status is not None and status >= 400:
-                            if status >= 500:
-                                window.errors += 1
-                            else:
-                                window.client_errors += 1
+                            word |= SERVER_ERROR if status >= 500 else CLIENT_ERROR
+                        add_sid(sid)  # type: ignore[misc]  # set with bucket_start
+                        add_word(word)  # type: ignore[misc]
                         windowed += 1
 
                         remember_id(event_id)  # `RecentIds.remember`

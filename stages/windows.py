@@ -197,7 +197,8 @@ class PartitionWindows:
     def __init__(self, levels: int, now: float | None, limits: CardinalityLimits) -> None:
         self.max_ts = -(2**62)
         self.closed = -(2**62)  # every base window ending at or before this is emitted
-        self.open: dict[int, dict[str, Window]] = {}  # base windows: start -> series -> window
+        # Base windows: start -> series -> window (ingest: a `PartialBucket` of columns).
+        self.open: dict[int, Any] = {}
         self.first_offset: dict[int, int] = {}  # start -> first input offset it holds
         self.coarse: list[dict[str, Window]] = [{} for _ in range(levels)]
         self.late: dict[str, int] = {}
@@ -211,9 +212,11 @@ class PartitionWindows:
         self.registry = SeriesRegistry(limits)  # the series admitted, under the limits
         self.swept = -(2**62)  # `closed` when idle series were last forgotten
         # Two-phase windowing (schemas/partials.py): each source partition's watermark as
-        # [closed, idle], and per open base window the (series, source) partials merged.
+        # [closed, idle], and per open base window the sources merged per series (a bit
+        # per source partition: an int, where a set of (series, source) tuples cost
+        # ~90 bytes a partial).
         self.sources: dict[int, list[Any]] = {}
-        self.merged: dict[int, set[tuple[str, int]]] = {}
+        self.merged: dict[int, dict[str, int]] = {}
 
 
 class WindowsCore:
@@ -322,7 +325,7 @@ class WindowsCore:
 
     def open_bucket(
         self, ps: PartitionWindows, start: int, offset: int, service: str, endpoint: str
-    ) -> dict[str, Window] | None:
+    ) -> Any:
         """The open base windows (series -> window) starting at `start`, for an event at
         `offset`; None when that window has closed (the event is accounted as late).
 
@@ -334,9 +337,13 @@ class WindowsCore:
             return None
         bucket = ps.open.get(start)
         if bucket is None:
-            bucket = ps.open[start] = {}
+            bucket = ps.open[start] = self._new_bucket()
             ps.first_offset[start] = offset
         return bucket
+
+    def _new_bucket(self) -> Any:
+        """An empty open base window (every series'): series -> `Window` here."""
+        return {}
 
     def _late_event(self, ps: PartitionWindows, offset: int, service: str, endpoint: str) -> None:
         """An event for a closed window: counted late, or skipped if counted before a restart."""
@@ -413,11 +420,12 @@ class WindowsCore:
             return
         seen = ps.merged.get(start)
         if seen is None:
-            seen = ps.merged[start] = set()
-        if (series, src) in seen:
+            seen = ps.merged[start] = {}
+        merged, bit = seen.get(series, 0), 1 << src
+        if merged & bit:
             self.stats["duplicate_partials"] += 1
             return
-        seen.add((series, src))
+        seen[series] = merged | bit
         if "words" in value:
             hist = SparseHistogram.from_words(self.hdr, value["words"], value["bits"])
         else:

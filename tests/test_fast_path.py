@@ -25,8 +25,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import stages.ingest_windows
-import stages.windows
 from histograms.hdr import SparseHistogram, layout
 from schemas.events import (
     InvalidEvent,
@@ -38,8 +36,8 @@ from schemas.events import (
 )
 from stages.base import Emit, Record, StageResult
 from stages.ingest import IngestConfig, IngestStage
-from stages.ingest_windows import IngestWindowsStage
-from stages.windows import Window, WindowsConfig, WindowsStage
+from stages.ingest_windows import IngestWindowsStage, PartialWindowsCore
+from stages.windows import WindowsConfig, WindowsStage
 
 T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000  # an hour boundary
 NOW = T0 / 1000 + 60
@@ -532,16 +530,14 @@ def test_a_number_beyond_double_range_in_an_unknown_field_does_not_lose_the_even
 def test_a_windowing_bug_dead_letters_the_event_as_the_general_path_does(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    class Broken(Window):
-        __slots__ = ()
+    open_bucket = PartialWindowsCore.open_bucket
 
-        def __init__(self, hdr: Any, start: int) -> None:
-            if start == T0 + 10_000:
-                raise RuntimeError("window bug")
-            super().__init__(hdr, start)
+    def broken(self: Any, ps: Any, start: int, *args: Any) -> Any:
+        if start == T0 + 10_000:
+            raise RuntimeError("window bug")
+        return open_bucket(self, ps, start, *args)
 
-    monkeypatch.setattr(stages.windows, "Window", Broken)
-    monkeypatch.setattr(stages.ingest_windows, "Window", Broken)
+    monkeypatch.setattr(PartialWindowsCore, "open_bucket", broken)
     config = IngestConfig(limits=LIMITS, dedup_max_ids=3)
     event = {"schema": "latency/1", "service": "svc", "endpoint": "/a", "duration_ms": 2.0}
     values = [orjson.dumps({**event, "event_id": f"e{i}", "ts": T0 + 4000 * i}) for i in range(5)]
