@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
@@ -102,9 +102,33 @@ class IssueState:
     grouping_version: int = PREVIOUS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["host_bits"] = format(self.host_bits, "x")  # 1024 bits: beyond JSON's integers
-        return data
+        """The fields by name (what `dataclasses.asdict` gives, with `host_bits` in hex),
+        its lists copied; the sample is shared (it is replaced, never changed in place)."""
+        return {
+            "issue_id": self.issue_id,
+            "title": self.title,
+            "exception_type": self.exception_type,
+            "message_template": self.message_template,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "count": self.count,
+            "services": list(self.services),
+            "releases": list(self.releases),
+            "hosts": list(self.hosts),
+            "host_count": self.host_count,
+            "host_bits": format(self.host_bits, "x"),  # 1024 bits: beyond JSON's integers
+            "first_release": self.first_release,
+            "severity": self.severity,
+            "sample": self.sample,
+            "status": self.status,
+            "resolved_at": self.resolved_at,
+            "resolution_notes": self.resolution_notes,
+            "resolved_by": self.resolved_by,
+            "last_emitted_count": self.last_emitted_count,
+            "last_emitted_at": self.last_emitted_at,
+            "updated_at": self.updated_at,
+            "grouping_version": self.grouping_version,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IssueState:
@@ -195,7 +219,23 @@ def _title(exc_type: str, template: str) -> str:
 
 
 class ErrorRef(msgspec.Struct, gc=False):
-    """The fields of an `events.errors` event that counting it needs."""
+    """The fields of an `events.errors` event that counting it needs. Decoded by msgspec,
+    `src` is a (raw partition, offset, index) tuple or None; built from an event decoded
+    the general way (`_ref`), any value."""
+
+    fingerprint_id: Any = None
+    src: tuple[int, int, int] | None = msgspec.field(default=None, name="_src")
+    handover: Any = msgspec.field(default=None, name="_handover")
+    ts: Any = None
+    service: Any = None
+    release: Any = None
+    severity: Any = None
+    host: Any = None
+
+
+class _LooseRef(msgspec.Struct, gc=False):
+    """`ErrorRef` with `src` of any value: for a message whose `_src` is not three
+    integers."""
 
     fingerprint_id: Any = None
     src: Any = msgspec.field(default=None, name="_src")
@@ -208,6 +248,7 @@ class ErrorRef(msgspec.Struct, gc=False):
 
 
 _REFS = msgspec.json.Decoder(list[ErrorRef])
+_LOOSE_REFS = msgspec.json.Decoder(list[_LooseRef])
 _REF_FIELDS = ("fingerprint_id", "_src", "ts", "service", "release", "severity", "host")
 
 
@@ -233,6 +274,10 @@ class _ErrorBatch:
             return None
         try:
             return cls(value, _REFS.decode(value), None)
+        except Exception:  # an odd `_src`, an odd element or not JSON
+            pass
+        try:
+            return cls(value, _LOOSE_REFS.decode(value), None)  # type: ignore[arg-type]
         except Exception:  # an odd element or not JSON: decode it the general way
             pass
         try:
@@ -250,6 +295,17 @@ class _ErrorBatch:
         if self._events is None:
             self._events = orjson.loads(self._value)
         return self._events[index]
+
+
+def _position(src: Any) -> tuple[Any, tuple[int, int] | None]:
+    """(raw partition, (offset, index)) of an `_src` decoded the general way; a position
+    of None when it is not three integers (such an event is never skipped)."""
+    if type(src) is not list or len(src) != 3:
+        return None, None
+    raw_partition, offset, index = src
+    if type(raw_partition) is not int or type(offset) is not int or type(index) is not int:
+        return None, None
+    return raw_partition, (offset, index)
 
 
 def _ref(event: Any) -> ErrorRef | None:
@@ -280,10 +336,11 @@ class FingerprintStage(StageBase):
         self._issues: dict[int, dict[str, IssueState]] = {}
         # issues whose count changed since their last emission, per partition
         self._pending: dict[int, set[str]] = {}
-        # Per partition: raw source partition -> last (offset, index) counted. Ingest stamps
+        # Per partition: raw source partition -> last (offset, index) counted (a tuple; its
+        # changelog value is the array [offset, index]). Ingest stamps
         # each error event with its `events.raw` position (`_src`); a re-ingested record
         # (ingest crashed before committing) arrives again at or below it and is skipped.
-        self._sources: dict[int, dict[int, list[int]]] = {}
+        self._sources: dict[int, dict[int, tuple[int, int]]] = {}
         # Per partition: old issue id -> the new fingerprint it was handed over to.
         self._moved: dict[int, dict[str, str]] = {}
         # Issues restored under an older grouping version, waiting to be regrouped.
@@ -330,7 +387,7 @@ class FingerprintStage(StageBase):
         self._collect_state(changed, result)
         for partition in {r.partition for r in records if r.topic != COMMANDS_TOPIC}:
             for source, position in self._sources.get(partition, {}).items():
-                result.state[(partition, f"{SOURCE_KEY}{source}")] = position
+                result.state[(partition, f"{SOURCE_KEY}{source}")] = list(position)
         return result
 
     def tick(self, now: float) -> StageResult:
@@ -346,7 +403,8 @@ class FingerprintStage(StageBase):
         if key.startswith(SOURCE_KEY):
             if isinstance(value, list) and len(value) == 2:
                 source = int(key[len(SOURCE_KEY) :])
-                self._sources.setdefault(partition, {})[source] = [int(v) for v in value]
+                offset, index = (int(v) for v in value)
+                self._sources.setdefault(partition, {})[source] = (offset, index)
             return
         issues = self._issues.setdefault(partition, {})
         pending = self._pending.setdefault(partition, set())
@@ -461,8 +519,8 @@ class FingerprintStage(StageBase):
         touched = changed.setdefault(partition, set())
         sources = self._sources.setdefault(partition, {})
         stats = self.stats
-        counted = 0
-        already_counted = self._already_counted
+        counted = bad = duplicates = 0
+        sample_bytes = self.config.sample_max_bytes
         try:
             for i, ref in enumerate(batch.refs):
                 if (
@@ -470,15 +528,26 @@ class FingerprintStage(StageBase):
                     or not isinstance(issue_id := ref.fingerprint_id, str)
                     or not issue_id
                 ):
-                    stats["bad_events"] += 1
+                    bad += 1
                     continue
                 if ref.handover is not None:
                     if self._adopt(issues, issue_id, ref.handover):
                         touched.add(issue_id)
                     continue
-                if already_counted(sources, ref.src):
-                    stats["duplicates"] += 1
-                    continue
+                # Skip an event at or below its raw partition's last counted position.
+                src = ref.src
+                position: tuple[int, int] | None
+                if type(src) is tuple:  # (raw partition, offset, index), as msgspec decoded it
+                    raw_partition, offset, index = src
+                    position = (offset, index)
+                else:
+                    raw_partition, position = _position(src)
+                if position is not None:
+                    last = sources.get(raw_partition)
+                    if last is not None and position <= last:
+                        duplicates += 1
+                        continue
+                    sources[raw_partition] = position
                 ts = ref.ts
                 if type(ts) is not int:
                     ts = record.timestamp or int(now * 1000)
@@ -488,11 +557,43 @@ class FingerprintStage(StageBase):
                         state = self._new_issue(issue_id, batch.event(i), ts, now, emits)
                         issues[issue_id] = state
                     else:
-                        self._count_event(state, ref, ts, now, emits, batch, i)
+                        # Count one more event of the issue (`batch.event(i)` decodes the
+                        # whole event, only for a regression's sample).
+                        state.count += 1
+                        if ts > state.last_seen:
+                            state.last_seen = ts
+                        elif ts < state.first_seen:
+                            state.first_seen = ts
+                        service = ref.service
+                        services = state.services
+                        if (
+                            isinstance(service, str)
+                            and service not in services
+                            and len(services) < MAX_SERVICES
+                        ):
+                            services.append(service)
+                        release = ref.release
+                        releases = state.releases
+                        if (
+                            isinstance(release, str)
+                            and release not in releases
+                            and len(releases) < MAX_RELEASES
+                        ):
+                            releases.append(release)
+                        host = ref.host
+                        if type(host) is str and host and host not in state.hosts:
+                            state.add_host(host)
+                        severity = ref.severity
+                        if severity != state.severity and _SEVERITY_RANK.get(
+                            severity, -1
+                        ) > _SEVERITY_RANK.get(state.severity, -1):
+                            state.severity = severity
+                        if state.status == "resolved":
+                            self._regress(state, ts, now, emits, batch, i, sample_bytes)
                         if state.count != state.last_emitted_count:
                             pending.add(issue_id)
                 except Exception:  # defensive: one odd event must not lose the batch's state
-                    stats["bad_events"] += 1
+                    bad += 1
                     if issue_id in issues:
                         touched.add(issue_id)
                     continue
@@ -500,21 +601,27 @@ class FingerprintStage(StageBase):
                 counted += 1
         finally:
             stats["events"] += counted
+            stats["bad_events"] += bad
+            stats["duplicates"] += duplicates
 
-    @staticmethod
-    def _already_counted(sources: dict[int, list[int]], src: Any) -> bool:
-        """True for an event at or below its raw partition's last counted position."""
-        if type(src) is not list or len(src) != 3:
-            return False
-        raw_partition, offset, index = src
-        if type(raw_partition) is not int or type(offset) is not int or type(index) is not int:
-            return False
-        position = [offset, index]
-        last = sources.get(raw_partition)
-        if last is not None and position <= last:
-            return True
-        sources[raw_partition] = position
-        return False
+    def _regress(
+        self,
+        state: IssueState,
+        ts: int,
+        now: float,
+        emits: list[Emit],
+        batch: _ErrorBatch,
+        index: int,
+        sample_bytes: int,
+    ) -> None:
+        """A resolved issue's event at or after its resolve time regresses it."""
+        if state.resolved_at is not None and ts >= state.resolved_at:
+            state.status = "regressed"
+            state.sample = _bounded_sample(batch.event(index), sample_bytes)
+            state.last_emitted_count = state.count
+            state.last_emitted_at = now
+            _emit(emits, "regressed", state, now)
+            self.stats["regressed"] += 1
 
     def _new_issue(
         self, issue_id: str, event: dict[str, Any], ts: int, now: float, emits: list[Emit]
@@ -554,51 +661,6 @@ class FingerprintStage(StageBase):
         _emit(emits, "new", state, now)
         self.stats["new"] += 1
         return state
-
-    def _count_event(
-        self,
-        state: IssueState,
-        ref: ErrorRef,
-        ts: int,
-        now: float,
-        emits: list[Emit],
-        batch: _ErrorBatch,
-        index: int,
-    ) -> None:
-        """Count one more event of an issue (`batch.event(index)` decodes the whole event,
-        only when needed)."""
-        state.count += 1
-        if ts > state.last_seen:
-            state.last_seen = ts
-        elif ts < state.first_seen:
-            state.first_seen = ts
-        service = ref.service
-        if (
-            isinstance(service, str)
-            and service not in state.services
-            and len(state.services) < MAX_SERVICES
-        ):
-            state.services.append(service)
-        release = ref.release
-        if (
-            isinstance(release, str)
-            and release not in state.releases
-            and len(state.releases) < MAX_RELEASES
-        ):
-            state.releases.append(release)
-        host = ref.host
-        if type(host) is str and host and host not in state.hosts:
-            state.add_host(host)
-        severity = ref.severity
-        if _SEVERITY_RANK.get(severity, -1) > _SEVERITY_RANK.get(state.severity, -1):
-            state.severity = severity
-        if state.status == "resolved" and state.resolved_at is not None and ts >= state.resolved_at:
-            state.status = "regressed"
-            state.sample = _bounded_sample(batch.event(index), self.config.sample_max_bytes)
-            state.last_emitted_count = state.count
-            state.last_emitted_at = now
-            _emit(emits, "regressed", state, now)
-            self.stats["regressed"] += 1
 
     # -- count updates -----------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -27,7 +26,7 @@ from schemas.events import (
     normalized_latency,
     validate_event,
 )
-from schemas.plain_error import PlainErrorReader, encode_error
+from schemas.plain_error import PlainErrorReader, StackEntry, encode_error
 from schemas.topology import EVENTS_DLQ, EVENTS_ERRORS, EVENTS_LATENCY, INGEST
 from stages.base import Emit, EncodedJSON, Record, StageBase, StageResult
 from stages.dedup import RecentIds
@@ -41,7 +40,7 @@ Stamp = Callable[[Any, list[int]], tuple[str, Any]]
 ERRORS_TOPIC = EVENTS_ERRORS
 LATENCY_TOPIC = EVENTS_LATENCY
 DLQ_TOPIC = EVENTS_DLQ
-_FRAME_PARTS = attrgetter("module", "function", "filename", "in_app")
+_MAX_GROUPS_PER_STACK = 64  # exception types remembered per stack trace
 
 
 @dataclass
@@ -64,6 +63,7 @@ class IngestStage(StageBase):
         self.config = config or IngestConfig()
         self._plain_errors = PlainErrorReader(self.config.limits)
         self.recent_ids = RecentIds(self.config.dedup_window_s, self.config.dedup_max_ids)
+        self._now, self._now_ms = -1.0, -1  # the last `now` seen, and it in epoch ms
         self.stats: dict[str, int] = {"errors": 0, "latency": 0, "dead_letters": 0, "duplicates": 0}
         # When set, the general path's valid latency events go to this callback instead of
         # `events.latency` (the fused ingest+windows stage: no repartition hop), as
@@ -84,19 +84,58 @@ class IngestStage(StageBase):
 
         `loop` routes every record and adds to `counts` (errors, latency, duplicates):
         `_ingest_each`, the general path, or a loop with exactly its results (the fused
-        stage's fast path, stages/ingest_windows.py).
+        stage's fast path, stages/ingest_windows.py). Since such a loop gives the general
+        path's results, runs of error messages within the batch go to the general path
+        directly (`_with_error_runs`), in order: a loop made for latency events spends
+        time on each record it hands over.
         """
         self.recent_ids.expire(now)
         emits: list[Emit] = []
         counts = [0, 0, 0]  # errors, latency, duplicates
         try:
-            loop(records, now, emits, counts)
+            if loop != self._ingest_each and _has_error_messages(records):
+                self._with_error_runs(records, now, loop, emits, counts)
+            else:
+                loop(records, now, emits, counts)
         finally:
             stats = self.stats
             stats["errors"] += counts[0]
             stats["latency"] += counts[1]
             stats["duplicates"] += counts[2]
         return StageResult(emits=emits)
+
+    def _with_error_runs(
+        self,
+        records: list[Record],
+        now: float,
+        loop: BatchLoop,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """`loop(records, ...)`, except that each run of at least `MIN_ERROR_RUN` error
+        messages goes to `_ingest_guarded` record by record; the rest go to `loop` in the
+        slices between those runs. The records are handled in their order, each as `loop`
+        would (it gives the general path's results), so the results are the same."""
+        flags = [_is_error_message(r.value) for r in records]
+        guarded = self._ingest_guarded
+        n = len(records)
+        start = i = 0  # the slice not yet handled starts at `start`
+        while i < n:
+            if not flags[i]:
+                i += 1
+                continue
+            end = i + 1
+            while end < n and flags[end]:
+                end += 1
+            if end - i >= MIN_ERROR_RUN:
+                if start < i:
+                    loop(records[start:i], now, emits, counts)
+                for record in records[i:end]:
+                    guarded(record, now, emits, counts)
+                start = end
+            i = end
+        if start < n:
+            loop(records[start:] if start else records, now, emits, counts)
 
     # --- per record / per event -----------------------------------------------------------
 
@@ -126,6 +165,60 @@ class IngestStage(StageBase):
     def _ingest_record(
         self, record: Record, now: float, emits: list[Emit], counts: list[int]
     ) -> None:
+        """Every element of one record (see the module docstring): a plain error message
+        by the fast path, anything else by the general path."""
+        value = record.value
+        if (
+            value is None
+            or b"error/1" not in value
+            or not self._ingest_plain_errors(record, value, now, emits, counts)
+        ):
+            self._ingest_general(record, now, emits, counts)
+
+    def _ingest_plain_errors(
+        self, record: Record, value: bytes, now: float, emits: list[Emit], counts: list[int]
+    ) -> bool:
+        """A plain error message (`schemas.plain_error`): each event deduped, grouped and
+        emitted as its encoded JSON, as `_accept_error` does with `_stamp_dict` for the
+        general path's events. False (nothing done) when the message is not plain."""
+        if now != self._now:
+            self._now, self._now_ms = now, int(now * 1000)
+        plain = self._plain_errors.read_stacks(value, self._now_ms)
+        if plain is None:
+            return False
+        events, is_array, stacks = plain
+        recent = self.recent_ids  # `RecentIds`, inlined (expired before the batch)
+        ids = recent.ids
+        accepted: list[str] | None = None
+        partition, offset = record.partition, record.offset
+        for i, event in enumerate(events):
+            event_id = event.event_id
+            if event_id in ids:
+                counts[2] += 1
+                continue
+            try:
+                group_id = _group_plain(event, stacks[i])
+                event.fingerprint_id = group_id
+                event.src = [partition, offset, i]  # `_src`: see `_stamp_dict`
+                out = EncodedJSON(encode_error(event))
+            except Exception as exc:
+                # (a failing array element is named by its index in the raw message)
+                reason = f"fingerprinting failed: {exc!r}"
+                self._dead_element(emits, record, reason, "$", i, is_array, None, now)
+                continue
+            emits.append(Emit(ERRORS_TOPIC, group_id, out))
+            counts[0] += 1
+            ids.add(event_id)  # `RecentIds.remember`
+            if accepted is None:
+                accepted = recent.chunk(now)
+            accepted.append(event_id)
+            if len(ids) > recent.max_ids:
+                recent.trim()
+        return True
+
+    def _ingest_general(
+        self, record: Record, now: float, emits: list[Emit], counts: list[int]
+    ) -> None:
         """The general path: every element of one record (see the module docstring)."""
         value = record.value
         if value is None:
@@ -133,15 +226,6 @@ class IngestStage(StageBase):
             return
         limits = self.config.limits
         now_ms = int(now * 1000)
-        if b"error/1" in value:
-            plain = self._plain_errors.read(value, now_ms)
-            if plain is not None:
-                accept, out = self._accept_error, (now, emits, counts)
-                events, is_array = plain
-                for i, event in enumerate(events):
-                    # (a failing array element is named by its index in the raw message)
-                    accept(event, event.event_id, _stamp_plain, record, i, is_array, None, *out)
-                return
         try:
             elements, is_array = decode_batch(value, limits)
         except InvalidEvent as exc:
@@ -274,15 +358,50 @@ def _stamp_dict(event: dict[str, Any], position: list[int]) -> tuple[str, Any]:
     return group_id, event
 
 
-def _stamp_plain(event: Any, position: list[int]) -> tuple[str, Any]:
-    """`_stamp_dict` for a struct of `PlainErrorReader`, emitted as its encoded JSON."""
+def _group_plain(event: Any, stack: StackEntry | None) -> str:
+    """The fingerprint id of a struct of `PlainErrorReader` with its stack entry.
+
+    An event without an explicit fingerprint whose frames group it (the usual case) is
+    grouped by its exception type and frames alone, so the id is kept per type on its
+    stack's entry; anything else is grouped from scratch."""
     exc = event.exception
-    frames = event.stacktrace
-    frame_parts = tuple(map(_FRAME_PARTS, frames)) if frames else None
-    group_id = fingerprint_plain(exc.type, exc.message, frame_parts, event.fingerprint).id
-    event.fingerprint_id = group_id
-    event.src = position
-    return group_id, EncodedJSON(encode_error(event))
+    fingerprint = event.fingerprint
+    if stack is None:
+        return fingerprint_plain(exc.type, exc.message, None, fingerprint).id
+    if fingerprint is None:
+        groups = stack.groups
+        group_id = groups.get(exc.type)
+        if group_id is not None:
+            return group_id
+        grouping = fingerprint_plain(exc.type, exc.message, stack.frames, None)
+        if grouping.method == "frames":  # the message played no part
+            if len(groups) >= _MAX_GROUPS_PER_STACK:
+                groups.clear()
+            groups[exc.type] = grouping.id
+        return grouping.id
+    return fingerprint_plain(exc.type, exc.message, stack.frames, fingerprint).id
+
+
+# How an error message usually starts (the SDK's and most fleets' encoding): telling
+# error messages apart this way is only a matter of speed (see `_with_error_runs`).
+_ERROR_STARTS = (b'{"schema":"error/1"', b'[{"schema":"error/1"')
+MIN_ERROR_RUN = 8  # shorter runs of error messages stay in the loop
+
+
+def _is_error_message(value: bytes | None) -> bool:
+    return value is not None and value.startswith(_ERROR_STARTS)
+
+
+def _has_error_messages(records: list[Record]) -> bool:
+    """Whether the batch looks like one with runs of error messages (its first, middle or
+    last record is one): a batch of latency events pays three checks."""
+    if not records:
+        return False
+    return (
+        _is_error_message(records[0].value)
+        or _is_error_message(records[len(records) // 2].value)
+        or _is_error_message(records[-1].value)
+    )
 
 
 def _key_text(key: Any) -> str:

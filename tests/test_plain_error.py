@@ -187,6 +187,9 @@ class NoFastPath:
     def read(self, value: Any, now_ms: int) -> None:
         return None
 
+    def read_stacks(self, value: Any, now_ms: int) -> None:
+        return None
+
 
 @SETTINGS
 @given(values=st.lists(messages(), max_size=10))
