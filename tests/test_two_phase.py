@@ -119,18 +119,20 @@ class Process:
 class TwoPhase:
     """Raw events -> ingest (partial windows) -> events.latency -> windows -> rollups."""
 
-    def __init__(self, raw_partitions: int = 4, latency_partitions: int = 3) -> None:
+    def __init__(
+        self, raw_partitions: int = 4, latency_partitions: int = 3, config: WindowsConfig = CONFIG
+    ) -> None:
         self.raw = Topic("events.raw", raw_partitions)
         self.latency = Topic("events.latency", latency_partitions)
         self.counts = {"events.latency": latency_partitions, "events.errors": latency_partitions}
         self.partitioner = Partitioner()
         self.ingest = Process(
-            lambda: IngestWindowsStage(IngestStage(), CONFIG),
+            lambda: IngestWindowsStage(IngestStage(), config),
             self.raw,
             list(range(raw_partitions)),
         )
         self.windows = Process(
-            lambda: WindowsStage(CONFIG), self.latency, list(range(latency_partitions))
+            lambda: WindowsStage(config), self.latency, list(range(latency_partitions))
         )
         self.rollups: list[dict[str, Any]] = []
 
@@ -326,6 +328,48 @@ def test_early_evaluation_sees_an_error_burst_in_ingest_and_in_the_windows_stage
     [merged] = [r for r in seen if r["series"] == "checkout|/pay"]
     assert (merged["resolution"], merged["start"], merged["count"]) == ("1m", T0, 200)
     assert merged["errors"] == 40 and "high-5xx-rate" in merged["rules"]
+
+
+def test_100k_series_give_the_rollups_of_one_windowing():
+    """Fleet scale (issue 24): 100k series of one or two events each (one base window), the raw
+    topic not keyed, through ingest's columns and the windows stage: every rollup is byte
+    for byte the one a windowing of all the events in one place makes (`WindowsStage` fed
+    the events themselves: a `Window` per series)."""
+    config = WindowsConfig(early_eval_s=0, rollup_resolutions_s=(60.0,))
+    series, count = 100_000, 150_000
+    rng = random.Random(9)
+    batch = [
+        {
+            "schema": "latency/1",
+            "event_id": f"f-{i}",
+            "ts": T0 + i * 10_000 // count,
+            "service": f"svc-{i % series % 5000}",  # 5,000 services x 20 endpoints: the
+            "endpoint": f"/e/{i % series // 5000}",  # default cardinality limits hold
+            "status": rng.choice([200, 200, 200, 404, 503]),
+            "duration_ms": round(rng.lognormvariate(3.0, 1.0), 3),
+        }
+        for i in range(count)
+    ]
+    chunks = [orjson.dumps(batch[i : i + 50]) for i in range(0, count, 50)]
+
+    reference = WindowsStage(config)
+    records = [Record("events.latency", 0, n, None, v) for n, v in enumerate(chunks)]
+    expected = reference.process(records, NOW)
+    expected.extend(reference.tick(FAR))
+    want = sorted(e.value.json for e in expected.emits if e.topic == "rollups")
+
+    pipeline = TwoPhase(raw_partitions=4, latency_partitions=4, config=config)
+    for chunk in chunks:
+        pipeline.raw.append(rng.randrange(4), None, chunk)
+    pipeline.run()
+    pipeline.finish()
+    got = sorted(r.json for r in pipeline.rollups)
+
+    assert len(want) == series + 5000  # the 10 s window of each series and service
+    assert got == want
+    ingest = pipeline.ingest.stage.core
+    assert ingest.stats["partials_sent"] > series  # each series came from several sources
+    assert len(ingest.series_ids) == series
 
 
 def _recording(step: Any, seen: list[dict]) -> Any:

@@ -12,8 +12,13 @@ process runs until it has read everything and stayed idle (its own /metrics: con
 Reported: peak RSS per group and N, and per series = (peak(N2) - peak(N1)) / (N2 - N1),
 the issue's measure (the fixed cost of a Python process cancels out).
 
+Restore: for each group in --restore-groups (default `ingest,windows`), once it has run, a
+second `prodmon run` of the same group starts on the same topics, as after a restart; the
+time from its start to its `/health/startup` answering 200 (every stage assigned and its
+state read back from its changelog) is reported with the keys restored.
+
 Run: .venv/bin/python -m tests.bench.bench_memory [--series 2000,100000] [--events 600000]
-     [--groups ingest,windows:baseline:all] [--json out.json]
+     [--groups ingest,windows:baseline:all] [--restore-groups ingest,windows] [--json out.json]
 Linux only (/proc). Bounded: each process is stopped after --timeout-s.
 """
 
@@ -116,10 +121,7 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_group(bootstrap: str, prefix: str, stages: str, timeout_s: float, idle_s: float) -> float:
-    """Run `prodmon run --stages <stages>` until it has read everything and stayed idle
-    for `idle_s`; its peak RSS in MB."""
-    port = free_port()
+def _start(bootstrap: str, prefix: str, stages: str, port: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "PRODMON_HEALTH__PORT": str(port),
@@ -128,7 +130,48 @@ def run_group(bootstrap: str, prefix: str, stages: str, timeout_s: float, idle_s
     }
     cmd = [sys.executable, "-m", "ops.cli", "--log-level", "error", "run", "--stages", stages]
     cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def restore_time(bootstrap: str, prefix: str, stages: str, timeout_s: float) -> tuple[float, int]:
+    """Start `prodmon run --stages <stages>` on topics a run already processed: seconds from
+    the start until `/health/startup` answers 200 (state restored), and the keys restored."""
+    port = free_port()
+    began = time.monotonic()
+    process = _start(bootstrap, prefix, stages, port)
+    try:
+        while time.monotonic() - began < timeout_s:
+            time.sleep(0.1)
+            if process.poll() is not None:
+                raise RuntimeError(f"prodmon run --stages {stages} exited {process.returncode}")
+            try:
+                answer = urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/health/startup", timeout=2
+                )
+            except OSError:  # not listening yet, or 503 while restoring
+                continue
+            elapsed = time.monotonic() - began
+            checks = orjson.loads(answer.read()).get("checks", {})
+            keys = sum(c.get("restored_keys", 0) for c in checks.values() if isinstance(c, dict))
+            return elapsed, keys
+        raise RuntimeError(f"prodmon run --stages {stages}: not restored in {timeout_s} s")
+    finally:
+        _stop(process)
+
+
+def run_group(bootstrap: str, prefix: str, stages: str, timeout_s: float, idle_s: float) -> float:
+    """Run `prodmon run --stages <stages>` until it has read everything and stayed idle
+    for `idle_s`; its peak RSS in MB."""
+    port = free_port()
+    process = _start(bootstrap, prefix, stages, port)
     deadline = time.monotonic() + timeout_s
     last, quiet_since = -1.0, time.monotonic()
     try:
@@ -145,15 +188,12 @@ def run_group(bootstrap: str, prefix: str, stages: str, timeout_s: float, idle_s
                 break
         return _peak_rss_mb(process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
 
 
 async def measure(args: argparse.Namespace) -> dict:
     results: dict[str, dict[int, float]] = {}
+    restores: dict[str, dict[int, dict[str, float]]] = {}
     with LocalBroker() as broker:
         for series in args.series:
             events = make_events(args.events, series, int(time.time() * 1000) - 120_000)
@@ -168,9 +208,24 @@ async def measure(args: argparse.Namespace) -> dict:
                 peak = run_group(broker.bootstrap, prefix, group, args.timeout_s, args.idle_s)
                 results.setdefault(group, {})[series] = peak
                 print(f"series={series:>7} stages={group:<24} peak RSS {peak:8.1f} MB", flush=True)
+                if group in args.restore_groups:
+                    took, keys = restore_time(broker.bootstrap, prefix, group, args.timeout_s)
+                    restores.setdefault(group, {})[series] = {"seconds": took, "keys": keys}
+                    print(
+                        f"series={series:>7} stages={group:<24} restart: state restored in "
+                        f"{took:6.1f} s ({keys} changelog keys)",
+                        flush=True,
+                    )
             del events
     low, high = min(args.series), max(args.series)
-    report = {"series": args.series, "events": args.events, "peak_rss_mb": results}
+    report: dict = {
+        "series": args.series,
+        "events": args.events,
+        "peak_rss_mb": {
+            group: {str(n): mb for n, mb in by.items()} for group, by in results.items()
+        },
+        "restore": {group: {str(n): r for n, r in by.items()} for group, by in restores.items()},
+    }
     if low != high:
         report["kb_per_series"] = {
             group: round((by[high] - by[low]) * 1024 / (high - low), 2)
@@ -190,12 +245,18 @@ def main() -> None:
         default="ingest,windows:baseline:escalation,fingerprint:all",
         help="':'-separated",
     )
+    parser.add_argument(
+        "--restore-groups",
+        default="ingest,windows",
+        help="':'-separated groups restarted after their run to time the restore ('' for none)",
+    )
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--idle-s", type=float, default=15.0)
     parser.add_argument("--json")
     args = parser.parse_args()
     args.series = [int(s) for s in args.series.split(",")]
     args.groups = args.groups.split(":")
+    args.restore_groups = [g for g in args.restore_groups.split(":") if g]
     report = asyncio.run(measure(args))
     if args.json:
         with open(args.json, "wb") as out:
