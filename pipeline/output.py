@@ -37,16 +37,25 @@ class Partitioner:
     """Kafka's default murmur2 key partitioner, memoised per key (keys repeat a lot)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str | bytes, int], int] = {}
+        self._tables: dict[int, dict[str | bytes, int]] = {}
+
+    def table(self, partitions: int) -> dict[str | bytes, int]:
+        """The memo of keys already placed among `partitions` (key -> partition): a hit
+        there is the answer of a call."""
+        table = self._tables.get(partitions)
+        if table is None:
+            table = self._tables[partitions] = {}
+        return table
 
     def __call__(self, key: str | bytes, partitions: int) -> int:
-        cached = self._cache.get((key, partitions))
+        table = self.table(partitions)
+        cached = table.get(key)
         if cached is None:
-            if len(self._cache) >= _PARTITION_CACHE_LIMIT:
-                self._cache.clear()
+            if len(table) >= _PARTITION_CACHE_LIMIT:
+                table.clear()
             data = key.encode() if isinstance(key, str) else key
             cached = (murmur2(data) & 0x7FFFFFFF) % partitions
-            self._cache[(key, partitions)] = cached
+            table[key] = cached
         return cached
 
 
@@ -82,24 +91,35 @@ def pack_emits(
     watermark of two-phase windowing, schemas/partials.py), in order with the others."""
     messages: list[Message] = []
     packed: dict[tuple[str, int], list[object]] = defaultdict(list)
+    # the batched topic of the emit before (most come in runs): its partition count, its
+    # partitioner memo and its lists in `packed` by partition
+    topic_before, count = "", 0
+    places: dict[str | bytes, int] = {}
+    lists: list[list[object]] = []
     for emit in emits:
-        if emit.topic in BATCHED_TOPICS:
-            count = partition_counts[emit.topic]
+        topic = emit.topic
+        if topic in BATCHED_TOPICS:
+            if topic != topic_before:
+                topic_before, count = topic, partition_counts[topic]
+                places = partitioner.table(count)
+                lists = [packed[(topic, partition)] for partition in range(count)]
             value = emit.value
             if type(value) is EncodedJSON:
                 value = orjson.Fragment(value.json)  # included as it is
-            if emit.key == BROADCAST_KEY:
+            key = emit.key
+            if key == BROADCAST_KEY:
                 for partition in range(count):
-                    packed[(emit.topic, partition)].append(value)
+                    lists[partition].append(value)
                 continue
-            packed[(emit.topic, partitioner(emit.key, count))].append(value)
+            place = places.get(key)
+            lists[partitioner(key, count) if place is None else place].append(value)
         else:
             messages.append(
-                Message(
-                    names.physical(emit.topic), None, emit.key.encode(), encode_value(emit.value)
-                )
+                Message(names.physical(topic), None, emit.key.encode(), encode_value(emit.value))
             )
     for (topic, partition), values in packed.items():
+        if not values:  # (every partition of a batched topic has its list)
+            continue
         physical = names.physical(topic)
         for chunk in _chunks(values):
             messages.append(Message(physical, partition, None, chunk))

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -49,6 +50,7 @@ log = structlog.get_logger("prodmon.runner")
 
 # Emits on these topics are worth a log line each (they are rare and carry ids).
 NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
+_TOPIC = attrgetter("topic")
 # Checkpoints that may queue behind the one in flight before the loop waits for them.
 MAX_QUEUED_CHECKPOINTS = 8
 
@@ -479,6 +481,8 @@ class StageRunner(ConsumerRebalanceListener):
             self.log.warning("commit_failed", error=repr(exc), partitions=_parts(offsets))
 
     def _log_notable(self, result: StageResult) -> None:
+        if NOTABLE_TOPICS.isdisjoint(map(_TOPIC, result.emits)):  # most batches: a C loop
+            return
         for emit in result.emits:
             if emit.topic in NOTABLE_TOPICS and isinstance(emit.value, dict):
                 value = emit.value
