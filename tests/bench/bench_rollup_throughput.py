@@ -22,8 +22,11 @@ ingest had windowed every event is reported too (`local`).
 
 Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
      [--batch 1] [--series 10000] [--fleet-rate 50000] [--early-eval-s 1] [--json out.json]
-     [--keyings service,none]
+     [--keyings service,none] [--peer quix [--quix-variants group_by,service]]
 `--batch` is how many events the fleet packs per message (1 = one event per message).
+`--peer quix`: also runs the same job in Quix Streams on the first keying's topic
+(tests/bench/bench_quix_peer.py; needs the `bench` extra) and prints prodmon's default
+rate over Quix's as "x Quix".
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ async def pipeline_rate(
             first = pipeline.runners[0]
             if started is None and first.stats.records_in:
                 started = time.perf_counter()
+                cpu_started = time.process_time()
             local = getattr(first.stage, "core", None)
             core = getattr(pipeline.runners[-1].stage, "core", None)
             if local is not None and local is not core:  # two-phase: ingest, then windows
@@ -159,12 +163,14 @@ async def pipeline_rate(
             elif core is not None and core.stats["events"] + core.stats["late"] >= total:
                 break
         elapsed = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started  # this process's CPU (for --peer)
         rollups = core.stats["rollups"]
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 60)
     found = {"events_per_s": total / elapsed, "seconds": elapsed, "rollups": rollups}
+    found["cpu_s"] = cpu_s
     if local_s is not None:
         found["local_events_per_s"] = total / local_s
         found["merged_events"] = target
@@ -227,6 +233,20 @@ async def main_async(args: argparse.Namespace) -> dict:
         results["slim_consume_decode_events_per_s"] = await raw_consume_rate(
             broker.bootstrap, raw_topic, args.events, slim=True
         )
+        if args.peer == "quix":  # bench-only dependency, imported only when asked for
+            from tests.bench.bench_quix_peer import quix_rate
+
+            prodmon = results["/".join(measured[0])]
+            for variant in args.quix_variants:
+                print(f"measuring the Quix peer ({variant})", file=sys.stderr, flush=True)
+                found = await quix_rate(broker.bootstrap, raw_topic, args.events, variant)
+                found["ratio_to_raw"] = (
+                    found["events_per_s"] / results["raw_consume_decode_events_per_s"]
+                )
+                found["prodmon_over_quix"] = prodmon["events_per_s"] / found["events_per_s"]
+                # CPU seconds per event, Quix over prodmon: less moved by a busy machine
+                found["prodmon_over_quix_cpu"] = found["cpu_s"] / prodmon["cpu_s"]
+                results[f"quix/{variant}"] = found
         for mode, keying in measured:
             found = results[f"{mode}/{keying}"]
             rate = found["events_per_s"]
@@ -238,7 +258,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--series", type=int, default=10_000)
@@ -263,8 +283,22 @@ def main() -> None:
         default=1.0,
         help="windows.early_eval_s of the pipeline (0: no early evaluation)",
     )
+    parser.add_argument(
+        "--peer",
+        choices=["quix"],
+        default=None,
+        help="also run the job in a peer engine (quix: Quix Streams, the `bench` extra)",
+    )
+    parser.add_argument(
+        "--quix-variants",
+        type=lambda text: text.split(","),
+        default=["group_by"],
+        help="the Quix jobs: group_by (re-keyed by series), service (no repartition)",
+    )
     parser.add_argument("--json", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.peer == "quix" and "service" in args.quix_variants and args.keyings[0] != "service":
+        parser.error("the Quix variant `service` needs the first keying to be service")
     results = asyncio.run(main_async(args))
     raw = results["raw_consume_decode_events_per_s"]
     print(
@@ -286,6 +320,15 @@ def main() -> None:
             f"pipeline {mode:7} keyed by {keying:7}: {r['events_per_s']:>10,.0f} events/s"
             f"  ratio {r['ratio_to_raw']:.2f} (to slim {r['ratio_to_slim']:.2f},"
             f" to its own topic's raw {own:.2f})  rollups {r['rollups']}{local}"
+        )
+    first = "/".join(runs(args.keyings)[0])
+    for variant in args.quix_variants if args.peer == "quix" else []:
+        q = results[f"quix/{variant}"]
+        print(
+            f"quix streams {variant:8}          : {q['events_per_s']:>10,.0f} events/s"
+            f"  ratio {q['ratio_to_raw']:.2f}  closed windows {q['closed_windows']}"
+            f"  -> prodmon {first}: {q['prodmon_over_quix']:.1f}x Quix"
+            f" (in CPU time {q['prodmon_over_quix_cpu']:.1f}x)"
         )
     if args.json:
         with open(args.json, "wb") as f:
