@@ -118,6 +118,10 @@ _MEM_TOL = 0.5  # an episode matches a remembered one within this many spreads (
 _MEM_REPEATS = 3  # an episode matching this many remembered ones is familiar
 _MEM_DAMP = 0.55  # a familiar episode's scores are scaled by this (it pages only at >= 0.91)
 _EPISODE_GAP = 10  # points below the threshold that end an anomalous episode
+_EXTREME_AFTER = 500  # points seen before a new extreme of the whole history counts
+_EXTREME_MARGIN = 0.15  # beyond the range seen so far by this share of it
+_EXTREME_Z = 3.5  # with the point's z (any channel) at least this, the same way
+_EXTREME_SCORE = 0.6  # such a point scores at least this (p = 1e-6; it pages)
 
 
 @dataclass(frozen=True)
@@ -349,11 +353,13 @@ class Detector:
         "_flat",
         "_flat_quiet",
         "_gate",
+        "_hi",
         "_last_finding",
         "_last_t",
         "_lk",
         "_lk_n",
         "_lk_ring",
+        "_lo",
         "_mem",
         "_mem_quiet",
         "_mem_state",
@@ -428,6 +434,8 @@ class Detector:
         self._lk_ring: deque[float] = deque()  # their min_occurrences-th largest, recent
         self._lk = [0.0, 0.0]  # EWMA mean and variance of the averaged gated |z|
         self._lk_n = 0  # averages learned
+        self._lo = 0.0  # smallest and largest value seen (raw units)
+        self._hi = 0.0
         self._mem: list[list[float]] = []  # [level, value, repeats] of recent episode onsets
         self._mem_state = 0  # 0 outside an episode, 1 in a novel one, 2 in a familiar one
         self._mem_quiet = 0  # points below the threshold since the episode's last anomalous one
@@ -494,7 +502,8 @@ class Detector:
         beyond = not warm and abs(z) >= thr
         run = self._track_run(not warm and abs(r) >= thr * spread, r)
         kind = self._note(n, beyond, z, channel, run)
-        score, anomalous, finding = self._score(n, z, warm, centre + off, x, spread)
+        extreme = self._extreme(n, x, z)
+        score, anomalous, finding = self._score(n, z, warm, centre + off, x, spread, extreme)
         self._learn(t, x, d, abs(r), step, same, gap, spread, body, floor, beyond)
         level = centre + off
         if warm:
@@ -624,8 +633,37 @@ class Detector:
             self._peak_z, self._peak_kind = 0.0, None
         return self._peak_kind or kind
 
+    def _extreme(self, n: int, x: float, z: float) -> bool:
+        """A value beyond the whole history's range (after `_EXTREME_AFTER` points) by
+        `_EXTREME_MARGIN` of it, with the point's z at least `_EXTREME_Z` the same way;
+        then the range takes it in. A value this series has never come near is news even when
+        its spread, learned from earlier bursts, is wide."""
+        lo, hi = self._lo, self._hi
+        if n == 1:
+            self._lo = self._hi = x
+            return False
+        if x < lo:
+            self._lo = x
+        elif x > hi:
+            self._hi = x
+        else:
+            return False
+        if n <= _EXTREME_AFTER:
+            return False
+        margin = _EXTREME_MARGIN * (hi - lo)
+        if x > hi:
+            return x > hi + margin and z >= _EXTREME_Z
+        return x < lo - margin and z <= -_EXTREME_Z
+
     def _score(
-        self, n: int, z: float, warm: bool, level: float, x: float, spread: float
+        self,
+        n: int,
+        z: float,
+        warm: bool,
+        level: float,
+        x: float,
+        spread: float,
+        extreme: bool,
     ) -> tuple[float, bool, bool]:
         """(score, anomalous, finding): the anomaly likelihood of this point, gated.
 
@@ -664,6 +702,8 @@ class Detector:
             if u_avg > u:
                 u = u_avg
         score = _tail_score(u)
+        if extreme and score < _EXTREME_SCORE:
+            score = _EXTREME_SCORE
         thr = cfg.score_threshold
         if score < thr:  # learn the distribution from ordinary points only
             lk_n = self._lk_n = lk_n + 1
@@ -925,6 +965,7 @@ class Detector:
             "lk": list(self._lk),
             "lk_n": self._lk_n,
             "mem": [list(item) for item in self._mem],
+            "range": [self._lo, self._hi],
             "mem_state": [self._mem_state, self._mem_quiet],
             "seasons": [season.to_state() for season in self._seasons],
             "active": None if self._active is None else self._active.period,
@@ -974,6 +1015,7 @@ class Detector:
         det._lk_ring = deque(float(v) for v in state["lk_ring"])
         det._lk = [float(v) for v in state["lk"]]
         det._lk_n = int(state["lk_n"])
+        det._lo, det._hi = (float(v) for v in state.get("range", [0.0, 0.0]))
         det._mem = [[float(v) for v in item] for item in state.get("mem", [])][-_MEM_SIZE:]
         mem_state = state.get("mem_state", [0, 0])
         det._mem_state, det._mem_quiet = int(mem_state[0]), int(mem_state[1])
