@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from histograms.hdr import HdrLayout
-from schemas.partials import BROADCAST_KEY, encode_partial, encode_watermark
+from schemas.partials import BROADCAST_KEY, encode_service_partials, encode_watermark
 from schemas.plain_latency import plain_latency_decoder
 from schemas.topology import INGEST
 from stages.base import Emit, Record, StageResult
@@ -298,9 +298,10 @@ class PartialWindowsCore(WindowsCore):
         last = np.frombuffer(self.last_seen, dtype=np.int64)
         last[sids] = start
         del last
-        emits, late, bits, names = result.emits, ps.late, lay._count_bits, self.series_names
+        late, names = ps.late, self.series_names
         counts_list = counts.tolist()
         b64 = base64.b64encode
+        services: dict[str, list[list[Any]]] = {}  # a service's rows, in first-event order
         for n, sid in zip(by_arrival.tolist(), sids.tolist(), strict=True):
             series = names[sid]
             assert series is not None  # an id in an open bucket is never freed
@@ -309,21 +310,26 @@ class PartialWindowsCore(WindowsCore):
                 pending = late.pop(series, 0)
                 if pending:
                     ps.dirty.add(LATE_PREFIX + series)
-            value = encode_partial(
-                series,
-                start,
-                partition,
-                counts_list[n],
-                errors[n],
-                int(client_errors[n]),
-                pending,
-                sums[n],
-                maxima[n],
-                b64(blob[8 * edges[n] : 8 * edges[n + 1]]).decode("ascii"),
-                bits,
-                None,
+            service, _, endpoint = series.rpartition("|")
+            rows = services.get(service)
+            if rows is None:
+                rows = services[service] = []
+            rows.append(
+                [
+                    endpoint,
+                    counts_list[n],
+                    errors[n],
+                    int(client_errors[n]),
+                    pending,
+                    sums[n],
+                    maxima[n],
+                    b64(blob[8 * edges[n] : 8 * edges[n + 1]]).decode("ascii"),
+                ]
             )
-            emits.append(Emit(LATENCY_TOPIC, series.rpartition("|")[0], encoded_json(value)))
+        emits, bits = result.emits, lay._count_bits
+        for service, rows in services.items():
+            value = encode_service_partials(service, start, partition, bits, rows)
+            emits.append(Emit(LATENCY_TOPIC, service, encoded_json(value)))
         self.stats["partials_sent"] += len(counts_list)
 
     def _announce(

@@ -33,7 +33,7 @@ import orjson
 from detection.rules import Rule
 from histograms.hdr import HdrLayout, SparseHistogram, layout
 from schemas.dlq import dead_letter
-from schemas.partials import InvalidPartial, read_partial, read_watermark
+from schemas.partials import InvalidPartial, read_partial, read_service_partials, read_watermark
 from schemas.rollups import (
     PERCENTILES,
     SERVICE_WIDE,
@@ -398,6 +398,32 @@ class WindowsCore:
         dropped. One for a window already closed here is late: its events are counted late.
         Records re-read after a restore rebuild open windows and skip closed ones."""
         series, start, src, numbers = read_partial(value)
+        if "words" in value:
+            self._merge(
+                partition, offset, series, start, src, numbers, value["words"], value["bits"]
+            )
+        else:
+            self._merge(partition, offset, series, start, src, numbers, None, 0, value["counts"])
+
+    def merge_service_partials(self, partition: int, offset: int, value: dict[str, Any]) -> None:
+        """Merge a service's partial windows (one element, schemas/partials.py): each row
+        as `merge_partial` merges a partial."""
+        start, src, bits, rows = read_service_partials(value)
+        for series, numbers, words in rows:
+            self._merge(partition, offset, series, start, src, numbers, words, bits)
+
+    def _merge(
+        self,
+        partition: int,
+        offset: int,
+        series: str,
+        start: int,
+        src: int,
+        numbers: list[int],
+        words: str | None,
+        bits: int,
+        pairs: list[int] | None = None,
+    ) -> None:
         count, errors, client_errors, late, sum_us, max_us = numbers
         ps = self.partitions.get(partition) or self._partition(partition, None)
         if offset >= ps.next_offset:
@@ -426,10 +452,10 @@ class WindowsCore:
             self.stats["duplicate_partials"] += 1
             return
         seen[series] = merged | bit
-        if "words" in value:
-            hist = SparseHistogram.from_words(self.hdr, value["words"], value["bits"])
+        if words is not None:
+            hist = SparseHistogram.from_words(self.hdr, words, bits)
         else:
-            hist = SparseHistogram.from_pairs(self.hdr, value["counts"])
+            hist = SparseHistogram.from_pairs(self.hdr, pairs or [])
         if hist.total != count:
             raise InvalidPartial(f"count: {count} but the histogram holds {hist.total}")
         bucket = ps.open.get(start)
@@ -772,7 +798,9 @@ class WindowsStage(CoreStageMixin):
             try:
                 elements = orjson.loads(record.value or b"[]")
                 for element in elements if isinstance(elements, list) else [elements]:
-                    if "partial" in element:
+                    if "partials" in element:
+                        core.merge_service_partials(partition, offset, element)
+                    elif "partial" in element:
                         core.merge_partial(partition, offset, element)
                     elif "watermark" in element:
                         core.source_watermark(partition, offset, element)

@@ -34,6 +34,7 @@ from schemas.events import (
     plain_latency,
     plain_latency_batch,
 )
+from schemas.partials import expand_partials
 from stages.base import Emit, Record, StageResult
 from stages.ingest import IngestConfig, IngestStage
 from stages.ingest_windows import IngestWindowsStage, PartialWindowsCore
@@ -344,10 +345,11 @@ def test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition(st
 
     def collect(emits: list[Emit], split_emits: list[tuple[int, Emit]]) -> None:
         for e in emits:
-            if e.topic == "events.latency" and "partial" in e.value:
-                key = (e.value["series"], e.value["start"], e.value["src"])
-                assert key not in partials  # one partial per series, window and source
-                partials[key] = partial_summary(e.value)
+            if e.topic == "events.latency" and "partials" in e.value:
+                for partial in expand_partials(e.value):
+                    key = (partial["series"], partial["start"], partial["src"])
+                    assert key not in partials  # one partial per series, window and source
+                    partials[key] = partial_summary(partial)
         for partition, e in split_emits:
             assert e.topic == "rollups"  # no windows dead letters
             value = e.value
@@ -574,7 +576,7 @@ def test_a_replay_over_several_partitions_only_rebuilds_windows():
     runner.append([(0, None, event(7, T0 + 20_000)), (1, None, event(17, T0 + 20_000))])
     second = runner.poll(NOW)
     assert [e.topic for e in second.emits if e.topic != "events.latency"] == []
-    partials = [e.value for e in second.emits if "partial" in e.value]
+    partials = [p for e in second.emits if "partials" in e.value for p in expand_partials(e.value)]
     assert sorted((p["series"], p["start"], p["src"], p["count"]) for p in partials) == [
         ("svc|/a", T0, 0, 3),
         ("svc|/a", T0, 1, 3),

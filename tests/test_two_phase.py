@@ -303,7 +303,7 @@ def test_early_evaluation_sees_an_error_burst_in_ingest_and_in_the_windows_stage
     early = [e.value for e in result.emits if e.topic == EARLY_TOPIC]
     assert {r["series"] for r in early} == {"checkout|/pay", "checkout|*"}
     assert all(r["resolution"] == "1m" and r["count"] == 200 for r in early)
-    assert not [e for e in result.emits if e.topic == "events.latency" and "partial" in e.value]
+    assert not [e for e in result.emits if e.topic == "events.latency" and "partials" in e.value]
 
     # Spread over four sources, no raw partition holds enough to judge a rate; the windows
     # stage sees the minute's closed windows merged and judges them.
