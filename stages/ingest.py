@@ -199,7 +199,7 @@ class IngestStage(StageBase):
             try:
                 group_id = _group_plain(event, stacks[i])
                 event.fingerprint_id = group_id
-                event.src = [partition, offset, i]  # `_src`: see `_stamp_dict`
+                event.src = (partition, offset, i)  # `_src`, an array: see `_stamp_dict`
                 out = EncodedJSON(encode_error(event))
             except Exception as exc:
                 # (a failing array element is named by its index in the raw message)

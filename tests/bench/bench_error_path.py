@@ -49,7 +49,7 @@ async def error_path_rate(bootstrap: str, prefix: str, total: int) -> dict:
     stop = asyncio.Event()
     pipeline = Pipeline(config, ["ingest", "fingerprint"])
     task = asyncio.create_task(pipeline.run(stop))
-    started = cpu_started = None
+    started = cpu_started = ingest_done = fingerprint_started = None
     try:
         while True:
             await asyncio.sleep(0.01)
@@ -61,6 +61,10 @@ async def error_path_rate(bootstrap: str, prefix: str, total: int) -> dict:
             ingest, fingerprint = pipeline.runners[0], pipeline.runners[1]
             if started is None and ingest.stats.records_in:
                 started, cpu_started = time.perf_counter(), time.process_time()
+            if ingest_done is None and ingest.stats.records_in >= total:
+                ingest_done = time.perf_counter()
+            if fingerprint_started is None and fingerprint.stats.records_in:
+                fingerprint_started = time.perf_counter()
             stats = fingerprint.stage.stats
             if stats["events"] + stats["duplicates"] + stats["bad_events"] >= total:
                 break
@@ -76,6 +80,10 @@ async def error_path_rate(bootstrap: str, prefix: str, total: int) -> dict:
         "seconds": elapsed,
         "cpu_us_per_event": cpu / total * 1e6,
         "issues": issues,
+        # when ingest had consumed every message / the fingerprint stage got its first
+        # record, in seconds after ingest got its first (one message an event)
+        "ingest_done_s": None if ingest_done is None else ingest_done - started,
+        "fingerprint_first_s": fingerprint_started - started,
     }
 
 
@@ -137,6 +145,12 @@ def main() -> None:
             f"  ratio {r['ratio_to_raw']:.2f}  issues {r['issues']}"
             f"  cpu {r['cpu_us_per_event']:5.2f} us/event (cpu ratio {r['cpu_ratio']:.2f})"
         )
+        if results["batch"] == 1 and r["ingest_done_s"] is not None:
+            print(
+                f"  {r['seconds']:.2f} s: fingerprint's first record at"
+                f" {r['fingerprint_first_s']:.2f} s, ingest consumed all at"
+                f" {r['ingest_done_s']:.2f} s"
+            )
 
 
 if __name__ == "__main__":

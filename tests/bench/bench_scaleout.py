@@ -67,8 +67,20 @@ async def _accounted(session: aiohttp.ClientSession, port: int) -> float:
     return sum(float(v) for v in _INGESTED.findall(text))
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
 async def run_processes(
-    bootstrap: str, prefix: str, processes: int, total: int, workdir: Path
+    bootstrap: str, prefix: str, processes: int, total: int, workdir: Path, broker_pid: int
 ) -> dict:
     """Start `processes` pipeline processes on a prefilled prefix; time the backlog."""
     procs: list[subprocess.Popen] = []
@@ -87,13 +99,21 @@ async def run_processes(
             )
         )
     samples: list[tuple[float, float]] = []
+    each: list[list[tuple[float, float]]] = [[] for _ in ports]  # per process
+    # CPU seconds used so far by the pipeline processes (together) and by the broker
+    cpu: list[tuple[float, float, float]] = []
+    started = time.perf_counter()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline:
                 counts = await asyncio.gather(*(_accounted(session, p) for p in ports))
                 done = sum(counts)
-                samples.append((time.perf_counter(), done))
+                now = time.perf_counter()
+                samples.append((now, done))
+                cpu.append((now, sum(_cpu_s(p.pid) for p in procs), _cpu_s(broker_pid)))
+                for mine, count in zip(each, counts, strict=True):
+                    mine.append((now, count))
                 if done >= total:
                     break
                 if any(p.poll() is not None for p in procs):
@@ -107,7 +127,47 @@ async def run_processes(
                 p.wait(20)
             if p.poll() is None:
                 p.kill()
-    return _rates(samples, total)
+    rates = _rates(samples, total)
+    rates["processes"] = [_timeline(mine, started) for mine in each]
+    rates["cpu"] = _cpu_use(samples, cpu, total)
+    return rates
+
+
+def _cpu_use(
+    samples: list[tuple[float, float]], cpu: list[tuple[float, float, float]], total: int
+) -> dict:
+    """CPU time per event of the pipeline processes and of the broker between 25 % and
+    90 % of the backlog (the steady window), and the cores they kept busy together."""
+    i25 = next(i for i, s in enumerate(samples) if s[1] >= 0.25 * total)
+    i90 = next(i for i, s in enumerate(samples) if s[1] >= 0.90 * total)
+    (t0, p0, b0), (t1, p1, b1) = cpu[i25], cpu[i90]
+    events = samples[i90][1] - samples[i25][1]
+    wall = t1 - t0
+    if events <= 0 or wall <= 0:
+        return {}
+    return {
+        "pipeline_us_per_event": (p1 - p0) / events * 1e6,
+        "broker_us_per_event": (b1 - b0) / events * 1e6,
+        "pipeline_cores": (p1 - p0) / wall,
+        "broker_cores": (b1 - b0) / wall,
+    }
+
+
+def _timeline(samples: list[tuple[float, float]], started: float) -> dict:
+    """One process's part: when it first and last made progress (seconds after the
+    processes were started), how many events it accounted, and its own rate between."""
+    moving = [s for s in samples if s[1] > 0]
+    if not moving:
+        return {"first_s": None, "last_s": None, "events": 0, "events_per_s": 0.0}
+    last = next(s for s in samples if s[1] >= moving[-1][1])
+    first = moving[0]
+    span = last[0] - first[0]
+    return {
+        "first_s": first[0] - started,
+        "last_s": last[0] - started,
+        "events": last[1],
+        "events_per_s": (last[1] - first[1]) / span if span > 0 else float("nan"),
+    }
 
 
 def _rates(samples: list[tuple[float, float]], total: int) -> dict:
@@ -153,8 +213,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             broker.bootstrap, prefixes[1] + "events.raw", args.events
         )
         for processes, prefix in prefixes.items():
+            assert broker.process is not None
             results[f"p{processes}"] = await run_processes(
-                broker.bootstrap, prefix, processes, args.events, Path(tmp)
+                broker.bootstrap, prefix, processes, args.events, Path(tmp), broker.process.pid
             )
     raw = results["raw_consume_decode_events_per_s"]
     for key in ("p1", "p2"):
@@ -193,6 +254,21 @@ def main() -> None:
             f" (ratio to raw {r['ratio_to_raw']:.2f}), whole run"
             f" {r['whole_events_per_s']:>10,.0f} events/s in {r['seconds']:.1f} s"
         )
+        use = r["cpu"]
+        if use:
+            print(
+                f"  CPU in the steady window: pipeline {use['pipeline_us_per_event']:.2f} us/event"
+                f" ({use['pipeline_cores']:.2f} cores), broker"
+                f" {use['broker_us_per_event']:.2f} us/event ({use['broker_cores']:.2f} cores)"
+            )
+        for i, part in enumerate(r["processes"]):
+            if part["first_s"] is None:
+                print(f"  process {i}: no progress")
+                continue
+            print(
+                f"  process {i}: progress from {part['first_s']:.1f} s to {part['last_s']:.1f} s"
+                f" after start, {part['events']:,.0f} events, {part['events_per_s']:,.0f}/s"
+            )
     print(
         f"2 vs 1 processes: steady {results['speedup_steady']:.2f}x,"
         f" whole run {results['speedup_whole']:.2f}x"
