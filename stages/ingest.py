@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ ERRORS_TOPIC = EVENTS_ERRORS
 LATENCY_TOPIC = EVENTS_LATENCY
 DLQ_TOPIC = EVENTS_DLQ
 _MAX_GROUPS_PER_STACK = 64  # exception types remembered per stack trace
+_VALUE = attrgetter("value")
 
 
 @dataclass
@@ -116,17 +118,20 @@ class IngestStage(StageBase):
         messages goes to `_ingest_guarded` record by record; the rest go to `loop` in the
         slices between those runs. The records are handled in their order, each as `loop`
         would (it gives the general path's results), so the results are the same."""
-        flags = [_is_error_message(r.value) for r in records]
+        starts = _ERROR_STARTS
+        flags = [v is not None and v.startswith(starts) for v in map(_VALUE, records)]
         guarded = self._ingest_guarded
         n = len(records)
         start = i = 0  # the slice not yet handled starts at `start`
         while i < n:
-            if not flags[i]:
-                i += 1
-                continue
-            end = i + 1
-            while end < n and flags[end]:
-                end += 1
+            try:
+                i = flags.index(True, i)  # the next run of error messages: [i, end)
+            except ValueError:
+                break
+            try:
+                end = flags.index(False, i)
+            except ValueError:
+                end = n
             if end - i >= MIN_ERROR_RUN:
                 if start < i:
                     loop(records[start:i], now, emits, counts)
