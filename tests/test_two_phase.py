@@ -17,7 +17,9 @@ import pytest
 
 from pipeline.output import Partitioner, pack_emits
 from pipeline.topics import TopicNames
+from schemas.partials import expand_partials
 from stages.base import Record, StageResult
+from stages.cardinality import CardinalityLimits
 from stages.ingest import IngestStage
 from stages.ingest_windows import IngestWindowsStage
 from stages.windows import WindowsConfig, WindowsStage
@@ -370,6 +372,39 @@ def test_100k_series_give_the_rollups_of_one_windowing():
     ingest = pipeline.ingest.stage.core
     assert ingest.stats["partials_sent"] > series  # each series came from several sources
     assert len(ingest.series_ids) == series
+
+
+def test_ingest_forgets_idle_series_and_their_ids_are_reused():
+    """Idle series give their memory back: a series unseen for `series_idle_s` (event
+    time) loses its id in ingest's columns; a new series reuses it, and one that comes
+    back gets an id again, with the same partials as ever."""
+    config = WindowsConfig(early_eval_s=0, limits=CardinalityLimits(series_idle_s=60.0))
+    stage = IngestWindowsStage(IngestStage(), config)
+    core = stage.core
+
+    def send(offset: int, ts: int, endpoint: str) -> list[dict]:
+        event = {"schema": "latency/1", "event_id": f"i-{offset}", "ts": ts, "service": "svc"}
+        event |= {"endpoint": endpoint, "duration_ms": 3.0, "status": 200}
+        result = stage.process([Record("events.raw", 0, offset, None, orjson.dumps(event))], NOW)
+        return [p for e in result.emits if "partials" in e.value for p in expand_partials(e.value)]
+
+    send(0, T0, "/old")
+    assert send(1, T0 + 20_000, "/new")[0]["series"] == "svc|/old"  # /old's window closed
+    old_id = core.series_ids["svc|/old"]
+    for n, ts in enumerate(range(T0 + 40_000, T0 + 200_000, 20_000)):  # only /new is active
+        send(2 + n, ts, "/new")
+    assert "svc|/old" not in core.series_ids and core.stats["series_expired"] == 1
+    send(20, T0 + 210_000, "/newer")
+    assert core.series_ids["svc|/newer"] == old_id  # the freed id, reused
+    send(21, T0 + 215_000, "/old")
+    [back] = [p for p in send(22, T0 + 230_000, "/new") if p["series"] == "svc|/old"]
+    assert (back["start"], back["count"], back["sum_us"], back["max_us"]) == (
+        T0 + 210_000,
+        1,
+        3000,
+        3000,
+    )
+    assert len(core.series_names) == 3  # /old, /new, /newer: no more ids than series
 
 
 def _recording(step: Any, seen: list[dict]) -> Any:
