@@ -62,6 +62,13 @@ A point is always judged against what was learned *before* it, then learned from
      always jumpy stops alarming, a quiet one alarms on a modest sustained change. It
      scores only once `_LK_MIN` (150) averages are learned: consecutive averages
      overlap, so fewer are too few to know that distribution's spread.
+   Two memories adjust that score. A new extreme: after `_EXTREME_AFTER` points, a value
+   beyond the whole history's range by `_EXTREME_MARGIN` of it, with its z at least
+   `_EXTREME_Z` the same way, scores at least `_EXTREME_SCORE` (it pages at once). Episode
+   memory: the onset of each anomalous episode (level before, value) is remembered, the
+   last `_MEM_SIZE` distinct ones with repeat counts; an episode whose onset matches
+   `_MEM_REPEATS` earlier ones (within `_MEM_TOL` spreads) is familiar and its scores are
+   scaled by `_MEM_DAMP`: the fourth burst of a kind pages only on a near-certain score.
 7. Firing (the same rule pages people and scores NAB): a point is anomalous when its
    score reaches `score_threshold`; the first anomalous point outside a cooldown is a
    finding; for the next `cooldown` points scores are damped (x0.25, so below the

@@ -470,6 +470,56 @@ def test_single_stray_point_is_not_a_finding_when_two_are_needed() -> None:
     assert updates[400].finding and updates[400].kind == "spike"
 
 
+def _recurring_bursts(seed: int = 21, n: int = 3000) -> tuple[list[float], list[int]]:
+    """Noise with a heavier tail and, every 300 points, the same 2-point burst to 18."""
+    rng = random.Random(seed)
+    values = [10.0 + rng.gauss(0.0, 1.0) * (3.0 if rng.random() < 0.05 else 1.0) for _ in range(n)]
+    starts = list(range(400, n - 200, 300))
+    for s in starts:
+        values[s] = values[s + 1] = 18.0
+    return values, starts
+
+
+def test_a_burst_seen_three_times_before_needs_a_stronger_score_to_page() -> None:
+    """Episode memory: the fourth burst of a kind (same level before, same value) is
+    familiar, its scores are scaled by 0.55, so it pages only on a near-certain score."""
+    values, starts = _recurring_bursts()
+    updates = run_detector(_clock(len(values)), values)
+    paged = [s for s in starts if any(u.finding for u in updates[s : s + 12])]
+    assert paged[:3] == starts[:3]  # the first three are news
+    assert not set(starts[3:6]) & set(paged)  # the next three are not
+    det = Detector()
+    for t, v in zip(_clock(len(values)), values, strict=True):
+        det.update(t, v)
+    mem = det.to_state()["mem"]  # [level before, value at onset, repeats]
+    assert sum(item[2] for item in mem if item[1] == 18.0) >= 4  # the first and three repeats
+
+
+def test_episode_memory_survives_a_restore() -> None:
+    values, _ = _recurring_bursts()
+    ts = _clock(len(values))
+    uninterrupted = run_detector(ts, values)
+    det, restored = Detector(), []
+    for i, (t, v) in enumerate(zip(ts, values, strict=True)):
+        if i % 97 == 0:
+            det = Detector.from_state(json.loads(json.dumps(det.to_state(), allow_nan=False)))
+        restored.append(det.update(t, v))
+    assert restored == uninterrupted
+
+
+def test_a_value_beyond_the_whole_history_pages_at_once() -> None:
+    """After 500 points, one value beyond everything seen (by 15 % of the range, z >= 3.5)
+    is a finding without a second occurrence; before that it is not."""
+    rng = random.Random(12)
+    values = [10.0 + rng.gauss(0.0, 1.0) for _ in range(1200)]
+    values[300] = 16.0  # a stray within the first 500 points: needs a second occurrence
+    values[1000] = 30.0  # far beyond anything seen
+    updates = run_detector(_clock(1200), values)
+    assert not any(u.finding for u in updates[295:320])
+    assert updates[1000].finding and updates[1000].kind == "spike"
+    assert updates[1000].score >= 0.6
+
+
 def test_cooldown_limits_repeated_findings() -> None:
     rng = random.Random(4)
     values = [10.0 + rng.gauss(0.0, 1.0) for _ in range(800)]
