@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from histograms.hdr import SparseHistogram
 from pipeline.output import Partitioner, pack_emits
 from pipeline.topics import TopicNames
 from schemas.partials import expand_partials
@@ -372,6 +373,37 @@ def test_100k_series_give_the_rollups_of_one_windowing():
     ingest = pipeline.ingest.stage.core
     assert ingest.stats["partials_sent"] > series  # each series came from several sources
     assert len(ingest.series_ids) == series
+
+
+def test_wide_and_out_of_range_windows_give_the_rollups_of_one_windowing():
+    """A window wider than a sparse histogram holds (over `promote_at` buckets: dense once
+    merged) and values beyond the layout's top (clamped in the histogram, exact in the
+    sum and max) cross ingest's columns as they would one windowing."""
+    config = WindowsConfig(early_eval_s=0, hdr_highest_us=10_000_000, hdr_digits=1)
+    base = {"schema": "latency/1", "service": "wide", "endpoint": "/x", "status": 200}
+    batch = [  # 1 us .. 9 s, log-spaced: every one of the layout's 336 buckets
+        {**base, "event_id": f"w-{i}", "ts": T0 + i % 9000, "duration_ms": 0.001 * 1.001334**i}
+        for i in range(12_000)
+    ] + [
+        {**base, "event_id": f"o-{i}", "ts": T0 + 100 + i, "duration_ms": 20_000.0 + i}
+        for i in range(5)  # beyond hdr_highest_us: clamped in the histogram only
+    ]
+    reference = WindowsStage(config)
+    chunks = [orjson.dumps(batch[i : i + 50]) for i in range(0, len(batch), 50)]
+    records = [Record("events.latency", 0, n, None, v) for n, v in enumerate(chunks)]
+    expected = reference.process(records, NOW)
+    expected.extend(reference.tick(FAR))
+    pipeline = TwoPhase(raw_partitions=2, latency_partitions=2, config=config)
+    for n, chunk in enumerate(chunks):
+        pipeline.raw.append(n % 2, None, chunk)
+    pipeline.run()
+    pipeline.finish()
+    want = {e.value["id"]: e.value for e in expected.emits if e.topic == "rollups"}
+    assert by_id(pipeline.rollups) == want
+    [whole] = [r for r in want.values() if r["series"] == "wide|/x" and r["resolution"] == "10s"]
+    assert whole["count"] == 12_005 and whole["max_ms"] == 20_004.0
+    hist = SparseHistogram.decode(whole["hist"])
+    assert hist.is_dense() and hist.total == 12_005
 
 
 def test_ingest_forgets_idle_series_and_their_ids_are_reused():
