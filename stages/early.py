@@ -36,6 +36,7 @@ from stages.base import Emit, StageResult
 
 if TYPE_CHECKING:
     from detection.rules import Rule
+    from stages.coarse import CoarseWindows
     from stages.windows import PartitionWindows, Window, WindowsCore
 
 __all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]
@@ -158,8 +159,8 @@ class EarlyEvaluator:
         counts: dict[int, dict[str, int]] = {}
         if ps.sources:  # fed partial windows: base windows are open here only briefly, so
             for coarse in coarse_levels:  # judge every series the coarse windows hold
-                for series, window in coarse.items():
-                    counts.setdefault(window.start - window.start % size, {}).setdefault(series, 0)
+                for series, at in coarse.starts():
+                    counts.setdefault(at - at % size, {}).setdefault(series, 0)
         for base_start, bucket in ps.open.items():
             start = base_start - base_start % size
             tally = counts.get(start)
@@ -177,21 +178,22 @@ class EarlyEvaluator:
             judged = ps.early_judged.get(start)
             if judged is None:
                 judged = ps.early_judged[start] = {}
-            coarse_parts: dict[str, list[Window]] = {}
+            coarse_parts: dict[str, list[CoarseWindows]] = {}
             for coarse in coarse_levels:
+                held = coarse.start_and_count
                 for series in tally:
-                    part = coarse.get(series)
-                    if part is not None and part.start - part.start % size == start:
-                        tally[series] += part.hist.total + len(part.values)
-                        coarse_parts.setdefault(series, []).append(part)
+                    part = held(series)
+                    if part is not None and part[0] - part[0] % size == start:
+                        tally[series] += part[1]
+                        coarse_parts.setdefault(series, []).append(coarse)
             for series, n in tally.items():
                 # Judged again only once the window grew by a quarter: the cost follows the
                 # data, not the number of series times the passes.
                 if n >= least and n >= judged.get(series, 0) * REJUDGE_GROWTH:
                     judged[series] = n
                     evidence = found[(series, start)] = _Evidence()
-                    for window in coarse_parts.get(series, ()):
-                        evidence.add(window)
+                    for coarse in coarse_parts.get(series, ()):
+                        evidence.add(coarse.get(series))  # type: ignore[arg-type]  # held
         if found:
             for base_start, bucket in ps.open.items():
                 start = base_start - base_start % size

@@ -45,6 +45,7 @@ from schemas.topology import ROLLUPS, SIGNALS, WINDOWS
 from stages.base import Emit, EncodedJSON, Record, StageBase, StageResult
 from stages.bulk_close import merge_into, summaries
 from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
+from stages.coarse import CoarseWindows
 from stages.early import EarlyEvaluator
 
 __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
@@ -194,13 +195,15 @@ class PartitionWindows:
         "swept",
     )
 
-    def __init__(self, levels: int, now: float | None, limits: CardinalityLimits) -> None:
+    def __init__(
+        self, levels: int, now: float | None, limits: CardinalityLimits, hdr: HdrLayout
+    ) -> None:
         self.max_ts = -(2**62)
         self.closed = -(2**62)  # every base window ending at or before this is emitted
         # Base windows: start -> series -> window (ingest: a `PartialBucket` of columns).
         self.open: dict[int, Any] = {}
         self.first_offset: dict[int, int] = {}  # start -> first input offset it holds
-        self.coarse: list[dict[str, Window]] = [{} for _ in range(levels)]
+        self.coarse = [CoarseWindows(hdr, Window) for _ in range(levels)]
         self.late: dict[str, int] = {}
         self.next_offset = -1
         self.replay_until = -1  # offsets below this were processed before a restart
@@ -257,7 +260,7 @@ class WindowsCore:
         ps = self.partitions.get(partition)
         if ps is None:
             ps = self.partitions[partition] = PartitionWindows(
-                len(self.sizes) - 1, now, self.config.limits
+                len(self.sizes) - 1, now, self.config.limits, self.hdr
             )
         return ps
 
@@ -602,18 +605,19 @@ class WindowsCore:
         size = self.sizes[level]
         coarse = ps.coarse[level - 1]
         prefix = self.resolutions[level] + "|"
-        targets = []
+        slots = []
+        held = coarse.slots
         for name, window in zip(series, windows, strict=True):
             start = window.start - window.start % size
-            current = coarse.get(name)
-            if current is not None and current.start != start:
+            slot = held.get(name)
+            if slot is not None and coarse.start[slot] != start:
                 self._emit(ps, level, [name], [coarse.pop(name)], result)
-                current = None
-            if current is None:
-                current = coarse[name] = Window(self.hdr, start)
-            targets.append(current)
+                slot = None
+            if slot is None:
+                slot = coarse.open(name, start)
+            slots.append(slot)
             ps.dirty.add(prefix + name)
-        merge_into(self.hdr, targets, windows, range(len(windows)))
+        coarse.merge(slots, windows)
 
     def _close_coarse(self, ps: PartitionWindows, before: int, result: StageResult) -> None:
         """Emit coarse windows that the base windows' progress has completed."""
@@ -622,7 +626,7 @@ class WindowsCore:
             if before // size == ps.closed // size:
                 break  # no boundary crossed at this level, so none at coarser ones either
             coarse = ps.coarse[level - 1]
-            done = [s for s, w in coarse.items() if w.start + size <= ps.closed]
+            done = coarse.done(ps.closed, size)
             prefix = self.resolutions[level] + "|"
             for name in done:
                 ps.dirty.add(prefix + name)
@@ -671,16 +675,12 @@ class WindowsCore:
             elif key.startswith(SOURCE_PREFIX):
                 closed, idle = ps.sources[int(key[len(SOURCE_PREFIX) :])]
                 value = {"closed": closed, "idle": idle}
-            else:
-                window = self._coarse_window(ps, key)
-                value = encoded_json(window.to_state()) if window is not None else None
+            else:  # an open coarse window: ``resolution|series``
+                resolution, _, series = key.partition("|")
+                held = ps.coarse[self.resolutions.index(resolution) - 1].state(series)
+                value = encoded_json(held) if held is not None else None
             result.state[(partition, key)] = value
         ps.dirty.clear()
-
-    def _coarse_window(self, ps: PartitionWindows, key: str) -> Window | None:
-        """The open coarse window of a changelog key ``resolution|series``, if any."""
-        resolution, _, series = key.partition("|")
-        return ps.coarse[self.resolutions.index(resolution) - 1].get(series)
 
     def restore(self, partition: int, key: str, value: Any) -> None:
         ps = self._partition(partition, None)
@@ -709,9 +709,10 @@ class WindowsCore:
             return  # a resolution no longer configured
         coarse = ps.coarse[self.resolutions.index(resolution) - 1]
         if value is None:
-            coarse.pop(series, None)
+            coarse.discard(series)
         else:
-            window = coarse[series] = Window.from_state(self.hdr, value)
+            window = Window.from_state(self.hdr, value)
+            coarse.put(series, window)
             if not series.endswith("|" + SERVICE_WIDE):
                 ps.registry.seen(series, window.start)
 
