@@ -167,12 +167,19 @@ class PlainErrorReader:
         event carried, checked by the rules and kept as it was sent (equal once decoded).
         """
         plain = self.read_stacks(value, now_ms)
-        return None if plain is None else (plain[0], plain[1])
+        if plain is None:
+            return None
+        events, is_array, _ = plain
+        for e in events:
+            e.fingerprint_id = None
+            e.src = None
+        return events, is_array
 
     def read_stacks(
         self, value: Any, now_ms: int
     ) -> tuple[list[Any], bool, list[StackEntry | None]] | None:
-        """`read`, with each event's `StackEntry` (None: no stack trace)."""
+        """`read`, with each event's `StackEntry` (None: no stack trace), and its
+        `fingerprint_id` and `src` as the message had them: the caller sets both."""
         limits = self.limits
         try:
             if len(value) > limits.max_message_bytes:
@@ -181,10 +188,33 @@ class PlainErrorReader:
             is_array = type(doc) is list
             events = doc if is_array else [doc]
             max_ts = now_ms + self._max_ahead_ms
+            small_context = self._small_context
             stacks = self._stacks
             entries: list[StackEntry | None] = []
             for e in events:
-                _normalize(e, max_ts, limits, self._small_context)
+                # The rules msgspec cannot apply; raises if one would refuse the event or
+                # change a value.
+                if e.ts > max_ts:
+                    return None  # too far in the future
+                if e.severity is None:
+                    e.severity = DEFAULT_SEVERITY
+                exc = e.exception
+                if exc.message is None:
+                    exc.message = ""
+                e.frames_omitted = 0
+                raw = e.context
+                if raw is not None:
+                    encoded = bytes(raw)
+                    context = orjson.loads(encoded)
+                    # A flat object of small raw size passes `check_context` (depth 1,
+                    # and the size bound above); anything else is checked by it.
+                    if type(context) is dict and len(encoded) <= small_context:
+                        for v in context.values():
+                            if type(v) is dict or type(v) is list:
+                                check_context(context, limits)
+                                break
+                    else:
+                        check_context(context, limits)
                 raw = e.stacktrace
                 if raw is None:
                     entries.append(None)
@@ -216,34 +246,6 @@ class PlainErrorReader:
 
 
 _UNKNOWN: Any = object()
-
-
-def _normalize(e: Any, max_ts: float, limits: Limits, small_context: int) -> None:
-    """Apply the rules msgspec cannot to one decoded event; raises if one would refuse it
-    or change a value."""
-    if e.ts > max_ts:
-        raise ValueError("ts is too far in the future")
-    if e.severity is None:
-        e.severity = DEFAULT_SEVERITY
-    exc = e.exception
-    if exc.message is None:
-        exc.message = ""
-    e.frames_omitted = 0
-    raw = e.context
-    if raw is not None:
-        encoded = bytes(raw)
-        context = orjson.loads(encoded)
-        # A flat object of small raw size passes `check_context` (depth 1, and the size
-        # bound above); anything else is checked by it.
-        if type(context) is dict and len(encoded) <= small_context:
-            for v in context.values():
-                if type(v) is dict or type(v) is list:
-                    check_context(context, limits)
-                    break
-        else:
-            check_context(context, limits)
-    e.fingerprint_id = None
-    e.src = None
 
 
 encode_error = msgspec.json.Encoder().encode
