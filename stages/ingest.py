@@ -202,7 +202,13 @@ class IngestStage(StageBase):
                 counts[2] += 1
                 continue
             try:
-                group_id = _group_plain(event, stacks[i])
+                stack = stacks[i]
+                if stack is not None and event.fingerprint is None:  # `_group_plain`'s hit
+                    group_id = stack.groups.get(event.exception.type)
+                    if group_id is None:
+                        group_id = _group_plain(event, stack)
+                else:
+                    group_id = _group_plain(event, stack)
                 event.fingerprint_id = group_id
                 event.src = (partition, offset, i)  # `_src`, an array: see `_stamp_dict`
                 out = EncodedJSON(encode_error(event))
@@ -215,7 +221,8 @@ class IngestStage(StageBase):
             counts[0] += 1
             ids.add(event_id)  # `RecentIds.remember`
             if accepted is None:
-                accepted = recent.chunk(now)
+                chunks = recent.chunks  # `RecentIds.chunk`, inlined for its usual case
+                accepted = chunks[-1][1] if chunks and chunks[-1][0] == now else recent.chunk(now)
             accepted.append(event_id)
             if len(ids) > recent.max_ids:
                 recent.trim()
