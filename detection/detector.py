@@ -101,7 +101,7 @@ _IQR_SIGMA = 1.3489795003921634  # IQR of N(0, 1)
 _MEAN_ABS = 0.7978845608028654  # E|N(0, 1)|
 _MAX_ABS = 1e150  # inputs are clamped here so squares never overflow
 _LEVEL_SHIFT = "level_shift"
-_SEASON_RATE = 0.01  # EWMA rate of the seasonal residual sigmas
+_SEASON_RATE = 0.0025  # EWMA rate of the seasonal residual sigmas (about 400 points)
 _DRIFT_FREEZE = 2.0  # slow sigma stops learning while |fast - slow| exceeds this many sigmas
 _SIGMA_CLIP = 2.0  # Huber clipping (sigmas) of the slow sigma updates
 _VAR_Q0 = 1.4  # 99 % quantile / mean of the short |step| EWMA for Gaussian noise (prior)
@@ -126,7 +126,7 @@ _MEM_REPEATS = 3  # an episode matching this many remembered ones is familiar
 _MEM_DAMP = 0.55  # a familiar episode's scores are scaled by this (it pages only at >= 0.91)
 _EPISODE_GAP = 10  # points below the threshold that end an anomalous episode
 _EXTREME_AFTER = 500  # points seen before a new extreme of the whole history counts
-_EXTREME_MARGIN = 0.15  # beyond the range seen so far by this share of it
+_EXTREME_MARGIN = 0.05  # beyond the range seen so far by this share of it
 _EXTREME_Z = 3.5  # with the point's z (any channel) at least this, the same way
 _EXTREME_SCORE = 0.6  # such a point scores at least this (p = 1e-6; it pages)
 
