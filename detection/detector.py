@@ -17,8 +17,10 @@ A point is always judged against what was learned *before* it, then learned from
    unexplained daily edge must not keep it from learning); afterwards from normal points.
    A profile is used once every bucket has data and `season_min_cycles` (1) cycle has
    been seen, and only while it explains at least `season_strength` of the variance
-   (1 - sigma_within^2 / sigma_total^2, with hysteresis). Then d = x - offset(bucket of
-   t) (a step profile: a square daily pattern stays square); before that d = x.
+   (1 - sigma_within^2 / sigma_total^2, with hysteresis; both sigmas learned over about
+   400 points, `_SEASON_RATE`, so one day out of pattern does not make a daily profile
+   look weak). Then d = x - offset(bucket of t) (a step profile: a square daily pattern
+   stays square); before that d = x.
 2. Fast robust baseline: median of the last `window` values of d (a sorted reservoir).
    Outliers barely move it; a genuine level shift takes it over once it fills about half
    the reservoir, so the detector re-learns instead of alarming forever.
