@@ -70,7 +70,8 @@ A point is always judged against what was learned *before* it, then learned from
    memory: the onset of each anomalous episode (level before, value) is remembered, the
    last `_MEM_SIZE` distinct ones with repeat counts; an episode whose onset matches
    `_MEM_REPEATS` earlier ones (within `_MEM_TOL` spreads) is familiar and its scores are
-   scaled by `_MEM_DAMP`: the fourth burst of a kind pages only on a near-certain score.
+   scaled by `_MEM_DAMP`: the fourth burst of a kind pages only on a near-certain score;
+   one matching `_MEM_STALE` is stale, scaled by `_MEM_STALE_DAMP` (only a capped score).
 7. Firing (the same rule pages people and scores NAB): a point is anomalous when its
    score reaches `score_threshold`; the first anomalous point outside a cooldown is a
    finding; for the next `cooldown` points scores are damped (x0.25, so below the
@@ -126,6 +127,8 @@ _MEM_SIZE = 16  # anomalous episodes remembered (level before, value at onset, r
 _MEM_TOL = 0.5  # an episode matches a remembered one within this many spreads (level and value)
 _MEM_REPEATS = 3  # an episode matching this many remembered ones is familiar
 _MEM_DAMP = 0.55  # a familiar episode's scores are scaled by this (it pages only at >= 0.91)
+_MEM_STALE = 6  # an episode matching this many remembered ones is stale
+_MEM_STALE_DAMP = 0.5  # a stale episode's scores are scaled by this (it pages only at 1.0)
 _EPISODE_GAP = 10  # points below the threshold that end an anomalous episode
 _EXTREME_AFTER = 500  # points seen before a new extreme of the whole history counts
 _EXTREME_MARGIN = 0.05  # beyond the range seen so far by this share of it
@@ -446,7 +449,7 @@ class Detector:
         self._lo = 0.0  # smallest and largest value seen (raw units)
         self._hi = 0.0
         self._mem: list[list[float]] = []  # [level, value, repeats] of recent episode onsets
-        self._mem_state = 0  # 0 outside an episode, 1 in a novel one, 2 in a familiar one
+        self._mem_state = 0  # 0 outside an episode, 1 novel, 2 familiar, 3 stale
         self._mem_quiet = 0  # points below the threshold since the episode's last anomalous one
         self._seasons = [_Season(float(p), float(p) / cfg.season_buckets) for p in cfg.seasonality]
         self._active: _Season | None = None
@@ -721,14 +724,15 @@ class Detector:
         anomalous = score >= thr
         if anomalous:
             if self._mem_state == 0:  # the onset of an episode: seen this before?
-                self._mem_state = 2 if self._recall(level, x, spread) else 1
+                seen = self._recall(level, x, spread)
+                self._mem_state = 3 if seen >= _MEM_STALE else (2 if seen >= _MEM_REPEATS else 1)
             self._mem_quiet = 0
         elif self._mem_state:
             self._mem_quiet += 1
             if self._mem_quiet > _EPISODE_GAP:
                 self._mem_state = 0
-        if self._mem_state == 2 and anomalous:  # familiar: it takes a stronger score to page
-            score *= _MEM_DAMP
+        if self._mem_state >= 2 and anomalous:  # familiar: it takes a stronger score to page
+            score *= _MEM_DAMP if self._mem_state == 2 else _MEM_STALE_DAMP
             anomalous = score >= thr
         last = self._last_finding
         if last >= 0 and n - last <= cfg.cooldown:
@@ -738,14 +742,15 @@ class Detector:
             return score, True, True
         return score, False, False
 
-    def _recall(self, level: float, x: float, spread: float) -> bool:
-        """Remember the onset of an anomalous episode; True when it is familiar.
+    def _recall(self, level: float, x: float, spread: float) -> float:
+        """Remember the onset of an anomalous episode; return how many earlier ones match.
 
         An episode is its level before (the baseline) and its value at onset, in raw
         units; it matches a remembered one when both are within `_MEM_TOL` spreads. A
         match adds a repeat to the first matching memory; otherwise the episode is
         remembered in place of the oldest. Familiar: the matching memories hold at least
-        `_MEM_REPEATS` earlier episodes (the fourth burst of a kind seen three times).
+        `_MEM_REPEATS` earlier episodes (the fourth burst of a kind seen three times);
+        stale: `_MEM_STALE` (the seventh).
         """
         tol = _MEM_TOL * spread
         seen = 0.0
@@ -761,7 +766,7 @@ class Detector:
             self._mem.append([level, x, 1.0])
             if len(self._mem) > _MEM_SIZE:
                 del self._mem[0]
-        return seen >= _MEM_REPEATS
+        return seen
 
     def _kind(self, channel: int, z: float, run: int) -> str:
         if channel == 1:

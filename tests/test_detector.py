@@ -495,6 +495,29 @@ def test_a_burst_seen_three_times_before_needs_a_stronger_score_to_page() -> Non
     assert sum(item[2] for item in mem if item[1] == 18.0) >= 4  # the first and three repeats
 
 
+def test_a_burst_seen_six_times_before_is_stale() -> None:
+    """The same burst with its memory holding 3 earlier episodes (familiar) scores 0.55 of
+    its raw score; with 6 (stale) 0.5, so it pages only on a capped score."""
+    rng = random.Random(8)
+    values = [10.0 + rng.gauss(0.0, 1.0) for _ in range(1000)]
+    values[200] = 25.0  # so that 18 is not beyond the range seen (no new-extreme floor)
+    ts = _clock(1012)
+    det = Detector()
+    for t, v in zip(ts[:1000], values, strict=True):
+        det.update(t, v)
+    state = det.to_state()
+    level = det.update(ts[1000], 10.0).centre  # a probe: the baseline the burst meets
+    onset: dict[float, float] = {}
+    for repeats in (0.0, 3.0, 6.0):
+        state["mem"] = [[level, 18.0, repeats]]
+        twin = Detector.from_state(json.loads(json.dumps(state)))
+        scores = [twin.update(t, 18.0).score for t in ts[1000:1002]]
+        onset[repeats] = scores[1]  # the gate needs the second point
+    assert onset[0.0] == pytest.approx(1.0)
+    assert onset[3.0] == pytest.approx(0.55)
+    assert onset[6.0] == pytest.approx(0.5)
+
+
 def test_episode_memory_survives_a_restore() -> None:
     values, _ = _recurring_bursts()
     ts = _clock(len(values))
@@ -508,7 +531,7 @@ def test_episode_memory_survives_a_restore() -> None:
 
 
 def test_a_value_beyond_the_whole_history_pages_at_once() -> None:
-    """After 500 points, one value beyond everything seen (by 15 % of the range, z >= 3.5)
+    """After 500 points, one value beyond everything seen (by 5 % of the range, z >= 3.5)
     is a finding without a second occurrence; before that it is not."""
     rng = random.Random(12)
     values = [10.0 + rng.gauss(0.0, 1.0) for _ in range(1200)]
