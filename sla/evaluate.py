@@ -120,7 +120,8 @@ def _duration(ms: float) -> str:
 
 def _advise_p50(p50_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
     return (
-        f"Median latency {_ms(p50_ms)} is above the {_ms(t.p50_ms)} target, so the typical "
+        f"Median latency {format_ms(p50_ms)} is above the {format_ms(t.p50_ms)} target, "
+        "so the typical "
         "request is slow, not just outliers: profile the common path for slow or repeated "
         "database queries and missing indexes, check CPU and connection-pool saturation, and "
         "compare with the latency before the last deploy."
@@ -129,14 +130,15 @@ def _advise_p50(p50_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
 
 def _advise_p95(p95_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
     return (
-        f"p95 latency {_ms(p95_ms)} exceeds {_ms(t.p95_ms)}, so about one request in twenty "
+        f"p95 latency {format_ms(p95_ms)} exceeds {format_ms(t.p95_ms)}, "
+        "so about one request in twenty "
         "is slow: break latency down by endpoint to find the slow routes, then look at cache "
         "misses, slow downstream calls and request queueing under peak load."
     )
 
 
 def _advise_p99(p99_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
-    head = f"p99 latency {_ms(p99_ms)} exceeds {_ms(t.p99_ms)}"
+    head = f"p99 latency {format_ms(p99_ms)} exceeds {format_ms(t.p99_ms)}"
     if not i.p50_ms or i.p50_ms <= 0:
         return (
             f"{head}: the slowest 1% of requests are too slow; look for GC pauses, lock "
@@ -145,13 +147,13 @@ def _advise_p99(p99_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
     gap = p99_ms / i.p50_ms
     if gap >= TAIL_GAP_FACTOR:
         return (
-            f"{head} while the median is {_ms(i.p50_ms)} ({gap:.0f}x gap), so the problem is "
+            f"{head} while the median is {format_ms(i.p50_ms)} ({gap:.0f}x gap), so the problem is "
             "the tail, not the common path: look for GC or stop-the-world pauses, lock and "
             "connection-pool contention, retries and timeouts against a dependency, and cold "
             "caches or instances."
         )
     return (
-        f"{head} and the median is close behind ({_ms(i.p50_ms)}, only {gap:.1f}x lower), so "
+        f"{head} and the median is close behind ({format_ms(i.p50_ms)}, only {gap:.1f}x lower), so "
         "the whole distribution has shifted: suspect saturation (CPU, worker or pool "
         "exhaustion, queue depth) or a uniformly slower dependency rather than rare outliers."
     )
@@ -160,7 +162,8 @@ def _advise_p99(p99_ms: float, i: SLAInputs, t: SLAThreshold) -> str:
 def _advise_errors(error_rate_pct: float, i: SLAInputs, t: SLAThreshold) -> str:
     share = f" ({i.errors:,} of {i.count:,} requests failed with 5xx)" if i.count else ""
     return (
-        f"Error rate {_pct(error_rate_pct)}{share} exceeds the {_pct(t.error_rate_pct)} "
+        f"Error rate {format_pct(error_rate_pct)}{share} exceeds the "
+        f"{format_pct(t.error_rate_pct)} "
         "limit: open the service's top issues for this period, new and regressed ones first, "
         "and check whether the rise lines up with a recent release or config change; roll "
         "back if it does."
@@ -170,8 +173,9 @@ def _advise_errors(error_rate_pct: float, i: SLAInputs, t: SLAThreshold) -> str:
 def _advise_uptime(uptime_pct: float, i: SLAInputs, t: SLAThreshold) -> str:
     lost = f" ({_duration(i.downtime_ms)} of bad windows)" if i.downtime_ms else ""
     return (
-        f"Uptime {_pct(uptime_pct)} is below the {_pct(t.uptime_pct)} target{lost}, counting "
-        f"windows whose error rate went above {_pct(t.error_rate_pct)}: review the incidents "
+        f"Uptime {format_pct(uptime_pct)} is below the {format_pct(t.uptime_pct)} "
+        f"target{lost}, counting "
+        f"windows whose error rate went above {format_pct(t.error_rate_pct)}: review the incidents "
         "in those windows, failing health checks and dependency outages, and make sure a "
         "burn-rate alert paged while they happened."
     )
@@ -184,7 +188,3 @@ _RECOMMENDERS: dict[str, Callable[[float, SLAInputs, SLAThreshold], str]] = {
     "error_rate_pct": _advise_errors,
     "uptime_pct": _advise_uptime,
 }
-
-
-_ms = format_ms
-_pct = format_pct
