@@ -51,17 +51,22 @@ log = structlog.get_logger("prodmon.runner")
 # Emits on these topics are worth a log line each (they are rare and carry ids).
 NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
 _TOPIC = attrgetter("topic")
-# Checkpoints that may queue behind the one in flight before the loop waits for them.
+# Checkpoints that may queue behind the one in flight before the loop waits for them
+# (`runtime.max_queued_bytes` bounds their encoded size as well).
 MAX_QUEUED_CHECKPOINTS = 8
 
 
 class _Checkpoint(NamedTuple):
-    """One batch's encoded checkpoint, waiting to be made durable."""
+    """One batch's encoded checkpoint, waiting to be made durable. It keeps the encoded
+    messages only: what the stage emitted is dropped once encoded, but for the count and
+    the few emits worth a log line."""
 
     outputs: list[Message]
     changelog: list[Message]
     offsets: dict[TopicPartition, int]
-    result: StageResult
+    emits: int
+    notable: list[Emit]
+    size: int  # encoded bytes (keys and values) of outputs and changelog
 
 
 @dataclass
@@ -152,6 +157,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task | None = None
         self._queued: list[_Checkpoint] = []  # waiting for the group in flight
+        self._queued_bytes = 0
         self._abandoned = False  # a checkpoint gave up on stop: no later one may be made durable
         self._consumer: AIOKafkaConsumer | None = None
         self._slim = SlimRecords(self.names.logical)
@@ -373,7 +379,9 @@ class StageRunner(ConsumerRebalanceListener):
         batches checkpointed meanwhile queue up and go next as one group (outputs, then
         changelog, in batch order; the latest offsets committed), so order holds and a
         slow broker costs round trips per group, not per batch. Past
-        `MAX_QUEUED_CHECKPOINTS` the loop waits. `drain` waits for all of it (before a
+        `MAX_QUEUED_CHECKPOINTS`, or `runtime.max_queued_bytes` of encoded messages, the
+        loop waits: what waits for acks is what bounds memory while a close of many
+        series is emitted (docs/memory.md). `drain` waits for all of it (before a
         rebalance and on stop).
         """
         outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
@@ -384,13 +392,21 @@ class StageRunner(ConsumerRebalanceListener):
             for tp, next_offset in offsets.items():
                 state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
             changelog = changelog_messages(self.state_name, self.names, state)
-        self._queued.append(_Checkpoint(outputs, changelog, offsets, result))
+        size = encoded_size(outputs) + encoded_size(changelog)
+        notable = notable_emits(result.emits)
+        self._queued.append(
+            _Checkpoint(outputs, changelog, offsets, len(result.emits), notable, size)
+        )
+        self._queued_bytes += size
         task = self._in_flight
         if task is None or task.done():
             if task is not None:
                 task.result()  # a checkpoint that failed outright fails the loop, as it did
             self._in_flight = asyncio.create_task(self._make_queued_durable(stop))
-        elif len(self._queued) >= MAX_QUEUED_CHECKPOINTS:
+        elif (
+            len(self._queued) >= MAX_QUEUED_CHECKPOINTS
+            or self._queued_bytes >= self.config.runtime.max_queued_bytes
+        ):
             await asyncio.shield(task)  # bounded: the queue is made durable first
 
     async def drain(self) -> None:
@@ -403,6 +419,7 @@ class StageRunner(ConsumerRebalanceListener):
         """Make the queued checkpoints durable, a group at a time, until none is left."""
         while self._queued:
             group, self._queued = self._queued, []
+            self._queued_bytes = 0
             offsets: dict[TopicPartition, int] = {}
             for checkpoint in group:
                 offsets.update(checkpoint.offsets)  # later batches' offsets win
@@ -410,7 +427,7 @@ class StageRunner(ConsumerRebalanceListener):
                 [m for checkpoint in group for m in checkpoint.outputs],
                 [m for checkpoint in group for m in checkpoint.changelog],
                 offsets,
-                [checkpoint.result for checkpoint in group],
+                group,
                 stop,
             )
 
@@ -419,7 +436,7 @@ class StageRunner(ConsumerRebalanceListener):
         outputs: list[Message],
         changelog: list[Message],
         offsets: dict[TopicPartition, int],
-        results: list[StageResult],
+        checkpoints: list[_Checkpoint],
         stop: asyncio.Event,
     ) -> None:
         if self._abandoned:  # committing (or marking) past the abandoned batch would skip it
@@ -440,10 +457,10 @@ class StageRunner(ConsumerRebalanceListener):
                     return
                 await backoff.wait(stop)
         await self._commit(offsets)
-        for result in results:
+        for checkpoint in checkpoints:
             self.stats.batches += 1
-            self.stats.emits_out += len(result.emits)
-            self._log_notable(result)
+            self.stats.emits_out += checkpoint.emits
+            self._log_notable(checkpoint.notable)
 
     def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """The offsets to commit (and to mark in the changelog) after this batch.
@@ -480,11 +497,9 @@ class StageRunner(ConsumerRebalanceListener):
             self.stats.commit_failures += 1
             self.log.warning("commit_failed", error=repr(exc), partitions=_parts(offsets))
 
-    def _log_notable(self, result: StageResult) -> None:
-        if NOTABLE_TOPICS.isdisjoint(map(_TOPIC, result.emits)):  # most batches: a C loop
-            return
-        for emit in result.emits:
-            if emit.topic in NOTABLE_TOPICS and isinstance(emit.value, dict):
+    def _log_notable(self, notable: list[Emit]) -> None:
+        for emit in notable:
+            if isinstance(emit.value, dict):
                 value = emit.value
                 self.log.info(
                     "emitted",
@@ -561,6 +576,18 @@ class StageRunner(ConsumerRebalanceListener):
             )
             return 0
         return 1
+
+
+def notable_emits(emits: list[Emit]) -> list[Emit]:
+    """The emits worth a log line each once durable (rare, and they carry ids)."""
+    if NOTABLE_TOPICS.isdisjoint(map(_TOPIC, emits)):  # most batches: a C loop
+        return []
+    return [emit for emit in emits if emit.topic in NOTABLE_TOPICS]
+
+
+def encoded_size(messages: list[Message]) -> int:
+    """Bytes of keys and values held by encoded messages."""
+    return sum(len(m.key or b"") + len(m.value or b"") for m in messages)
 
 
 def _parts(offsets: dict[TopicPartition, int]) -> list[str]:

@@ -154,6 +154,36 @@ async def test_checkpoints_behind_the_one_in_flight_go_next_as_one_group_in_orde
     assert runner.stats.batches == 5 and runner.stats.emits_out == 5
 
 
+async def test_queued_output_past_its_byte_bound_makes_the_loop_wait_for_the_acks(
+    bootstrap, topics
+):
+    config = make_config(bootstrap, topics)
+    config.runtime.max_queued_bytes = 10_000
+    producer = make_producer(config)
+    await producer.start()
+    runner = StageRunner(EchoUnlessPoison(), config, producer)
+    stop = asyncio.Event()
+    small = StageResult(emits=[Emit("issues", "k", {"echo": "first"})])
+    big = StageResult(emits=[Emit("issues", f"k{n}", {"echo": "x" * 100}) for n in range(200)])
+    try:
+        await runner.checkpoint(small, {}, stop)
+        await asyncio.sleep(0)  # the first group starts; it is in flight
+        first = runner._in_flight
+        await runner.checkpoint(big, {}, stop)  # ~25 KB queued: over the bound
+        # The loop waited until everything queued was durable, the big batch included.
+        assert first is not None and first.done()
+        assert not runner._queued and runner._queued_bytes == 0
+        assert runner.stats.batches == 2 and runner.stats.emits_out == 201
+        # Under the bound, a checkpoint does not wait for acks (as before).
+        await runner.checkpoint(small, {}, stop)
+        await asyncio.sleep(0)
+        await runner.checkpoint(small, {}, stop)
+        assert len(runner._queued) == 1 and runner._queued_bytes > 0
+        await runner.drain()
+    finally:
+        await producer.stop()
+
+
 class RestoreRecorder(EchoUnlessPoison):
     """Records what it restores; a value with "boom" makes its restore raise."""
 
