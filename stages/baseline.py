@@ -27,13 +27,14 @@ from typing import Any
 import orjson
 
 from alerting.alert_text import issue_facts
-from detection.detector import Detector, DetectorConfig, Update
+from detection.detector import DetectorConfig, Update
 from detection.rules import DEFAULT_RULES, ISSUE_METRICS, ROLLUP_METRICS, Rule, RuleGate
 from schemas.rollups import SERVICE_WIDE, is_rollup
 from schemas.signals import signal_id
 from schemas.topology import BASELINE, SIGNALS
 from sla import SLAConfig, burn_rates, evaluate, summarize_windows
 from stages.base import Emit, Record, StageBase, StageResult
+from stages.baseline_store import BUNDLE_KIND, LEGACY_KIND, DetectorBundles, RecentPoints
 from stages.early import EARLY_OPS, EARLY_TOPIC, provisional_summary
 
 __all__ = ["BaselineConfig", "BaselineStage"]
@@ -120,7 +121,8 @@ class BaselineStage(StageBase):
         self._rollup_rules = [r for r in rules if r.metric in ROLLUP_METRICS]
         self._issue_rules = [r for r in rules if r.metric in ISSUE_METRICS]
         self._service_rules = [r for r in rules if r.metric in ("sla_violations", "burn_rate")]
-        self.detectors: dict[int, dict[str, Detector]] = {}
+        # per partition, key -> its metrics' detectors packed into one bytes value
+        self.detectors = DetectorBundles(self.config.detector)
         self.gates: dict[int, dict[str, RuleGate]] = {}
         self.last_window: dict[int, dict[str, int]] = {}
         self.issue_counts: dict[int, dict[str, list[int]]] = {}
@@ -128,10 +130,10 @@ class BaselineStage(StageBase):
         self.anomaly_seen: dict[int, dict[str, int]] = {}  # key -> last anomalous ts (firing)
         self.peaks: dict[int, dict[str, float]] = {}  # rule|key -> worst violating value
         self.swept: dict[int, int] = {}  # partition -> event time of the last idle sweep
-        # series -> {"metrics": [names], "points": [[window start, value per metric], ...]}
-        self.recent: dict[int, dict[str, dict[str, list]]] = {}
         watched = {r.metric for r in self._rollup_rules} | set(self.config.metrics)
         self._point_metrics = tuple(m for m in ROLLUP_METRICS if m in watched)
+        # series -> its recent points: [window start, value per metric of _point_metrics]
+        self.recent = RecentPoints(len(self._point_metrics))
         self.stats = {"rollups": 0, "issues": 0, "signals": 0, "ignored": 0, "expired": 0}
 
     # --- Stage protocol ---------------------------------------------------------------------
@@ -140,8 +142,8 @@ class BaselineStage(StageBase):
         return self.stats
 
     def state_size(self) -> int | None:
-        """Detectors held (one per series or issue and metric)."""
-        return sum(len(detectors) for detectors in self.detectors.values())
+        """Keys whose detectors are held (a series or an issue, all its metrics)."""
+        return len(self.detectors)
 
     def process(self, records: list[Record], now: float) -> StageResult:
         result = StageResult()
@@ -164,18 +166,10 @@ class BaselineStage(StageBase):
 
     def restore(self, partition: int, key: str, value: Any) -> None:
         kind, _, name = key.partition("|")
-        if kind == "d":
-            store = self.detectors.setdefault(partition, {})
-            try:
-                detector = (
-                    None if value is None else Detector.from_state(value, self.config.detector)
-                )
-            except (ValueError, KeyError, TypeError, IndexError):
-                detector = None  # another detector version's state: learn this series afresh
-            if detector is None:
-                store.pop(name, None)
-            else:
-                store[name] = detector
+        if kind == BUNDLE_KIND:
+            self.detectors.restore(partition, name, value)
+        elif kind == LEGACY_KIND:  # one detector's to_state(), as written before issue 24
+            self.detectors.restore_legacy(partition, name, value)
         elif kind == "g":
             gates = self.gates.setdefault(partition, {})
             if value is None:
@@ -203,24 +197,23 @@ class BaselineStage(StageBase):
             else:
                 seen[name] = int(value)
         elif kind == "r":
-            recent = self.recent.setdefault(partition, {})
             restored = _restored_points(value, self._point_metrics)
             if restored is None:
-                recent.pop(name, None)
+                self.recent.forget(partition, name)
             else:
-                recent[name] = restored
+                self.recent.set_rows(partition, name, restored["points"])
 
     def revoke(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
+            self.detectors.revoke(partition)
+            self.recent.revoke(partition)
             for store in (
-                self.detectors,
                 self.gates,
                 self.last_window,
                 self.issue_counts,
                 self.minutes,
                 self.anomaly_seen,
                 self.peaks,
-                self.recent,
             ):
                 store.pop(partition, None)
 
@@ -243,22 +236,20 @@ class BaselineStage(StageBase):
         if not idle:
             return
         owner_of = {
-            "d": lambda name: name.rpartition("|")[0],  # key|metric
-            "a": lambda name: name.rpartition("|")[0],
+            "a": lambda name: name.rpartition("|")[0],  # key|metric
             "g": lambda name: name.partition("|")[2],  # rule|key
             "p": lambda name: name.partition("|")[2],
             "w": lambda name: name,
             "i": lambda name: name,
             "r": lambda name: name,
+            BUNDLE_KIND: lambda name: name,
         }
         stores: dict[str, dict[int, dict[str, Any]]] = {
-            "d": self.detectors,
             "a": self.anomaly_seen,
             "g": self.gates,
             "p": self.peaks,
             "w": self.last_window,
             "i": self.issue_counts,
-            "r": self.recent,
         }
 
         def owner(kind: str, name: str) -> str | None:
@@ -275,11 +266,16 @@ class BaselineStage(StageBase):
         idle -= firing
         if not idle:
             return
+        for key in [k for k in self.detectors.keys(partition) if owner(BUNDLE_KIND, k)]:
+            self.detectors.forget(partition, key, result.state)
         for kind, store in stores.items():
             names = store.get(partition, {})
             for name in [n for n in names if owner(kind, n) is not None]:
                 del names[name]
                 result.state[(partition, f"{kind}|{name}")] = None
+        for series in [s for s in self.recent.keys(partition) if owner("r", s)]:
+            self.recent.forget(partition, series)
+            result.state[(partition, f"r|{series}")] = None
         self.stats["expired"] += len(idle)
 
     # --- rollups ----------------------------------------------------------------------------
@@ -307,8 +303,8 @@ class BaselineStage(StageBase):
         self._remember_point(partition, series, window, metrics, result)
         first_emit = len(result.emits)
         if rollup["count"] > 0:
-            for metric in self.config.metrics:
-                self._learn(partition, series, metric, metrics[metric], ts, labels, window, result)
+            observed = [(metric, metrics[metric]) for metric in self.config.metrics]
+            self._learn(partition, series, observed, ts, labels, window, result)
         for rule in self._rollup_rules:
             if rule.matches(labels):
                 value = metrics[rule.metric]
@@ -332,15 +328,12 @@ class BaselineStage(StageBase):
         names = self._point_metrics
         if not names:
             return
-        recent = self.recent.setdefault(partition, {})
-        kept = recent.get(series)
-        if kept is None or kept["metrics"] != list(names):
-            kept = recent[series] = {"metrics": list(names), "points": []}
         oldest = window["start"] - RECENT_POINTS * (window["end"] - window["start"])
-        points = [p for p in kept["points"][-(RECENT_POINTS - 1) :] if p[0] > oldest]
-        points.append([window["start"], *(_rounded(metrics[m]) for m in names)])
-        kept = recent[series] = {"metrics": kept["metrics"], "points": points}
-        result.state[(partition, f"r|{series}")] = kept
+        values = [_rounded(metrics[m]) for m in names]
+        points = self.recent.append(
+            partition, series, window["start"], oldest, values, RECENT_POINTS
+        )
+        result.state[(partition, f"r|{series}")] = {"metrics": list(names), "points": points}
 
     def _attach_points(
         self,
@@ -352,18 +345,21 @@ class BaselineStage(StageBase):
         """Give each threshold or anomaly signal of a watched metric in `emits` the series'
         recent points of its metric, `[[window start ms, value], ...]` (with the open
         window's provisional value last for an early finding)."""
-        kept = self.recent.get(partition, {}).get(series)
-        if kept is None:
+        if not emits:
             return
+        rows = self.recent.rows(partition, series)
+        if rows is None:
+            return
+        names = self._point_metrics
         for emit in emits:
             signal = emit.value
             metric = signal.get("metric")
             if signal.get("kind") not in ("threshold", "anomaly") or signal.get("key") != series:
                 continue
-            if metric not in kept["metrics"]:
+            if metric not in names:
                 continue
-            column = kept["metrics"].index(metric) + 1
-            points = [[p[0], p[column]] for p in kept["points"]]
+            column = names.index(metric) + 1
+            points = [[p[0], p[column]] for p in rows]
             if early is not None and isinstance(signal.get("value"), int | float):
                 points = [*points[1 - RECENT_POINTS :], [early["start"], signal["value"]]]
             signal["points"] = points
@@ -404,20 +400,37 @@ class BaselineStage(StageBase):
         self,
         partition: int,
         key: str,
-        metric: str,
-        value: float,
+        observed: list[tuple[str, float]],
         ts: int,
         labels: dict[str, Any],
         window: dict[str, int],
         result: StageResult,
     ) -> None:
+        """Feed each (metric, value) to the key's detector of that metric: unpacked from the
+        key's bundle, updated, packed back; the bundle is stored and written once."""
+        store = self.detectors
+        packed = store.open(partition, key)
+        for metric, value in observed:
+            detector = store.detector(packed, metric)
+            update = detector.update(ts / 1000.0, value)
+            packed[metric] = store.pack(detector)
+            self._judge(partition, key, metric, value, update, ts, labels, window, result)
+        store.put(partition, key, packed, result.state)
+
+    def _judge(
+        self,
+        partition: int,
+        key: str,
+        metric: str,
+        value: float,
+        update: Update,
+        ts: int,
+        labels: dict[str, Any],
+        window: dict[str, int],
+        result: StageResult,
+    ) -> None:
+        """A detector's verdict into firing and resolved anomaly signals."""
         name = f"{key}|{metric}"
-        store = self.detectors.setdefault(partition, {})
-        detector = store.get(name)
-        if detector is None:
-            detector = store[name] = Detector(self.config.detector)
-        update = detector.update(ts / 1000.0, value)
-        result.state[(partition, f"d|{name}")] = detector.to_state()
         seen = self.anomaly_seen.setdefault(partition, {})
         rule = f"baseline:{metric}"
         if update.finding:
@@ -669,9 +682,8 @@ class BaselineStage(StageBase):
         }
         ts = int(issue.get("ts") or last_seen)
         if self.config.learn_issue_rates and issue.get("type") in ("count", "new", "regressed"):
-            self._learn(
-                partition, fingerprint, "issue_rate_per_min", rate, ts, labels, window, result
-            )
+            learned = [("issue_rate_per_min", rate)]
+            self._learn(partition, fingerprint, learned, ts, labels, window, result)
         for rule in self._issue_rules:
             if rule.matches(labels):
                 value = observed[rule.metric]

@@ -32,8 +32,8 @@ def test_firing_and_resolved_signals_carry_their_metric_s_recent_points():
     after = run_minutes(stage, rng, range(130, 160), changelog=changelog)
     p99 = [s for s in incident + after if s["rule"] == "p99-over-1s"]
     assert [s["state"] for s in p99] == ["firing", "resolved"]
-    kept = {p[0]: p for p in stage.recent[0]["checkout|/pay"]["points"]}
-    column = stage.recent[0]["checkout|/pay"]["metrics"].index("p99_ms") + 1
+    kept = {p[0]: p for p in stage.recent.rows(0, "checkout|/pay") or []}
+    column = stage._point_metrics.index("p99_ms") + 1
     p99_of = {t: p[column] for t, p in kept.items()}
     for signal in p99:
         _points_ok(signal, p99_of)
@@ -44,7 +44,7 @@ def test_firing_and_resolved_signals_carry_their_metric_s_recent_points():
     assert anomalies and all(s["key"] == "checkout|/pay" for s in anomalies)
     for signal in anomalies:
         metric = signal["metric"]
-        column = stage.recent[0]["checkout|/pay"]["metrics"].index(metric) + 1
+        column = stage._point_metrics.index(metric) + 1
         assert signal["points"][-1][0] == signal["window"]["start"]
         assert len(signal["points"]) == RECENT_POINTS and column > 0
     # Kept small: one changelog value per series, a few kB.
@@ -59,7 +59,7 @@ def test_points_survive_a_restore_and_the_next_signal_shows_the_time_before_it()
     restored = BaselineStage()
     for (partition, key), value in changelog.items():
         restored.restore(partition, key, orjson.loads(orjson.dumps(value)))
-    assert restored.recent[0]["checkout|/pay"] == stage.recent[0]["checkout|/pay"]
+    assert restored.recent.rows(0, "checkout|/pay") == stage.recent.rows(0, "checkout|/pay")
     fired = run_minutes(restored, rng, range(30, 33), slow_from=30)
     [p99] = [s for s in fired if s["rule"] == "p99-over-1s"]
     assert p99["points"][0][0] == T0  # from before the restart
@@ -72,10 +72,10 @@ def test_a_gap_drops_points_older_than_the_chart_and_odd_changelog_values_start_
     for minute in range(0, 10):
         feed(stage, [healthy(rng, "search|/q", minute)])
     feed(stage, [healthy(rng, "search|/q", 200)])  # back after more than 45 minutes
-    assert [p[0] for p in stage.recent[0]["search|/q"]["points"]] == [T0 + 200 * MIN]
+    assert [p[0] for p in stage.recent.rows(0, "search|/q") or []] == [T0 + 200 * MIN]
     for value in ({"metrics": ["p99_ms"], "points": [[T0, 1.0]]}, {"x": 1}, None, "junk"):
         stage.restore(0, "r|search|/q", value)
-        assert "search|/q" not in stage.recent[0]
+        assert "search|/q" not in stage.recent.keys(0)
 
 
 def test_issue_and_service_signals_carry_no_points():
@@ -100,7 +100,7 @@ def test_an_idle_series_points_are_tombstoned_with_it():
     for minute in range(30, 130):
         changelog.update(feed(stage, [healthy(rng, "search|/q", minute)]).state)
     assert changelog[(0, "r|batch|/job")] is None
-    assert "batch|/job" not in stage.recent[0] and "search|/q" in stage.recent[0]
+    assert "batch|/job" not in stage.recent.keys(0) and "search|/q" in stage.recent.keys(0)
 
 
 def test_an_early_finding_shows_its_open_window_last():
@@ -123,5 +123,5 @@ def test_an_early_finding_shows_its_open_window_last():
     assert signal["provisional"] is True
     assert signal["points"][-1] == [E0 + 20_000, 10.0]  # the open window, provisional
     assert [t for t, _ in signal["points"]] == [E0, E0 + 10_000, E0 + 20_000]
-    kept = stage.recent[0][signal["key"]]["points"]
+    kept = stage.recent.rows(0, signal["key"]) or []
     assert kept[-1][0] == E0 + 20_000 and kept[-1][1] != 10.0  # the closed window's, not early
