@@ -90,10 +90,10 @@ class RuntimeConfig(Section):
     """How the stage runner polls, batches and backs off."""
 
     max_batch_records: int = 5000
-    # Encoded output (records and changelog) that may wait behind the checkpoint in flight
-    # before the loop waits for the broker's acks: the bound on what a close of many
+    # Encoded output (records and changelog) that may wait for the broker's acks, in flight
+    # or queued, before the loop waits for all of it: the bound on what a close of many
     # series holds in memory (docs/memory.md).
-    max_queued_bytes: int = 16 * 1024 * 1024
+    max_unacked_bytes: int = 16 * 1024 * 1024
     poll_timeout_ms: int = 200
     tick_interval_s: float = 1.0
     partitions: int = 4
@@ -477,7 +477,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"kafka.prefix: {k.prefix!r} may not contain spaces, '/', '\\' or ':'")
     positive = {
         "runtime.max_batch_records": r.max_batch_records,
-        "runtime.max_queued_bytes": r.max_queued_bytes,
+        "runtime.max_unacked_bytes": r.max_unacked_bytes,
         "runtime.poll_timeout_ms": r.poll_timeout_ms,
         "runtime.fetch_max_wait_ms": r.fetch_max_wait_ms,
         "runtime.tick_interval_s": r.tick_interval_s,

@@ -52,7 +52,7 @@ log = structlog.get_logger("prodmon.runner")
 NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
 _TOPIC = attrgetter("topic")
 # Checkpoints that may queue behind the one in flight before the loop waits for them
-# (`runtime.max_queued_bytes` bounds their encoded size as well).
+# (`runtime.max_unacked_bytes` bounds the encoded size of all that waits for acks).
 MAX_QUEUED_CHECKPOINTS = 8
 
 
@@ -157,7 +157,7 @@ class StageRunner(ConsumerRebalanceListener):
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task | None = None
         self._queued: list[_Checkpoint] = []  # waiting for the group in flight
-        self._queued_bytes = 0
+        self._unacked_bytes = 0  # encoded size of the checkpoints queued and in flight
         self._abandoned = False  # a checkpoint gave up on stop: no later one may be made durable
         self._consumer: AIOKafkaConsumer | None = None
         self._slim = SlimRecords(self.names.logical)
@@ -379,10 +379,10 @@ class StageRunner(ConsumerRebalanceListener):
         batches checkpointed meanwhile queue up and go next as one group (outputs, then
         changelog, in batch order; the latest offsets committed), so order holds and a
         slow broker costs round trips per group, not per batch. Past
-        `MAX_QUEUED_CHECKPOINTS`, or `runtime.max_queued_bytes` of encoded messages, the
-        loop waits: what waits for acks is what bounds memory while a close of many
-        series is emitted (docs/memory.md). `drain` waits for all of it (before a
-        rebalance and on stop).
+        `MAX_QUEUED_CHECKPOINTS` the loop waits, and once `runtime.max_unacked_bytes` of
+        encoded messages wait for acks (queued or in flight) it waits until all are
+        durable: that bounds the memory a close of many series holds (docs/memory.md).
+        `drain` waits for all of it (before a rebalance and on stop).
         """
         outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
         offsets = self._commit_offsets(offsets)
@@ -397,17 +397,16 @@ class StageRunner(ConsumerRebalanceListener):
         self._queued.append(
             _Checkpoint(outputs, changelog, offsets, len(result.emits), notable, size)
         )
-        self._queued_bytes += size
+        self._unacked_bytes += size
         task = self._in_flight
         if task is None or task.done():
             if task is not None:
                 task.result()  # a checkpoint that failed outright fails the loop, as it did
-            self._in_flight = asyncio.create_task(self._make_queued_durable(stop))
-        elif (
-            len(self._queued) >= MAX_QUEUED_CHECKPOINTS
-            or self._queued_bytes >= self.config.runtime.max_queued_bytes
-        ):
+            task = self._in_flight = asyncio.create_task(self._make_queued_durable(stop))
+        elif len(self._queued) >= MAX_QUEUED_CHECKPOINTS:
             await asyncio.shield(task)  # bounded: the queue is made durable first
+        if self._unacked_bytes >= self.config.runtime.max_unacked_bytes:
+            await asyncio.shield(task)
 
     async def drain(self) -> None:
         """Wait until the checkpoint in flight (if any) is durable and committed."""
@@ -419,7 +418,6 @@ class StageRunner(ConsumerRebalanceListener):
         """Make the queued checkpoints durable, a group at a time, until none is left."""
         while self._queued:
             group, self._queued = self._queued, []
-            self._queued_bytes = 0
             offsets: dict[TopicPartition, int] = {}
             for checkpoint in group:
                 offsets.update(checkpoint.offsets)  # later batches' offsets win
@@ -430,6 +428,7 @@ class StageRunner(ConsumerRebalanceListener):
                 group,
                 stop,
             )
+            self._unacked_bytes -= sum(checkpoint.size for checkpoint in group)
 
     async def _make_durable(
         self,

@@ -301,33 +301,44 @@ class PartialWindowsCore(WindowsCore):
         late, names = ps.late, self.series_names
         counts_list = counts.tolist()
         b64 = base64.b64encode
-        services: dict[str, list[list[Any]]] = {}  # a service's rows, in first-event order
-        for n, sid in zip(by_arrival.tolist(), sids.tolist(), strict=True):
+        # Each service's rows are built and encoded in one go (a service's series in
+        # first-event order), so only one service's rows exist as Python lists at a time:
+        # all of a close's rows at once were the largest transient of a close
+        # (docs/memory.md).
+        arrival, in_order = by_arrival.tolist(), sids.tolist()
+        services: dict[str, list[int]] = {}  # service -> positions in `arrival`
+        for k, sid in enumerate(in_order):
             series = names[sid]
             assert series is not None  # an id in an open bucket is never freed
-            pending = 0
-            if late:
-                pending = late.pop(series, 0)
-                if pending:
-                    ps.dirty.add(LATE_PREFIX + series)
-            service, _, endpoint = series.rpartition("|")
-            rows = services.get(service)
-            if rows is None:
-                rows = services[service] = []
-            rows.append(
-                [
-                    endpoint,
-                    counts_list[n],
-                    errors[n],
-                    int(client_errors[n]),
-                    pending,
-                    sums[n],
-                    maxima[n],
-                    b64(blob[8 * edges[n] : 8 * edges[n + 1]]).decode("ascii"),
-                ]
-            )
+            service = series.rpartition("|")[0]
+            members = services.get(service)
+            if members is None:
+                services[service] = [k]
+            else:
+                members.append(k)
         emits, bits = result.emits, lay._count_bits
-        for service, rows in services.items():
+        for service, members in services.items():
+            rows = []
+            for k in members:
+                n, series = arrival[k], names[in_order[k]]
+                assert series is not None
+                pending = 0
+                if late:
+                    pending = late.pop(series, 0)
+                    if pending:
+                        ps.dirty.add(LATE_PREFIX + series)
+                rows.append(
+                    [
+                        series.rpartition("|")[2],
+                        counts_list[n],
+                        errors[n],
+                        int(client_errors[n]),
+                        pending,
+                        sums[n],
+                        maxima[n],
+                        b64(blob[8 * edges[n] : 8 * edges[n + 1]]).decode("ascii"),
+                    ]
+                )
             value = encode_service_partials(service, start, partition, bits, rows)
             emits.append(Emit(LATENCY_TOPIC, service, encoded_json(value)))
         self.stats["partials_sent"] += len(counts_list)

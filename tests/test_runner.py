@@ -154,11 +154,11 @@ async def test_checkpoints_behind_the_one_in_flight_go_next_as_one_group_in_orde
     assert runner.stats.batches == 5 and runner.stats.emits_out == 5
 
 
-async def test_queued_output_past_its_byte_bound_makes_the_loop_wait_for_the_acks(
+async def test_output_awaiting_acks_past_its_byte_bound_makes_the_loop_wait_for_them(
     bootstrap, topics
 ):
     config = make_config(bootstrap, topics)
-    config.runtime.max_queued_bytes = 10_000
+    config.runtime.max_unacked_bytes = 10_000
     producer = make_producer(config)
     await producer.start()
     runner = StageRunner(EchoUnlessPoison(), config, producer)
@@ -172,14 +172,20 @@ async def test_queued_output_past_its_byte_bound_makes_the_loop_wait_for_the_ack
         await runner.checkpoint(big, {}, stop)  # ~25 KB queued: over the bound
         # The loop waited until everything queued was durable, the big batch included.
         assert first is not None and first.done()
-        assert not runner._queued and runner._queued_bytes == 0
+        assert not runner._queued and runner._unacked_bytes == 0
         assert runner.stats.batches == 2 and runner.stats.emits_out == 201
+        # With nothing in flight, a batch over the bound is made durable before the loop
+        # goes on.
+        await runner.checkpoint(big, {}, stop)
+        assert runner._in_flight is not None and runner._in_flight.done()
+        assert runner.stats.batches == 3 and runner._unacked_bytes == 0
         # Under the bound, a checkpoint does not wait for acks (as before).
         await runner.checkpoint(small, {}, stop)
         await asyncio.sleep(0)
         await runner.checkpoint(small, {}, stop)
-        assert len(runner._queued) == 1 and runner._queued_bytes > 0
+        assert len(runner._queued) == 1 and runner._unacked_bytes > 0
         await runner.drain()
+        assert runner._unacked_bytes == 0
     finally:
         await producer.stop()
 
