@@ -13,20 +13,32 @@ Reported per series kind: microseconds per `Detector.update`, per update plus
 and the JSON size of the state (orjson, as the runtime writes it): the largest seen
 (sampled hourly) and the size after 21 days. Then the live stage itself: `BaselineStage`
 fed 1-minute rollups of many series (4 metrics each, the default), microseconds per
-(series, metric) point, everything included (decoding, detectors, state, rules). Times
-are best of 3 runs. Ratios are to the budgets (< 1 is within).
+(series, metric) point, everything included (decoding, detectors, state, rules), and
+the same with its changelog values encoded as the runtime does (orjson). Since issue 24
+the stage holds its detectors packed (detection/packed.py): per update plus unpack and
+pack is reported too, and the packed size. Times are best of 3 runs. Ratios are to the
+budgets (< 1 is within).
+
+With `--memory N:POINTS,...`, instead: the state the live stage holds per series
+(tracemalloc), for N series after POINTS one-minute rollups each (issue 24). POINTS = 1 is
+measured live (the stage traced while it learns); with more points they are learned
+untraced and the final changelog is then restored into a traced fresh stage (what a
+restarted stage holds), since tracing a long run slows it several times.
 
     python -m tests.bench.bench_detector [--days 21] [--series 200] [--json out.json]
+    python -m tests.bench.bench_detector --memory 5000:1,300:2100,100:10200
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import random
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 import orjson
@@ -123,39 +135,80 @@ def rollup_records(n_series: int, minutes: int) -> list[list[Record]]:
     """One batch per minute: one 1-minute rollup per series (endpoint-level series)."""
     rng = random.Random(SEED)
     bases = [rng.lognormvariate(4.5, 0.5) for _ in range(n_series)]
-    batches = []
-    offset = 0
-    for m in range(minutes):
-        start = int((T0 + 60 * m) * 1000)
-        day = math.sin(2 * math.pi * (m % 1440) / 1440)
-        batch = []
-        for s, base in enumerate(bases):
-            count = max(1, int(rng.gauss(600 + 300 * day, 25)))
-            p50 = base * rng.lognormvariate(0.0, 0.05)
-            rollup = {
-                "id": f"svc{s}|/api|1m|{start}",
-                "series": f"svc{s}|/api",
-                "service": f"svc{s}",
-                "endpoint": "/api",
-                "resolution": "1m",
-                "start": start,
-                "end": start + 60_000,
-                "count": count,
-                "errors": int(rng.random() < 0.3),
-                "client_errors": 0,
-                "p50_ms": p50,
-                "p90_ms": p50 * 1.8,
-                "p95_ms": p50 * 2.2,
-                "p99_ms": p50 * 3.0 * rng.lognormvariate(0.0, 0.1),
-                "p999_ms": p50 * 4.0,
-                "max_ms": p50 * 5.0,
-                "mean_ms": p50 * 1.2,
-            }
-            value = orjson.dumps(rollup)
-            batch.append(Record("rollups", 0, offset, rollup["series"].encode(), value))
-            offset += 1
-        batches.append(batch)
-    return batches
+    return [minute_batch(rng, bases, m, m * n_series) for m in range(minutes)]
+
+
+def minute_batch(rng: random.Random, bases: list[float], m: int, offset: int) -> list[Record]:
+    """Minute `m`'s 1-minute rollups, one per series (base p50 in `bases`)."""
+    start = int((T0 + 60 * m) * 1000)
+    day = math.sin(2 * math.pi * (m % 1440) / 1440)
+    batch = []
+    for s, base in enumerate(bases):
+        count = max(1, int(rng.gauss(600 + 300 * day, 25)))
+        p50 = base * rng.lognormvariate(0.0, 0.05)
+        rollup = {
+            "id": f"svc{s}|/api|1m|{start}",
+            "series": f"svc{s}|/api",
+            "service": f"svc{s}",
+            "endpoint": "/api",
+            "resolution": "1m",
+            "start": start,
+            "end": start + 60_000,
+            "count": count,
+            "errors": int(rng.random() < 0.3),
+            "client_errors": 0,
+            "p50_ms": p50,
+            "p90_ms": p50 * 1.8,
+            "p95_ms": p50 * 2.2,
+            "p99_ms": p50 * 3.0 * rng.lognormvariate(0.0, 0.1),
+            "p999_ms": p50 * 4.0,
+            "max_ms": p50 * 5.0,
+            "mean_ms": p50 * 1.2,
+        }
+        value = orjson.dumps(rollup)
+        batch.append(Record("rollups", 0, offset + s, rollup["series"].encode(), value))
+    return batch
+
+
+def _encoded(state: dict[tuple[int, str], Any]) -> dict[tuple[int, str], bytes | None]:
+    """Changelog values as the runtime writes them."""
+    return {key: None if value is None else orjson.dumps(value) for key, value in state.items()}
+
+
+def measure_memory(n_series: int, points: int) -> dict[str, Any]:
+    """Bytes per series of the state the baseline stage holds (tracemalloc), after `points`
+    one-minute rollups per series (see the module docstring)."""
+    rng = random.Random(SEED)
+    bases = [rng.lognormvariate(4.5, 0.5) for _ in range(n_series)]
+    changelog: dict[tuple[int, str], bytes | None] = {}
+    stage = BaselineStage()
+    for m in range(points - 1):  # untraced: learning
+        changelog.update(_encoded(stage.process(minute_batch(rng, bases, m, 0), 0.0).state))
+    last = minute_batch(rng, bases, points - 1, 0)
+    if points > 1:
+        changelog.update(_encoded(stage.process(last, 0.0).state))
+    del stage
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        traced = BaselineStage()
+        if points == 1:  # live: the stage learning its first point
+            traced.process(last, 0.0)
+        else:  # restarted: the stage restoring the changelog
+            for (partition, key), value in changelog.items():
+                traced.restore(partition, key, None if value is None else orjson.loads(value))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return {
+        "series": n_series,
+        "points": points,
+        "how": "live" if points == 1 else "restored",
+        "bytes_per_series": held / n_series,
+        "changelog_bytes_per_series": sum(len(v or b"") for v in changelog.values()) / n_series,
+    }
 
 
 def measure_stage(n_series: int, minutes: int) -> dict[str, Any]:
@@ -185,7 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=200, help="series in the stage run")
     parser.add_argument("--minutes", type=int, default=1440, help="minutes in the stage run")
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--memory", help="N:POINTS,...: the stage's state per series instead")
     args = parser.parse_args(argv)
+    if args.memory:
+        for item in args.memory.split(","):
+            n, points = (int(v) for v in item.split(":"))
+            got = measure_memory(n, points)
+            print(
+                f"{got['series']} series x {got['points']} points ({got['how']}): "
+                f"{got['bytes_per_series'] / 1024:.2f} KB per series held, "
+                f"changelog {got['changelog_bytes_per_series'] / 1024:.2f} KB per series",
+                flush=True,
+            )
+        return 0
 
     kinds = [measure_kind(name, args.days) for name in KINDS]
     print(f"detector, 1-minute series over {args.days} days (budget: 16 KB, 50 us):")
