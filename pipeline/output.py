@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ class Partitioner:
 
 _KEY_PARTITIONER = Partitioner()
 _RECORD_OVERHEAD = 128  # at least what a record and its batch add to key + value
+PRODUCE_WINDOW_BYTES = 4 * 1024 * 1024  # sent, not yet acknowledged: see `produce_all`
 
 
 def encode_value(value: object) -> bytes | None:
@@ -96,6 +98,7 @@ def pack_emits(
     topic_before, count = "", 0
     places: dict[str | bytes, int] = {}
     lists: list[list[object]] = []
+    physical_names: dict[str, str] = {}
     for emit in emits:
         topic = emit.topic
         if topic in BATCHED_TOPICS:
@@ -114,9 +117,10 @@ def pack_emits(
             place = places.get(key)
             lists[partitioner(key, count) if place is None else place].append(value)
         else:
-            messages.append(
-                Message(names.physical(topic), None, emit.key.encode(), encode_value(emit.value))
-            )
+            physical = physical_names.get(topic)
+            if physical is None:  # one string per topic, not one per message
+                physical = physical_names[topic] = names.physical(topic)
+            messages.append(Message(physical, None, emit.key.encode(), encode_value(emit.value)))
     for (topic, partition), values in packed.items():
         if not values:  # (every partition of a batched topic has its list)
             continue
@@ -160,7 +164,10 @@ async def produce_all(producer: AIOKafkaProducer, messages: list[Message]) -> No
 
     Messages go into one batch per partition, in order (aiokafka's batch interface costs
     a few times less per message than `send`); a keyed message without a partition goes
-    where Kafka's default partitioner puts it.
+    where Kafka's default partitioner puts it. Once `PRODUCE_WINDOW_BYTES` are sent and
+    not yet acknowledged, the rest waits for those acks: aiokafka holds two copies of what
+    it sends (the batch, the request), so the window bounds them where a close of many
+    series would otherwise have all its output copied at once (docs/memory.md).
     """
     if not messages:
         return
@@ -170,7 +177,7 @@ async def produce_all(producer: AIOKafkaProducer, messages: list[Message]) -> No
     limit = getattr(producer, "_max_request_size", 1024 * 1024) - _RECORD_OVERHEAD
     counts: dict[str, int] = {}
     batches: dict[tuple[str, int], Any] = {}
-    futures = []
+    window = _AckWindow()
     for m in messages:
         topic, partition, key, value = m.topic, m.partition, m.key, m.value
         if partition is None and key is not None:
@@ -183,18 +190,43 @@ async def produce_all(producer: AIOKafkaProducer, messages: list[Message]) -> No
             if partition is not None:
                 held = batches.pop((topic, partition), None)
                 if held is not None:  # what came before it goes first
-                    futures.append(await producer.send_batch(held, topic, partition=partition))
-            futures.append(await producer.send(topic, value, key=key, partition=partition))
+                    sending = producer.send_batch(held, topic, partition=partition)
+                    await window.sent(sending, held.size())
+            size = len(key or b"") + len(value or b"")
+            await window.sent(producer.send(topic, value, key=key, partition=partition), size)
             continue
         batch = batches.get((topic, partition))
         if batch is None:
             batch = batches[(topic, partition)] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            size = batch.size()
+            await window.sent(producer.send_batch(batch, topic, partition=partition), size)
             batch = batches[(topic, partition)] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # over a batch
                 del batches[(topic, partition)]
-                futures.append(await producer.send(topic, value, key=key, partition=partition))
+                size = len(key or b"") + len(value or b"")
+                await window.sent(producer.send(topic, value, key=key, partition=partition), size)
     for (topic, partition), batch in batches.items():
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*futures)
+        await window.sent(producer.send_batch(batch, topic, partition=partition), batch.size())
+    await window.acked()
+
+
+class _AckWindow:
+    """What `produce_all` sent and the broker has not acknowledged yet: past
+    `PRODUCE_WINDOW_BYTES` of batches, the next send first waits for the acks."""
+
+    def __init__(self) -> None:
+        self._futures: list[Any] = []
+        self._bytes = 0
+
+    async def sent(self, sending: Awaitable[Any], size: int = 0) -> None:
+        """Await `sending` (a send: its future is the ack) after any acks due first."""
+        if self._bytes >= PRODUCE_WINDOW_BYTES:
+            await self.acked()
+        self._futures.append(await sending)
+        self._bytes += size
+
+    async def acked(self) -> None:
+        """Wait for the acks of everything sent."""
+        futures, self._futures, self._bytes = self._futures, [], 0
+        await asyncio.gather(*futures)

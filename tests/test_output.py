@@ -6,6 +6,7 @@ import random
 
 import orjson
 
+from pipeline import output
 from pipeline.app import make_producer
 from pipeline.config import load_config
 from pipeline.output import MAX_PACKED_BYTES, Message, Partitioner, pack_emits, produce_all
@@ -89,3 +90,51 @@ async def test_produce_all_places_and_orders_messages_as_kafka_s_own_partitioner
             orjson.loads(m.value) if m.value is not None else None for m in sent
         ]
     assert sum(r.value is None for r in got) == 1  # the tombstone
+
+
+class _CountingProducer:
+    """A real producer, watched: how many of its sent batches were unacknowledged, at
+    most, when another was sent."""
+
+    def __init__(self, producer) -> None:
+        self._producer = producer
+        self._futures: list = []
+        self.most_unacked = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._producer, name)
+
+    async def send_batch(self, batch, topic, *, partition):
+        unacked = sum(not f.done() for f in self._futures)
+        self.most_unacked = max(self.most_unacked, unacked)
+        future = await self._producer.send_batch(batch, topic, partition=partition)
+        self._futures.append(future)
+        return future
+
+
+async def test_produce_all_waits_for_acks_once_its_window_of_bytes_is_sent(
+    bootstrap: str, topics: str, monkeypatch
+):
+    """Past `PRODUCE_WINDOW_BYTES` sent and unacknowledged, the rest waits for those acks
+    (aiokafka's copies of a whole close no longer exist at once); order and content hold."""
+    config = load_config(env={}, overrides={"kafka.bootstrap": bootstrap, "kafka.prefix": topics})
+    producer = make_producer(config)
+    await producer.start()
+    rollups = f"{topics}rollups"
+    value = b'"' + b"v" * 400_000 + b'"'  # two to a batch of the producer's 1 MB
+    messages = [Message(rollups, i % 4, b"k%d" % i, value[:-2] + b'%d"' % i) for i in range(40)]
+    try:
+        unbounded = _CountingProducer(producer)
+        monkeypatch.setattr(output, "PRODUCE_WINDOW_BYTES", 1 << 40)
+        await produce_all(unbounded, messages)
+        bounded = _CountingProducer(producer)
+        monkeypatch.setattr(output, "PRODUCE_WINDOW_BYTES", 1_000_000)
+        await produce_all(bounded, messages)
+    finally:
+        await producer.stop()
+    assert unbounded.most_unacked >= 4  # without a window: a batch per partition or more
+    assert bounded.most_unacked <= 2  # 1 MB: the second batch sent waits for the acks
+    got = await read_topic(config.kafka, rollups)
+    for partition in range(4):
+        keys = [r.key for r in sorted(got, key=lambda r: r.offset) if r.partition == partition]
+        assert keys == [m.key.decode() for m in messages if m.partition == partition] * 2
