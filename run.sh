@@ -63,7 +63,7 @@ case "${1:-}" in
     # per core), then the tests that need a broker (tests/conftest.py marks them), over 4
     # workers that each start their own; they mostly wait on the broker, so more workers
     # than cores.
-    "${PYTEST[@]}" -m "not broker" -n "${PRODMON_FAST_WORKERS:-2}"
+    "${PYTEST[@]}" -m "not broker" -n "${PRODMON_FAST_WORKERS:-2}" --dist load --maxschedchunk 1
     exec "${PYTEST[@]}" -m broker -n "${PRODMON_TEST_WORKERS:-4}" ;;
   *)
     echo "usage: bash run.sh demo|test" >&2; exit 2 ;;

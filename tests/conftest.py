@@ -4,6 +4,7 @@ broker-free lane (`-m "not broker"`) never starts one."""
 
 from __future__ import annotations
 
+import gc
 import inspect
 import uuid
 
@@ -11,7 +12,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.broker import LocalBroker
+from pipeline.config import RuntimeConfig
 from pipeline.topics import create_topics
+
+# The GC thresholds a pipeline process runs with (pipeline/app.py: runtime.gc_gen0_threshold),
+# so tests run the stages as they run in production, without a collection every few hundred
+# allocations.
+gc.set_threshold(RuntimeConfig().gc_gen0_threshold, 20, 20)
 
 BROKER_FIXTURES = frozenset({"broker", "bootstrap", "topics"})
 # Modules that start brokers or prodmon processes of their own.
@@ -35,10 +42,34 @@ def _needs_broker(item: pytest.Item) -> bool:
     return _module_needs_broker[name]
 
 
+# The broker-free lane's longest tests (`--durations=40`), longest first. They are run
+# first, so that the lane's workers, which take the next test from one queue (run.sh:
+# `--dist load --maxschedchunk 1`), end on short tests together instead of one worker
+# finishing a long test alone. Only the order changes; a test missing here runs in its
+# collection order.
+SLOW_FIRST = (
+    "tests/test_fast_path.py::test_the_fast_check_accepts_only_what_the_rules_accept_unchanged",
+    "tests/test_fast_path.py::test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition",
+    "tests/test_plain_error.py::test_ingest_emits_the_same_with_and_without_the_fast_path",
+    "tests/test_two_phase.py::test_100k_series_give_the_rollups_of_one_windowing",
+    "tests/test_fast_path.py::test_the_stage_equals_its_general_path_through_restarts",
+    "tests/test_cli.py::test_run_keeps_retrying_while_the_broker_is_unreachable_and_stops_on_sigterm",
+    "tests/test_ingest_properties.py::test_every_element_is_exactly_one_emit_dead_letter_or_duplicate",
+    "tests/test_ingest_properties.py::test_a_batch_of_records_is_conserved_as_a_whole",
+    "tests/test_fast_path.py::test_the_fast_path_takes_exactly_the_messages_plain_latency_accepts",
+    "tests/test_sdk.py::test_unreachable_broker_never_raises_and_counts_drops",
+    "tests/test_plain_error.py::test_what_the_fast_path_accepts_the_rules_accept_unchanged",
+    "tests/test_grouping.py::test_never_raises",
+    "tests/sinks/test_render_properties.py::test_email_headers_never_carry_line_breaks",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _needs_broker(item):
             item.add_marker(pytest.mark.broker)
+    rank = {nodeid: i for i, nodeid in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest keep order
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
@@ -63,17 +65,39 @@ def test_run_keeps_retrying_while_the_broker_is_unreachable_and_stops_on_sigterm
     env = {**os.environ, "PRODMON_RUNTIME__RETRY_MAX_S": "0.5"}
     proc = subprocess.Popen(
         [*PRODMON, "run", "--bootstrap", f"127.0.0.1:{free_port()}"],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
     )
-    time.sleep(4)
-    assert proc.poll() is None  # still alive: it backs off instead of crashing
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    lines = [orjson.loads(x) for x in err.splitlines() if x.startswith(b"{")]
-    assert any(line.get("event") == "broker_unreachable" for line in lines)
+    # Its log, line by line as it is written, then b"" when it ends (read by a thread, so
+    # the test never blocks on a read past its deadline).
+    err_lines: queue.Queue[bytes] = queue.Queue()
+
+    def read_log() -> None:
+        for line in proc.stderr:
+            err_lines.put(line)
+        err_lines.put(b"")
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    try:
+        # Rather than sleep a fixed time: wait until it has failed to connect 5 times (its
+        # first attempt and 4 retries, 0.25-0.5 s apart), then it must still be running.
+        unreachable = 0
+        deadline = time.monotonic() + 60
+        while unreachable < 5:
+            line = err_lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            assert line, f"it exited ({proc.wait()}) after {unreachable} failed attempts"
+            if line.startswith(b"{"):
+                unreachable += orjson.loads(line).get("event") == "broker_unreachable"
+        assert proc.poll() is None  # still alive: it backs off instead of crashing
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
 
 
 def test_grouping_explain_shows_why_events_group_or_split():

@@ -17,6 +17,7 @@ messages it takes to exactly those `plain_latency` accepts.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -76,30 +77,41 @@ ts_offsets = st.integers(-60_000, 10_000)
 valid_ids = st.sampled_from(["e1", "e2", "e3", "e4", "x" * 12])  # repeats: duplicates
 
 
+# Strategies are built once (at import, or once per `now_ms` through `functools.cache`): a
+# composite that builds its strategies on every draw spends most of each example
+# re-validating and re-labelling them. The same strategies drawn in the same order generate
+# the same examples.
+PLAIN_TS_OFFSETS = ts_offsets | st.just(300_000)  # the future tolerance: 300 s
+PLAIN_SERVICES = st.sampled_from(["svc", "pay", "s|x", "x" * 12])
+PLAIN_ENDPOINTS = st.sampled_from(["/a", "/b", "x" * 12])
+PLAIN_DURATIONS = st.floats(0, 3_600_000) | st.integers(0, 3_600_000) | st.sampled_from([-0.0])
+OPTIONAL_FIELDS = [
+    ("status", st.sampled_from([None, 100, 200, 404, 499, 500, 599])),
+    ("method", st.sampled_from([None, "GET", "", "x" * 12])),
+    ("region", st.sampled_from([None, "eu-1", "x" * 12])),
+    ("host", st.sampled_from([None, "h-1", "x" * 12])),
+]
+
+
+@functools.cache
 @st.composite
 def plain_latency_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
     """Latency events as the SDK sends them (the fast path's case), edges included."""
     event = {
         "schema": "latency/1",
         "event_id": draw(valid_ids),
-        "ts": now_ms + draw(ts_offsets | st.just(300_000)),  # the future tolerance: 300 s
-        "service": draw(st.sampled_from(["svc", "pay", "s|x", "x" * 12])),
-        "endpoint": draw(st.sampled_from(["/a", "/b", "x" * 12])),
-        "duration_ms": draw(
-            st.floats(0, 3_600_000) | st.integers(0, 3_600_000) | st.sampled_from([-0.0])
-        ),
+        "ts": now_ms + draw(PLAIN_TS_OFFSETS),
+        "service": draw(PLAIN_SERVICES),
+        "endpoint": draw(PLAIN_ENDPOINTS),
+        "duration_ms": draw(PLAIN_DURATIONS),
     }
-    for name, values in [
-        ("status", st.sampled_from([None, 100, 200, 404, 499, 500, 599])),
-        ("method", st.sampled_from([None, "GET", "", "x" * 12])),
-        ("region", st.sampled_from([None, "eu-1", "x" * 12])),
-        ("host", st.sampled_from([None, "h-1", "x" * 12])),
-    ]:
+    for name, values in OPTIONAL_FIELDS:
         if draw(st.booleans()):
             event[name] = draw(values)
     return event
 
 
+@functools.cache
 def unusual_values(now_ms: int) -> st.SearchStrategy[tuple[str, Any]]:
     """(field, value) pairs to put in a plain event: the edges of each rule, on both sides,
     valid values that need the rule to normalize them, and ABSENT (left out)."""
@@ -125,12 +137,16 @@ def unusual_values(now_ms: int) -> st.SearchStrategy[tuple[str, Any]]:
     return st.sampled_from([(name, v) for name, values in table.items() for v in values])
 
 
+UNUSUAL_COUNTS = st.integers(1, 2)
+
+
+@functools.cache
 @st.composite
 def latency_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
     """Plain latency events with one or two fields changed to an unusual value, sometimes
     with unknown fields."""
     event = draw(plain_latency_events(now_ms))
-    for _ in range(draw(st.integers(1, 2))):
+    for _ in range(draw(UNUSUAL_COUNTS)):
         name, value = draw(unusual_values(now_ms))
         if value is ABSENT:
             event.pop(name, None)
@@ -141,27 +157,54 @@ def latency_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
     return event
 
 
+ERROR_SCHEMAS = st.sampled_from(["error/1", "error/1", "error/2", None])
+ERROR_IDS = valid_ids | st.none()
+ERROR_SERVICES = st.sampled_from(["svc", "", "x" * 13])
+ERROR_TYPES = st.sampled_from(["KeyError", ""])
+
+
+@functools.cache
 @st.composite
 def error_events(draw: st.DrawFn, now_ms: int) -> dict[str, Any]:
     event: dict[str, Any] = {
-        "schema": draw(st.sampled_from(["error/1", "error/1", "error/2", None])),
-        "event_id": draw(valid_ids | st.none()),
+        "schema": draw(ERROR_SCHEMAS),
+        "event_id": draw(ERROR_IDS),
         "ts": now_ms + draw(ts_offsets),
-        "service": draw(st.sampled_from(["svc", "", "x" * 13])),
-        "exception": {"type": draw(st.sampled_from(["KeyError", ""])), "message": "boom"},
+        "service": draw(ERROR_SERVICES),
+        "exception": {"type": draw(ERROR_TYPES), "message": "boom"},
     }
     return event
 
 
+@functools.cache
 def elements(now_ms: int) -> st.SearchStrategy[Any]:
     return plain_latency_events(now_ms) | latency_events(now_ms) | error_events(now_ms) | json_junk
 
 
+@functools.cache
+def element_arrays(now_ms: int) -> st.SearchStrategy[list[Any]]:
+    return st.lists(elements(now_ms), max_size=4)
+
+
+@functools.cache
+def plain_arrays(now_ms: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.lists(plain_latency_events(now_ms), min_size=1, max_size=5)
+
+
+VALUE_KINDS = st.sampled_from(
+    ["plain"] * 4 + ["latency"] * 4 + ["plain_array"] * 2 + ["error", "array", "other"]
+)
+UNUSUAL_IN_ARRAY = st.integers(0, 3)
+OTHER_VALUES = st.sampled_from(
+    [None, b"", b"\xff\xfe{", b'{"schema": "latency/1"', b"[1, 2", b"nan"]
+) | json_junk.map(orjson.dumps)
+
+
+@functools.cache
 @st.composite
 def raw_values(draw: st.DrawFn, now_ms: int) -> bytes | None:
     """Message values: mostly one latency object, also arrays, other JSON, bad bytes, None."""
-    kinds = ["plain"] * 4 + ["latency"] * 4 + ["plain_array"] * 2 + ["error", "array", "other"]
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(VALUE_KINDS)
     if kind == "plain":
         return orjson.dumps(draw(plain_latency_events(now_ms)))
     if kind == "latency":
@@ -169,16 +212,24 @@ def raw_values(draw: st.DrawFn, now_ms: int) -> bytes | None:
     if kind == "error":
         return orjson.dumps(draw(error_events(now_ms)))
     if kind == "array":
-        return orjson.dumps(draw(st.lists(elements(now_ms), max_size=4)))
+        return orjson.dumps(draw(element_arrays(now_ms)))
     if kind == "plain_array":  # the batching fleet's message; sometimes one element unusual
-        events = draw(st.lists(plain_latency_events(now_ms), min_size=1, max_size=5))
-        if draw(st.integers(0, 3)) == 0:
+        events = draw(plain_arrays(now_ms))
+        if draw(UNUSUAL_IN_ARRAY) == 0:
             events.insert(draw(st.integers(0, len(events))), draw(elements(now_ms)))
         return orjson.dumps(events)
-    return draw(
-        st.sampled_from([None, b"", b"\xff\xfe{", b'{"schema": "latency/1"', b"[1, 2", b"nan"])
-        | json_junk.map(orjson.dumps)
-    )
+    return draw(OTHER_VALUES)
+
+
+BATCH_COUNTS = st.integers(1, 6)
+NOW_STEPS = st.sampled_from([0.0, 1.0, 7.5, 40.0])
+PARTITIONS = st.integers(0, 2)
+KEYS = st.none() | st.sampled_from([b"svc", b"\xff"])
+
+
+@functools.cache
+def batch_records(now_ms: int) -> st.SearchStrategy[list[tuple[int, bytes | None, bytes | None]]]:
+    return st.lists(st.tuples(PARTITIONS, KEYS, raw_values(now_ms)), max_size=8)
 
 
 @st.composite
@@ -186,19 +237,10 @@ def batches(draw: st.DrawFn) -> list[tuple[float, list[tuple[int, bytes | None, 
     """Batches of (partition, key, value) with the `now` each is processed at."""
     out = []
     now = NOW
-    for _ in range(draw(st.integers(1, 6))):
-        now += draw(st.sampled_from([0.0, 1.0, 7.5, 40.0]))
+    for _ in range(draw(BATCH_COUNTS)):
+        now += draw(NOW_STEPS)
         now_ms = int(now * 1000)
-        records = draw(
-            st.lists(
-                st.tuples(
-                    st.integers(0, 2),
-                    st.none() | st.sampled_from([b"svc", b"\xff"]),
-                    raw_values(now_ms),
-                ),
-                max_size=8,
-            )
-        )
+        records = draw(batch_records(now_ms))
         out.append((now, records))
     return out
 

@@ -46,16 +46,26 @@ timestamps = st.integers(NOW_MS - 86_400_000, NOW_MS + 300_000) | st.sampled_fro
 )
 
 
+# Strategies are built once, at import: a composite that builds its strategies on every
+# draw spends most of each example re-validating and re-labelling them. The same strategies
+# drawn in the same order generate the same examples.
+SERVICES = st.sampled_from(["checkout", "search"])
+ENDPOINTS = st.sampled_from(["/api/pay", "/api/find"])
+DURATIONS = st.floats(0, 3_600_000) | st.integers(0, 3_600_000)
+STATUSES = st.none() | st.integers(100, 599)
+METHODS = st.none() | st.just("GET")
+
+
 @st.composite
 def valid_latency(draw: st.DrawFn) -> dict[str, Any]:
     event = {
         "schema": "latency/1",
         "ts": draw(timestamps),
-        "service": draw(st.sampled_from(["checkout", "search"])),
-        "endpoint": draw(st.sampled_from(["/api/pay", "/api/find"])),
-        "duration_ms": draw(st.floats(0, 3_600_000) | st.integers(0, 3_600_000)),
-        "status": draw(st.none() | st.integers(100, 599)),
-        "method": draw(st.none() | st.just("GET")),
+        "service": draw(SERVICES),
+        "endpoint": draw(ENDPOINTS),
+        "duration_ms": draw(DURATIONS),
+        "status": draw(STATUSES),
+        "method": draw(METHODS),
     }
     event_id = draw(event_ids)
     if event_id is not None:
@@ -63,43 +73,47 @@ def valid_latency(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
+FRAME_LISTS = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "module": st.sampled_from(["app.pay", "lib.db"]),
+            "function": st.sampled_from(["charge", "query"]),
+            "filename": st.just("app/pay.py"),
+            "lineno": st.integers(0, 500),
+            "in_app": st.booleans(),
+        },
+    ),
+    max_size=5,
+)
+SEVERITIES = st.sampled_from(["critical", "high", "medium", "low"])
+EXCEPTION_TYPES = st.sampled_from(["TimeoutError", "KeyError"])
+EXCEPTION_MESSAGES = st.text(max_size=40)
+FINGERPRINTS = st.none() | st.lists(st.text(max_size=5), min_size=1, max_size=2)
+CONTEXTS = st.none() | st.dictionaries(st.text(max_size=5), json_values, max_size=3)
+TAGS = st.none() | st.dictionaries(
+    st.text(min_size=1, max_size=5),
+    st.text(max_size=5) | st.integers(-10, 10) | st.booleans(),
+    max_size=3,
+)
+
+
 @st.composite
 def valid_error(draw: st.DrawFn) -> dict[str, Any]:
-    frames = draw(
-        st.lists(
-            st.fixed_dictionaries(
-                {},
-                optional={
-                    "module": st.sampled_from(["app.pay", "lib.db"]),
-                    "function": st.sampled_from(["charge", "query"]),
-                    "filename": st.just("app/pay.py"),
-                    "lineno": st.integers(0, 500),
-                    "in_app": st.booleans(),
-                },
-            ),
-            max_size=5,
-        )
-    )
+    frames = draw(FRAME_LISTS)
     event: dict[str, Any] = {
         "schema": "error/1",
         "ts": draw(timestamps),
-        "service": draw(st.sampled_from(["checkout", "search"])),
-        "severity": draw(st.sampled_from(["critical", "high", "medium", "low"])),
+        "service": draw(SERVICES),
+        "severity": draw(SEVERITIES),
         "exception": {
-            "type": draw(st.sampled_from(["TimeoutError", "KeyError"])),
-            "message": draw(st.text(max_size=40)),
+            "type": draw(EXCEPTION_TYPES),
+            "message": draw(EXCEPTION_MESSAGES),
         },
         "stacktrace": frames,
-        "fingerprint": draw(st.none() | st.lists(st.text(max_size=5), min_size=1, max_size=2)),
-        "context": draw(st.none() | st.dictionaries(st.text(max_size=5), json_values, max_size=3)),
-        "tags": draw(
-            st.none()
-            | st.dictionaries(
-                st.text(min_size=1, max_size=5),
-                st.text(max_size=5) | st.integers(-10, 10) | st.booleans(),
-                max_size=3,
-            )
-        ),
+        "fingerprint": draw(FINGERPRINTS),
+        "context": draw(CONTEXTS),
+        "tags": draw(TAGS),
     }
     event_id = draw(event_ids)
     if event_id is not None:
@@ -125,11 +139,15 @@ PATHS = [
 ]
 
 
+VALID_EVENTS = valid_latency() | valid_error()
+MUTATED_PATHS = st.sampled_from(PATHS)
+
+
 @st.composite
 def mutated_event(draw: st.DrawFn) -> Any:
     """A (mostly) valid event with one field deleted or replaced by arbitrary JSON."""
-    event = copy.deepcopy(draw(valid_latency() | valid_error()))
-    path = draw(st.sampled_from(PATHS))
+    event = copy.deepcopy(draw(VALID_EVENTS))
+    path = draw(MUTATED_PATHS)
     target: Any = event
     for step in path[:-1]:
         target = target.get(step) if isinstance(target, dict) else None
@@ -142,20 +160,24 @@ def mutated_event(draw: st.DrawFn) -> Any:
 
 
 elements = valid_latency() | valid_error() | mutated_event() | json_values
+VALUE_KINDS = st.sampled_from(["object", "array", "array", "json", "bytes", "tombstone"])
+OBJECTS = valid_latency() | valid_error() | mutated_event()
+ARRAYS = st.lists(elements, max_size=6)
+BYTES = st.binary(max_size=64)
 
 
 @st.composite
 def raw_values(draw: st.DrawFn) -> bytes | None:
     """Message values: JSON objects, arrays of mixed elements, arbitrary bytes, tombstones."""
-    kind = draw(st.sampled_from(["object", "array", "array", "json", "bytes", "tombstone"]))
+    kind = draw(VALUE_KINDS)
     if kind == "object":
-        return orjson.dumps(draw(valid_latency() | valid_error() | mutated_event()))
+        return orjson.dumps(draw(OBJECTS))
     if kind == "array":
-        return orjson.dumps(draw(st.lists(elements, max_size=6)))
+        return orjson.dumps(draw(ARRAYS))
     if kind == "json":
         return orjson.dumps(draw(json_values))
     if kind == "bytes":
-        return draw(st.binary(max_size=64))
+        return draw(BYTES)
     return None
 
 

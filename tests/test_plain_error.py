@@ -80,45 +80,57 @@ odd_frames = st.fixed_dictionaries(
 frames = plain_frames | plain_frames | plain_frames | odd_frames
 
 
+# The strategies below are built once, at import: a composite that builds its strategies
+# on every draw spends most of each example re-validating and re-labelling them. The same
+# strategies drawn in the same order generate the same examples.
+EVENT_SCHEMAS = st.sampled_from(["error/1"] * 8 + ["latency/1", "error/2"])
+EVENT_IDS = st.sampled_from(["e1", "e2", "e3", "x" * 12])  # repeats: duplicates
+TS_OFFSETS = st.integers(-60_000, 300_001)
+SERVICES = st.sampled_from(["svc", "pay", "x" * 12])
+MESSAGES = st.none() | fit_text | edge_text
+PLAIN_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "env": st.none() | fit_text,
+    "release": st.none() | fit_text,
+    "host": st.none() | fit_text,
+    "severity": st.sampled_from([None, "critical", "high", "medium", "low"]),
+    "stacktrace": st.none() | st.lists(plain_frames, max_size=3),
+    "fingerprint": st.none() | st.lists(fit_text, min_size=1, max_size=3),
+    "context": st.none() | st.dictionaries(st.text(max_size=3), scalars, max_size=2),
+    "tags": st.none()
+    | st.dictionaries(st.sampled_from(["a", "é" * 12]), scalars, max_size=2)
+    | st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), fit_text, max_size=4),
+    "extra": json_values,  # unknown: dropped
+}
+ODD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "release": edge_text,
+    "severity": st.sampled_from(["urgent", 3]),
+    "stacktrace": st.lists(frames, min_size=2, max_size=5) | st.just({}),
+    "fingerprint": st.lists(st.none() | edge_text, max_size=2) | st.just("{{ default }}"),
+    "context": json_values,
+    "tags": st.dictionaries(fit_text | edge_text, json_values, max_size=4)
+    | st.just({"k": 1e308, "b": True, "i": -3}),
+}
+ODD_NAMES = st.sampled_from(sorted(ODD_FIELDS))
+UNUSUAL_COUNTS = st.integers(0, 2)
+
+
 @st.composite
 def error_events(draw: st.DrawFn) -> dict[str, Any]:
     """Error events as fleets send them, with fields that need a rule now and then."""
     event: dict[str, Any] = {
-        "schema": draw(st.sampled_from(["error/1"] * 8 + ["latency/1", "error/2"])),
-        "event_id": draw(st.sampled_from(["e1", "e2", "e3", "x" * 12])),  # repeats: duplicates
-        "ts": NOW_MS + draw(st.integers(-60_000, 300_001)),
-        "service": draw(st.sampled_from(["svc", "pay", "x" * 12])),
-        "exception": {"type": "KeyError", "message": draw(st.none() | fit_text | edge_text)},
+        "schema": draw(EVENT_SCHEMAS),
+        "event_id": draw(EVENT_IDS),
+        "ts": NOW_MS + draw(TS_OFFSETS),
+        "service": draw(SERVICES),
+        "exception": {"type": "KeyError", "message": draw(MESSAGES)},
     }
-    plain: dict[str, st.SearchStrategy[Any]] = {
-        "env": st.none() | fit_text,
-        "release": st.none() | fit_text,
-        "host": st.none() | fit_text,
-        "severity": st.sampled_from([None, "critical", "high", "medium", "low"]),
-        "stacktrace": st.none() | st.lists(plain_frames, max_size=3),
-        "fingerprint": st.none() | st.lists(fit_text, min_size=1, max_size=3),
-        "context": st.none() | st.dictionaries(st.text(max_size=3), scalars, max_size=2),
-        "tags": st.none()
-        | st.dictionaries(st.sampled_from(["a", "é" * 12]), scalars, max_size=2)
-        | st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), fit_text, max_size=4),
-        "extra": json_values,  # unknown: dropped
-    }
-    odd: dict[str, st.SearchStrategy[Any]] = {
-        "release": edge_text,
-        "severity": st.sampled_from(["urgent", 3]),
-        "stacktrace": st.lists(frames, min_size=2, max_size=5) | st.just({}),
-        "fingerprint": st.lists(st.none() | edge_text, max_size=2) | st.just("{{ default }}"),
-        "context": json_values,
-        "tags": st.dictionaries(fit_text | edge_text, json_values, max_size=4)
-        | st.just({"k": 1e308, "b": True, "i": -3}),
-    }
-    for name, values in plain.items():
+    for name, values in PLAIN_FIELDS.items():
         if draw(st.booleans()):
             event[name] = draw(values)
     if draw(st.booleans()):  # half are plain; the rest have a field that may need a rule
-        name = draw(st.sampled_from(sorted(odd)))
-        event[name] = draw(odd[name])
-        for _ in range(draw(st.integers(0, 2))):
+        name = draw(ODD_NAMES)
+        event[name] = draw(ODD_FIELDS[name])
+        for _ in range(draw(UNUSUAL_COUNTS)):
             name, value = draw(unusual_values)
             if value is ABSENT:
                 event.pop(name, None)
@@ -139,21 +151,26 @@ unusual_values = st.sampled_from(
         for value in values
     ]
 )
+MESSAGE_KINDS = st.sampled_from(["one"] * 4 + ["array"] * 2 + ["mixed", "other"])
+EVENTS = error_events()
+EVENT_ARRAYS = st.lists(EVENTS, max_size=4)
+MIXED_EVENTS = st.lists(EVENTS, min_size=1, max_size=3)
+OTHER_VALUES = st.sampled_from([None, b"", b'{"schema": "error/1"', b"[]", b"\xff error/1"])
 
 
 @st.composite
 def messages(draw: st.DrawFn) -> bytes | None:
     """One error event, an array of them (sometimes with another element), or other input."""
-    kind = draw(st.sampled_from(["one"] * 4 + ["array"] * 2 + ["mixed", "other"]))
+    kind = draw(MESSAGE_KINDS)
     if kind == "one":
-        return encode(draw(error_events()))
+        return encode(draw(EVENTS))
     if kind == "array":
-        return encode(draw(st.lists(error_events(), max_size=4)))
+        return encode(draw(EVENT_ARRAYS))
     if kind == "mixed":
-        events = draw(st.lists(error_events(), min_size=1, max_size=3))
+        events = draw(MIXED_EVENTS)
         events.insert(0, draw(json_values))
         return encode(events)
-    return draw(st.sampled_from([None, b"", b'{"schema": "error/1"', b"[]", b"\xff error/1"]))
+    return draw(OTHER_VALUES)
 
 
 def encode(value: Any) -> bytes:
