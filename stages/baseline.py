@@ -14,7 +14,10 @@ State (changelog `state.baseline`, per input partition): detectors, rule gates, 
 window seen per series, issue counters, each service's per-minute request/error buckets
 (6 h, for burn rates) and each series' last RECENT_POINTS observations of the metrics its
 rules and detectors watch (the chart a firing or resolved signal carries as `points`).
-Pure: no Kafka, no clocks, no I/O.
+A key's detectors and a series' recent points are held as bytes (stages/baseline_store.py:
+a few KB a series instead of about 40 KB of objects) and unpacked only to be updated; the
+detectors go to the changelog as one `dp|<key>` record per key and update (the previous
+`d|<key>|<metric>` records are still read). Pure: no Kafka, no clocks, no I/O.
 """
 
 from __future__ import annotations

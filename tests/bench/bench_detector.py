@@ -44,6 +44,11 @@ from typing import Any
 import orjson
 
 from detection.detector import Detector
+
+try:
+    from detection.packed import DetectorCodec
+except ImportError:  # the code before issue 24 (measuring it for comparison)
+    DetectorCodec = None  # type: ignore[assignment,misc]
 from stages.base import Record
 from stages.baseline import BaselineStage
 
@@ -112,6 +117,16 @@ def measure_kind(name: str, days: int) -> dict[str, Any]:
             to_state()
         return (time.perf_counter() - start) / n * 1e6
 
+    def with_packing() -> float:  # as the stage does since issue 24
+        codec = DetectorCodec()
+        data = codec.pack(Detector())
+        start = time.perf_counter()
+        for t, v in zip(ts, values, strict=True):
+            det = codec.unpack(data)
+            det.update(t, v)
+            data = codec.pack(det)
+        return (time.perf_counter() - start) / n * 1e6
+
     det = Detector()
     largest = 0
     for i, (t, v) in enumerate(zip(ts, values, strict=True)):
@@ -125,6 +140,8 @@ def measure_kind(name: str, days: int) -> dict[str, Any]:
         "points": n,
         "us_per_update": best_of(3, updates_only),
         "us_per_update_and_state": best_of(3, with_state),
+        "us_per_update_and_packing": best_of(3, with_packing) if DetectorCodec else None,
+        "packed_bytes_final": len(DetectorCodec().pack(det)) if DetectorCodec else None,
         "state_bytes_max": largest,
         "state_bytes_final": final,
         "season": det.season,
@@ -217,11 +234,13 @@ def measure_stage(n_series: int, minutes: int) -> dict[str, Any]:
     metrics = len(stage.config.metrics)
     points = n_series * minutes * metrics
 
-    def run() -> float:
+    def run(encode: bool = False) -> float:
         stage = BaselineStage()
         start = time.perf_counter()
         for batch in batches:
-            stage.process(batch, 0.0)
+            result = stage.process(batch, 0.0)
+            if encode:  # its changelog values, as the runtime encodes them
+                _encoded(result.state)
         return (time.perf_counter() - start) / points * 1e6
 
     return {
@@ -229,6 +248,7 @@ def measure_stage(n_series: int, minutes: int) -> dict[str, Any]:
         "minutes": minutes,
         "metrics": metrics,
         "us_per_point": best_of(3, run),
+        "us_per_point_encoded": best_of(3, lambda: run(encode=True)),
     }
 
 
@@ -255,13 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [measure_kind(name, args.days) for name in KINDS]
     print(f"detector, 1-minute series over {args.days} days (budget: 16 KB, 50 us):")
     print(
-        f"  {'series':16s} {'us/update':>10s} {'+to_state':>10s} {'state max':>10s} "
-        f"{'final':>7s} {'state/budget':>13s}  season"
+        f"  {'series':16s} {'us/update':>10s} {'+to_state':>10s} {'+unpack/pack':>13s} "
+        f"{'state max':>10s} {'final':>7s} {'packed':>7s} {'state/budget':>13s}  season"
     )
     for k in kinds:
+        packing = k["us_per_update_and_packing"]
         print(
             f"  {k['kind']:16s} {k['us_per_update']:10.1f} {k['us_per_update_and_state']:10.1f} "
+            f"{'-' if packing is None else f'{packing:.1f}':>13s} "
             f"{k['state_bytes_max']:10d} {k['state_bytes_final']:7d} "
+            f"{k['packed_bytes_final'] or '-':>7} "
             f"{k['state_bytes_max'] / STATE_BUDGET:13.2f}  {k['season']}"
         )
     stage = measure_stage(args.series, args.minutes)
@@ -269,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"live baseline stage, {stage['series']} series x {stage['metrics']} metrics x "
         f"{stage['minutes']} one-minute rollups: {stage['us_per_point']:.1f} us per point "
-        f"({ratio:.2f} of the 50 us budget)"
+        f"({ratio:.2f} of the 50 us budget); {stage['us_per_point_encoded']:.1f} with its "
+        "changelog values encoded"
     )
     if args.json:
         with open(args.json, "w") as f:
