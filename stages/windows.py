@@ -24,6 +24,7 @@ Pure (see stages/base.py): no Kafka, no clocks, no I/O.
 
 from __future__ import annotations
 
+from base64 import b64decode
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ from stages.bulk_close import merge_into, summaries
 from stages.cardinality import CardinalityLimits, SeriesRegistry, cardinality_signal
 from stages.coarse import CoarseWindows
 from stages.early import EarlyEvaluator
+from stages.merged_bucket import MergedBucket, check_words
 
 __all__ = ["WindowsConfig", "WindowsCore", "WindowsStage"]
 
@@ -305,6 +307,8 @@ class WindowsCore:
         if bucket is None:
             bucket = ps.open[start] = {}
             ps.first_offset[start] = offset
+        elif type(bucket) is MergedBucket:  # latency events after partials (an upgrade)
+            bucket = ps.open[start] = bucket.windows()
         series = service + "|" + endpoint
         window = bucket.get(series)
         if window is None:  # once per series and window, or over a cardinality limit
@@ -410,10 +414,55 @@ class WindowsCore:
 
     def merge_service_partials(self, partition: int, offset: int, value: dict[str, Any]) -> None:
         """Merge a service's partial windows (one element, schemas/partials.py): each row
-        as `merge_partial` merges a partial."""
+        as `merge_partial` merges a partial, into the open window's columns
+        (stages/merged_bucket.py). The whole element is checked first: a bad row refuses
+        it whole."""
         start, src, bits, rows = read_service_partials(value)
-        for series, numbers, words in rows:
-            self._merge(partition, offset, series, start, src, numbers, words, bits)
+        ps = self.partitions.get(partition) or self._partition(partition, None)
+        bucket = ps.open.get(start)
+        if not self._mergeable(ps, offset, start, src, bits) or type(bucket) is dict:
+            for series, numbers, words in rows:  # late, replayed, re-sent, or an odd form
+                self._merge(partition, offset, series, start, src, numbers, words, bits)
+            return
+        blobs = [b64decode(words, validate=True) for _, _, words in rows]
+        check_words(self.hdr, blobs, [numbers[0] for _, numbers, _ in rows])
+        if offset >= ps.next_offset:
+            ps.next_offset = offset + 1
+        seen = ps.merged.get(start)
+        if seen is None:
+            seen = ps.merged[start] = {}
+        bit, events, merged = 1 << src, 0, 0
+        admit = ps.registry.admit
+        for (series, numbers, _), blob in zip(rows, blobs, strict=True):
+            held = seen.get(series, 0)
+            if held & bit:
+                self.stats["duplicate_partials"] += 1
+                continue
+            seen[series] = held | bit
+            if bucket is None:
+                bucket = ps.open[start] = MergedBucket(self.hdr, Window, start)
+                ps.first_offset[start] = offset
+            sid = bucket.ids.get(series)
+            if sid is None:  # once per series and window, or over a cardinality limit
+                service, _, endpoint = series.rpartition("|")
+                sid = bucket.id_of(admit(service, endpoint, start))
+            bucket.add(sid, numbers, blob)
+            events += numbers[0]
+            merged += 1
+        self.stats["events"] += events
+        self.stats["partials"] += merged
+
+    def _mergeable(
+        self, ps: PartitionWindows, offset: int, start: int, src: int, bits: int
+    ) -> bool:
+        """Whether a source's partials for the window at `start` go into its open window:
+        not closed here, not re-sent after the source's own watermark passed it, and in
+        the layout's word form (else `_merge` accounts for them row by row)."""
+        if start + self.sizes[0] <= ps.closed or bits != self.hdr._count_bits:
+            return False
+        source = ps.sources.get(src)
+        replayed = offset < ps.replay_until
+        return replayed or source is None or start + self.sizes[0] > source[0]
 
     def _merge(
         self,
@@ -455,6 +504,9 @@ class WindowsCore:
             self.stats["duplicate_partials"] += 1
             return
         seen[series] = merged | bit
+        bucket = ps.open.get(start)
+        if type(bucket) is MergedBucket:  # an odd form after columns: windows from here on
+            ps.open[start] = bucket.windows()
         if words is not None:
             hist = SparseHistogram.from_words(self.hdr, words, bits)
         else:
@@ -561,6 +613,8 @@ class WindowsCore:
         self, ps: PartitionWindows, start: int, bucket: dict[str, Window], result: StageResult
     ) -> None:
         """Emit one base window start: every series' window and each service's merge."""
+        if type(bucket) is MergedBucket:
+            bucket = bucket.windows()
         windows = list(bucket.values())
         whole: dict[str, int] = {}
         owners = [whole.setdefault(service_wide_series(s), len(whole)) for s in bucket]

@@ -1,0 +1,200 @@
+"""One open base window of the windows stage, fed by ingest's partial windows, as columns.
+
+Each partial window merged (a row of a service's partials element, schemas/partials.py)
+was a `SparseHistogram` decoded from its words and merged into the series' `Window`: two
+histogram objects and a sorted merge per row, and a `Window` per series and open window
+(about 500 bytes) until the close. Here a row is appended to columns instead: its
+series' id in this bucket, its six numbers, and its words as they came (one `bytes`
+join per row). The close (and early evaluation, for the series it judges) reduces the
+columns with numpy for every series at once: counters by `np.add.at`, every bucket of
+every row in one sort, as `Window.merge` would add them. A series whose merged histogram
+would not stay sparse (more buckets than `promote_at`, or a count past the word's count
+field: never at realistic loads) is rebuilt row by row exactly as before.
+
+Pure: no I/O, no clocks.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from histograms.hdr import HdrLayout, SparseHistogram
+from schemas.partials import InvalidPartial
+from stages.bulk_close import _reduce, _tables
+
+if TYPE_CHECKING:
+    from stages.windows import Window
+
+__all__ = ["MergedBucket", "check_words"]
+
+NUMBERS = 6  # count, errors, client_errors, late, sum_us, max_us
+
+
+def check_words(hdr: HdrLayout, blobs: list[bytes], counts: list[int]) -> None:
+    """Check partial windows' words (each blob: one row's little-endian sparse words with
+    the layout's count bits) all at once: ascending buckets of `hdr`, positive counts
+    adding up to the row's count. `InvalidPartial` naming the first row that is not."""
+    if not blobs:
+        return
+    data = np.frombuffer(b"".join(blobs), dtype=np.uint64)
+    if sys.byteorder != "little":
+        data = data.byteswap()
+    lens = np.fromiter(map(len, blobs), np.int64, len(blobs)) // 8
+    row = np.repeat(np.arange(len(blobs), dtype=np.int64), lens)
+    index = (data >> np.uint64(hdr._count_bits)).astype(np.int64)
+    tally = (data & np.uint64(hdr._cmask)).astype(np.int64)
+    bad = (tally <= 0) | (index >= hdr.counts_len)
+    later = np.zeros(len(data), dtype=bool)  # within a row, each index above the one before
+    later[1:] = (row[1:] == row[:-1]) & (index[1:] <= index[:-1])
+    sums = np.zeros(len(blobs), dtype=np.int64)
+    np.add.at(sums, row, tally)
+    wrong = np.flatnonzero(sums != np.asarray(counts, dtype=np.int64))
+    if bad.any() or later.any():
+        first = int(row[int(np.flatnonzero(bad | later)[0])])
+        raise InvalidPartial(f"rows[{first}]: histogram words are not ascending buckets")
+    if len(wrong):
+        first = int(wrong[0])
+        held = int(sums[first])
+        raise InvalidPartial(f"rows[{first}]: count {counts[first]} but the histogram holds {held}")
+
+
+class MergedBucket:
+    """The partial windows merged into one base window, by series (module docstring)."""
+
+    __slots__ = ("_window", "hdr", "ids", "lengths", "names", "numbers", "sids", "start", "words")
+
+    def __init__(self, hdr: HdrLayout, window: type[Window], start: int) -> None:
+        self.hdr = hdr
+        self._window = window  # stages.windows.Window (imported there: no import cycle)
+        self.start = start
+        self.ids: dict[str, int] = {}  # series -> id here, in the order first merged
+        self.names: list[str] = []  # id -> series
+        self.sids = array("I")  # per row: its series' id
+        self.numbers = array("q")  # per row: its NUMBERS
+        self.lengths = array("I")  # per row: its words
+        self.words: list[bytes] = []  # per row: its sparse words (little-endian)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, series: object) -> bool:
+        return series in self.ids
+
+    def id_of(self, series: str) -> int:
+        """The series' id here, a new one if it has none yet."""
+        sid = self.ids.get(series)
+        if sid is None:
+            sid = self.ids[series] = len(self.names)
+            self.names.append(series)
+        return sid
+
+    def add(self, sid: int, numbers: list[int], words: bytes) -> None:
+        """Merge one partial window (its words checked by `check_words`)."""
+        self.sids.append(sid)
+        self.numbers.extend(numbers)
+        self.lengths.append(len(words) // 8)
+        self.words.append(words)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def tallies(self) -> list[tuple[str, int]]:
+        """(series, events) of every series here (early evaluation's count)."""
+        if not self.sids:
+            return []
+        sids = np.frombuffer(self.sids, dtype=np.uint32)
+        counts = np.frombuffer(self.numbers, dtype=np.int64)[0::NUMBERS]
+        totals = np.zeros(len(self.names), dtype=np.int64)
+        np.add.at(totals, sids, counts)
+        return list(zip(self.names, totals.tolist(), strict=True))
+
+    def windows(self) -> dict[str, Window]:
+        """Every series' merged window, in the order the series were first merged."""
+        return dict(self.items())
+
+    def items(self, wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Window]]:
+        """(series, merged flushed `Window`) of every series here, or of those `wanted`
+        says yes to, in the order first merged."""
+        names = self.names
+        keep = None if wanted is None else [sid for sid, s in enumerate(names) if wanted(s)]
+        if not self.sids or keep == []:
+            return
+        rows = np.arange(len(self.sids), dtype=np.int64)
+        sids = np.frombuffer(self.sids, dtype=np.uint32).astype(np.int64)
+        if keep is not None:
+            rows = rows[np.isin(sids, keep)]
+            sids = sids[rows]
+        chosen = np.unique(sids) if keep is not None else np.arange(len(names), dtype=np.int64)
+        slot = np.full(len(names), -1, dtype=np.int64)
+        slot[chosen] = np.arange(len(chosen), dtype=np.int64)
+        segment = slot[sids]
+        numbers = np.frombuffer(self.numbers, dtype=np.int64).reshape(-1, NUMBERS)[rows]
+        sums = np.zeros((len(chosen), NUMBERS - 1), dtype=np.int64)
+        np.add.at(sums, segment, numbers[:, : NUMBERS - 1])
+        maxima = np.zeros(len(chosen), dtype=np.int64)
+        np.maximum.at(maxima, segment, numbers[:, NUMBERS - 1])
+        hists = self._histograms(rows.tolist(), segment, len(chosen))
+        sums_list, maxima_list = sums.tolist(), maxima.tolist()
+        for k, sid in enumerate(chosen.tolist()):
+            window = self._window(self.hdr, self.start)
+            hist = hists[k]
+            if hist is None:  # not sparse once merged: row by row, as before
+                hist = self._rebuilt(sid)
+            window.hist = hist
+            _, window.errors, window.client_errors, window.late, window.sum_us = sums_list[k]
+            window.max_us = maxima_list[k]
+            yield names[sid], window
+
+    def _histograms(
+        self, rows: list[int], segment: np.ndarray, n: int
+    ) -> list[SparseHistogram | None]:
+        """Each segment's merged histogram, or None where it would not stay sparse."""
+        lay = self.hdr
+        blobs = [self.words[r] for r in rows]
+        data = np.frombuffer(b"".join(blobs), dtype=np.uint64)
+        if sys.byteorder != "little":
+            data = data.byteswap()
+        lens = np.frombuffer(self.lengths, dtype=np.uint32).astype(np.int64)[rows]
+        width = _tables(lay).width
+        keys = np.repeat(segment, lens) * width + (data >> np.uint64(lay._count_bits)).astype(
+            np.int64
+        )
+        keys, counts = _reduce(keys, (data & np.uint64(lay._cmask)).astype(np.int64))
+        owner = keys // width
+        bounds = np.searchsorted(owner, np.arange(n + 1)).tolist()
+        totals = np.zeros(n, dtype=np.int64)
+        np.add.at(totals, owner, counts)
+        words = ((keys - owner * width).astype(np.uint64) << np.uint64(lay._count_bits)) | (
+            counts.astype(np.uint64)
+        )
+        out: list[SparseHistogram | None] = []
+        for k, total in enumerate(totals.tolist()):
+            a, b = bounds[k], bounds[k + 1]
+            if b - a > lay.promote_at or total > lay._cmask:
+                out.append(None)
+                continue
+            hist = SparseHistogram(lay)
+            hist._counts = array("Q", words[a:b].tobytes())
+            hist.total = total
+            out.append(hist)
+        return out
+
+    def _rebuilt(self, sid: int) -> SparseHistogram:
+        """The series' histogram merged row by row (`SparseHistogram.merge`, which
+        promotes to dense when it must), exactly as a `Window` per series merged it."""
+        merged = SparseHistogram(self.hdr)
+        for r in np.flatnonzero(np.frombuffer(self.sids, dtype=np.uint32) == sid).tolist():
+            words = array("Q", self.words[r])
+            if sys.byteorder != "little":
+                words.byteswap()
+            hist = SparseHistogram(self.hdr)
+            hist._counts = words
+            hist.total = int(sum(w & self.hdr._cmask for w in words))
+            if len(words) > self.hdr.promote_at or hist.total > self.hdr._cmask:
+                hist.densify()
+            merged.merge(hist)
+        return merged
