@@ -19,6 +19,7 @@ state read back from its changelog) is reported with the keys restored.
 
 Run: .venv/bin/python -m tests.bench.bench_memory [--series 2000,100000] [--events 600000]
      [--groups ingest,windows:baseline:all] [--restore-groups ingest,windows] [--json out.json]
+     [--max-services 0]   (for 1M series: 100k services, over the default limit)
 Linux only (/proc). Bounded: each process is stopped after --timeout-s.
 """
 
@@ -43,6 +44,10 @@ from pipeline.broker import LocalBroker, free_port
 from pipeline.topics import create_topics
 
 EVENT_SPAN_MS = 60_000  # one minute of event time
+# `windows.max_services` (per partition) of the processes measured: the default (10,000),
+# raised by `--max-services` for loads of more services (1M series are 100k services,
+# 25k a partition: over the default limit they would be counted in one overflow series).
+MAX_SERVICES = 10_000
 
 
 def make_events(count: int, series: int, start_ms: int, seed: int = 7) -> list[dict]:
@@ -127,6 +132,7 @@ def _start(bootstrap: str, prefix: str, stages: str, port: int) -> subprocess.Po
         "PRODMON_HEALTH__PORT": str(port),
         "PRODMON_WINDOWS__IDLE_FLUSH_S": "5",
         "PRODMON_INGEST__FUTURE_TOLERANCE_S": str(10**9),
+        "PRODMON_WINDOWS__MAX_SERVICES": str(MAX_SERVICES),
     }
     cmd = [sys.executable, "-m", "ops.cli", "--log-level", "error", "run", "--stages", stages]
     cmd += ["--bootstrap", bootstrap, "--prefix", prefix]
@@ -253,7 +259,12 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--idle-s", type=float, default=15.0)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--max-services", type=int, default=MAX_SERVICES, help="windows.max_services (0: none)"
+    )
     args = parser.parse_args()
+    global MAX_SERVICES
+    MAX_SERVICES = args.max_services
     args.series = [int(s) for s in args.series.split(",")]
     args.groups = args.groups.split(":")
     args.restore_groups = [g for g in args.restore_groups.split(":") if g]
