@@ -4,8 +4,8 @@ Each partial window merged (a row of a service's partials element, schemas/parti
 was a `SparseHistogram` decoded from its words and merged into the series' `Window`: two
 histogram objects and a sorted merge per row, and a `Window` per series and open window
 (about 500 bytes) until the close. Here a row is appended to columns instead: its
-series' id in this bucket, its six numbers, and its words as they came (one `bytes`
-join per row). The close (and early evaluation, for the series it judges) reduces the
+series' id in this bucket, its six numbers, and its words as they came (appended to
+one `bytearray`). The close (and early evaluation, for the series it judges) reduces the
 columns with numpy for every series at once: counters by `np.add.at`, every bucket of
 every row in one sort, as `Window.merge` would add them. A series whose merged histogram
 would not stay sparse (more buckets than `promote_at`, or a count past the word's count
@@ -77,7 +77,7 @@ class MergedBucket:
         self.sids = array("I")  # per row: its series' id
         self.numbers = array("q")  # per row: its NUMBERS
         self.lengths = array("I")  # per row: its words
-        self.words: list[bytes] = []  # per row: its sparse words (little-endian)
+        self.words = bytearray()  # every row's sparse words (little-endian), in row order
 
     def __len__(self) -> int:
         return len(self.names)
@@ -98,7 +98,7 @@ class MergedBucket:
         self.sids.append(sid)
         self.numbers.extend(numbers)
         self.lengths.append(len(words) // 8)
-        self.words.append(words)
+        self.words += words
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class MergedBucket:
         np.add.at(sums, segment, numbers[:, : NUMBERS - 1])
         maxima = np.zeros(len(chosen), dtype=np.int64)
         np.maximum.at(maxima, segment, numbers[:, NUMBERS - 1])
-        hists = self._histograms(rows.tolist(), segment, len(chosen))
+        hists = self._histograms(rows, segment, len(chosen))
         sums_list, maxima_list = sums.tolist(), maxima.tolist()
         for k, sid in enumerate(chosen.tolist()):
             window = self._window(self.hdr, self.start)
@@ -150,15 +150,19 @@ class MergedBucket:
             yield names[sid], window
 
     def _histograms(
-        self, rows: list[int], segment: np.ndarray, n: int
+        self, rows: np.ndarray, segment: np.ndarray, n: int
     ) -> list[SparseHistogram | None]:
         """Each segment's merged histogram, or None where it would not stay sparse."""
         lay = self.hdr
-        blobs = [self.words[r] for r in rows]
-        data = np.frombuffer(b"".join(blobs), dtype=np.uint64)
+        lengths = np.frombuffer(self.lengths, dtype=np.uint32).astype(np.int64)
+        data = np.frombuffer(bytes(self.words), dtype=np.uint64)  # a copy: rows still come
+        if len(rows) < len(lengths):  # the words of `rows` only
+            chosen = np.zeros(len(lengths), dtype=bool)
+            chosen[rows] = True
+            data = data[np.repeat(chosen, lengths)]
         if sys.byteorder != "little":
             data = data.byteswap()
-        lens = np.frombuffer(self.lengths, dtype=np.uint32).astype(np.int64)[rows]
+        lens = lengths[rows]
         width = _tables(lay).width
         keys = np.repeat(segment, lens) * width + (data >> np.uint64(lay._count_bits)).astype(
             np.int64
@@ -187,8 +191,10 @@ class MergedBucket:
         """The series' histogram merged row by row (`SparseHistogram.merge`, which
         promotes to dense when it must), exactly as a `Window` per series merged it."""
         merged = SparseHistogram(self.hdr)
+        ends = np.cumsum(np.frombuffer(self.lengths, dtype=np.uint32), dtype=np.int64) * 8
         for r in np.flatnonzero(np.frombuffer(self.sids, dtype=np.uint32) == sid).tolist():
-            words = array("Q", self.words[r])
+            end = int(ends[r])
+            words = array("Q", self.words[end - 8 * self.lengths[r] : end])
             if sys.byteorder != "little":
                 words.byteswap()
             hist = SparseHistogram(self.hdr)
