@@ -69,6 +69,12 @@ def _rounded(value: float) -> float:
     return float(f"{value:.4g}") if math.isfinite(value) else 0.0
 
 
+def _json_bytes(value: Any) -> bytes:
+    """`value` as JSON bytes holding only their size (orjson's result keeps the buffer it
+    wrote into). Exact for what rollups carry: ints and finite floats read back as such."""
+    return memoryview(orjson.dumps(value)).tobytes()
+
+
 def _restored_points(value: Any, names: tuple[str, ...]) -> dict[str, list] | None:
     """A series' recent points from their changelog value, or None (a tombstone, or points
     of other metrics than this configuration watches: they start afresh)."""
@@ -129,7 +135,9 @@ class BaselineStage(StageBase):
         self.gates: dict[int, dict[str, RuleGate]] = {}
         self.last_window: dict[int, dict[str, int]] = {}
         self.issue_counts: dict[int, dict[str, list[int]]] = {}
-        self.minutes: dict[int, dict[str, dict[int, list[int]]]] = {}
+        # service -> its minute buckets [[start, requests, errors], ...] (6 h, for burn
+        # rates) as JSON bytes: 8 KB a service instead of 60 KB of objects
+        self.minutes: dict[int, dict[str, bytes]] = {}
         self.anomaly_seen: dict[int, dict[str, int]] = {}  # key -> last anomalous ts (firing)
         self.peaks: dict[int, dict[str, float]] = {}  # rule|key -> worst violating value
         self.swept: dict[int, int] = {}  # partition -> event time of the last idle sweep
@@ -184,9 +192,8 @@ class BaselineStage(StageBase):
         elif kind == "i" and value is not None:
             self.issue_counts.setdefault(partition, {})[name] = [int(v) for v in value]
         elif kind == "m" and value is not None:
-            self.minutes.setdefault(partition, {})[name] = {
-                int(start): [int(c), int(e)] for start, c, e in value
-            }
+            rows = [[int(start), int(c), int(e)] for start, c, e in value]
+            self.minutes.setdefault(partition, {})[name] = _json_bytes(rows)
         elif kind == "p":
             peaks = self.peaks.setdefault(partition, {})
             if value is None:
@@ -606,7 +613,9 @@ class BaselineStage(StageBase):
         result: StageResult,
     ) -> None:
         service = rollup["service"]
-        buckets = self.minutes.setdefault(partition, {}).setdefault(service, {})
+        held = self.minutes.setdefault(partition, {})
+        packed = held.get(service)
+        buckets = {} if packed is None else {s: [c, e] for s, c, e in orjson.loads(packed)}
         minute = rollup["start"] - rollup["start"] % MINUTE_MS
         bucket = buckets.setdefault(minute, [0, 0])
         bucket[0] += rollup["count"]
@@ -614,7 +623,9 @@ class BaselineStage(StageBase):
         now_ms = rollup["end"]
         for start in [s for s in buckets if s < now_ms - BURN_HISTORY_MS]:
             del buckets[start]
-        result.state[(partition, f"m|{service}")] = [[s, c, e] for s, (c, e) in buckets.items()]
+        rows = [[s, c, e] for s, (c, e) in buckets.items()]
+        held[service] = _json_bytes(rows)
+        result.state[(partition, f"m|{service}")] = rows
         windows = [
             {"start": s, "end": min(s + MINUTE_MS, now_ms), "count": c, "errors": e}
             for s, (c, e) in buckets.items()

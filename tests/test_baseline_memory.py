@@ -14,8 +14,18 @@ import orjson
 
 from detection.detector import Detector, DetectorConfig
 from detection.packed import DetectorCodec, pack
+from schemas.rollups import SERVICE_WIDE
+from sla import burn_rates, evaluate, summarize_windows
 from stages.base import Emit, Record, StageResult
-from stages.baseline import RECENT_POINTS, BaselineConfig, BaselineStage, _rounded
+from stages.baseline import (
+    BURN_HISTORY_MS,
+    MINUTE_MS,
+    RECENT_POINTS,
+    SLA_PERIOD_MS,
+    BaselineConfig,
+    BaselineStage,
+    _rounded,
+)
 from stages.baseline_store import join_bundle, split_bundle
 
 T0 = 1_795_305_600_000  # a Monday, 00:00 UTC (ms)
@@ -24,13 +34,14 @@ MIN = 60_000
 
 class ObjectStage(BaselineStage):
     """The stage as it was before issue 24: a live `Detector` per key and metric written
-    to the changelog as `d|<key>|<metric>` = to_state(), recent points as lists. The
-    reference the packed stage must match."""
+    to the changelog as `d|<key>|<metric>` = to_state(), recent points as lists, a
+    service's minute buckets as a dict. The reference the packed stage must match."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.objects: dict[int, dict[str, Detector]] = {}
         self.points: dict[int, dict[str, dict[str, list]]] = {}
+        self.buckets: dict[int, dict[str, dict[int, list[int]]]] = {}
 
     def _learn(self, partition, key, observed, ts, labels, window, result) -> None:
         store = self.objects.setdefault(partition, {})
@@ -66,6 +77,47 @@ class ObjectStage(BaselineStage):
                 continue
             column = kept["metrics"].index(metric) + 1
             signal["points"] = [[p[0], p[column]] for p in kept["points"]]
+
+    def _service_checks(self, partition, rollup, labels, window, result) -> None:
+        service = rollup["service"]
+        buckets = self.buckets.setdefault(partition, {}).setdefault(service, {})
+        minute = rollup["start"] - rollup["start"] % MINUTE_MS
+        bucket = buckets.setdefault(minute, [0, 0])
+        bucket[0] += rollup["count"]
+        bucket[1] += rollup.get("errors", 0)
+        now_ms = rollup["end"]
+        for start in [s for s in buckets if s < now_ms - BURN_HISTORY_MS]:
+            del buckets[start]
+        result.state[(partition, f"m|{service}")] = [[s, c, e] for s, (c, e) in buckets.items()]
+        windows = [
+            {"start": s, "end": min(s + MINUTE_MS, now_ms), "count": c, "errors": e}
+            for s, (c, e) in buckets.items()
+        ]
+        threshold = self.sla.threshold_for(service)
+        recent = [w for w in windows if w["end"] > now_ms - SLA_PERIOD_MS]
+        inputs = summarize_windows(
+            recent,
+            threshold,
+            p50_ms=rollup.get("p50_ms"),
+            p95_ms=rollup.get("p95_ms"),
+            p99_ms=rollup.get("p99_ms"),
+        )
+        report = evaluate(service, inputs, threshold)
+        budgets = burn_rates(windows, self.sla.objective_for(service), now_ms)
+        key = f"{service}|{SERVICE_WIDE}"
+        for rule in self._service_rules:
+            if not rule.matches(labels):
+                continue
+            if rule.metric == "sla_violations":
+                value = float(len(report.violations))
+                self._gate(partition, rule, key, value, now_ms, labels, window, result)
+                continue
+            for pair in budgets:
+                value = pair.long_rate if pair.firing else 0.0
+                pair_key = f"{key}|burn:{pair.name}"
+                self._gate(
+                    partition, rule, pair_key, value, now_ms, labels, window, result, pair.severity
+                )
 
 
 def rollup(series: str, minute: int, count: int, p50: float, p99: float, errors: int) -> dict:
@@ -320,3 +372,22 @@ def test_what_a_series_holds_stays_a_few_kb() -> None:
     assert all(season.filled == season.nb for season in det._seasons)
     assert sizes[300] < 9_000  # measured 7.3 KB
     assert sizes[10_200] < 21_000  # measured 18.6 KB: four detectors of 4 KB, the chart 2 KB
+
+
+def test_a_service_s_six_hours_of_minute_buckets_hold_a_few_kb() -> None:
+    rows = [[T0 + i * MIN, 600 + i, i % 3] for i in range(360)]  # 6 h: what burn rates read
+    encoded = orjson.dumps(rows)
+    n = 1_000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        stage = BaselineStage()
+        for i in range(n):
+            stage.restore(0, f"m|svc{i}", orjson.loads(encoded))
+        gc.collect()
+        held = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert held < 9_000  # measured 8.2 KB (as a dict of lists: 67 KB)
+    assert orjson.loads(stage.minutes[0]["svc7"]) == rows
