@@ -307,10 +307,12 @@ class PartialWindowsCore(WindowsCore):
         # (docs/memory.md).
         arrival, in_order = by_arrival.tolist(), sids.tolist()
         services: dict[str, list[int]] = {}  # service -> positions in `arrival`
+        endpoints: list[str] = []  # by position
         for k, sid in enumerate(in_order):
             series = names[sid]
             assert series is not None  # an id in an open bucket is never freed
-            service = series.rpartition("|")[0]
+            service, _, endpoint = series.rpartition("|")
+            endpoints.append(endpoint)
             members = services.get(service)
             if members is None:
                 services[service] = [k]
@@ -320,16 +322,17 @@ class PartialWindowsCore(WindowsCore):
         for service, members in services.items():
             rows = []
             for k in members:
-                n, series = arrival[k], names[in_order[k]]
-                assert series is not None
+                n = arrival[k]
                 pending = 0
                 if late:
+                    series = names[in_order[k]]
+                    assert series is not None
                     pending = late.pop(series, 0)
                     if pending:
                         ps.dirty.add(LATE_PREFIX + series)
                 rows.append(
                     [
-                        series.rpartition("|")[2],
+                        endpoints[k],
                         counts_list[n],
                         errors[n],
                         int(client_errors[n]),
