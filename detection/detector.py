@@ -445,8 +445,11 @@ class Detector:
         self._first_t: float | None = None
         self._last_t: float | None = None
         self._dt = 0.0  # typical sampling interval (EWMA of clipped gaps)
-        self._win_d: deque[float] = deque()  # robust reservoir, arrival order
-        self._win_t: deque[float] = deque()
+        # Short float histories are arrays (a deque per point held ~600 bytes, and arrays
+        # pack and unpack as one copy, detection/packed.py); dropping the oldest of a few
+        # dozen moves a few hundred bytes.
+        self._win_d = array("d")  # robust reservoir, arrival order
+        self._win_t = array("d")
         self._sorted: list[float] = []  # the same values, sorted
         self._mu = 0.0  # slow EWMA mean
         self._sigma = 0.0  # slow EWMA sigma
@@ -461,7 +464,7 @@ class Detector:
         self._flat = 0  # consecutive exact repeats of the raw value
         self._flat_quiet = False  # this repeat run already made a finding
         self._p_same = 0.0  # long-run share of exact repeats
-        self._ring: deque[float] = deque()  # last clipped residuals, in spread units
+        self._ring = array("d")  # last clipped residuals, in spread units
         self._shift_q = 0.0  # slowly tracked 99 % quantile of |their mean|
         self._shift_rms = 0.0  # Huber RMS of their mean
         self._recent: deque[tuple[int, int]] = deque()  # (index, sign) of recent anomalies
@@ -469,8 +472,8 @@ class Detector:
         self._peak_kind: str | None = None  # and its kind: the kind a finding reports
         self._run = 0  # signed run length of consecutive point excursions
         self._last_finding = -1
-        self._gate: deque[float] = deque()  # capped |z| of the last evaluation_window points
-        self._lk_ring: deque[float] = deque()  # their min_occurrences-th largest, recent
+        self._gate = array("d")  # capped |z| of the last evaluation_window points
+        self._lk_ring = array("d")  # their min_occurrences-th largest, recent
         self._lk = [0.0, 0.0]  # EWMA mean and variance of the averaged gated |z|
         self._lk_n = 0  # averages learned
         self._lo = 0.0  # smallest and largest value seen (raw units)
@@ -637,7 +640,7 @@ class Detector:
         ring = self._ring
         ring.append(u)
         if len(ring) > cfg.shift_window:
-            ring.popleft()
+            del ring[0]
         q = self._shift_q
         rms_q = _Q_GAUSS * self._shift_rms
         if rms_q > q:
@@ -722,13 +725,13 @@ class Detector:
         gate = self._gate
         gate.append(a if a < cap else cap)
         if len(gate) > cfg.evaluation_window:
-            gate.popleft()
+            del gate[0]
         k = cfg.min_occurrences
         g = sorted(gate)[-k] if len(gate) >= k else 0.0
         ring = self._lk_ring
         ring.append(g)
         if len(ring) > cfg.likelihood_window:
-            ring.popleft()
+            del ring[0]
         if warm:
             return 0.0, False, False
         lk = self._lk  # [mean, variance] of the averaged g
@@ -832,8 +835,8 @@ class Detector:
         self._win_t.append(t)
         insort(srt, d)
         if len(srt) > cfg.window:
-            old = self._win_d.popleft()
-            self._win_t.popleft()
+            old = self._win_d.pop(0)
+            del self._win_t[0]
             del srt[bisect_left(srt, old)]
         last = self._last_finding
         if last >= 0 and self._n - last <= min(cfg.cooldown, _RELEARN):
@@ -946,7 +949,7 @@ class Detector:
         old = self._active
         pairs = zip(self._win_d, self._win_t, strict=True)
         values = [d + _offset(old, t) - _offset(new, t) for d, t in pairs]
-        self._win_d = deque(values)
+        self._win_d = array("d", values)
         self._sorted = srt = sorted(values)
         last_t = self._last_t
         if self._prev_d is not None and last_t is not None:
@@ -1029,8 +1032,8 @@ class Detector:
         det._last_t = _opt_float(state["last_t"])
         det._dt = float(state["dt"])
         win_d = [float(v) for v in state["win_d"]][-keep:]
-        det._win_d = deque(win_d)
-        det._win_t = deque(float(v) for v in state["win_t"][-keep:])
+        det._win_d = array("d", win_d)
+        det._win_t = array("d", [float(v) for v in state["win_t"][-keep:]])
         det._sorted = sorted(win_d)
         det._mu = float(state["mu"])
         det._sigma = float(state["sigma"])
@@ -1045,15 +1048,15 @@ class Detector:
         det._flat = int(state["flat"])
         det._flat_quiet = bool(state["flat_quiet"])
         det._p_same = float(state["p_same"])
-        det._ring = deque(float(v) for v in state["ring"])
+        det._ring = array("d", [float(v) for v in state["ring"]])
         det._shift_q = float(state["shift_q"])
         det._shift_rms = float(state["shift_rms"])
         det._recent = deque((int(i), int(sign)) for i, sign in state["recent"])
         det._run = int(state["run"])
         det._peak_z, det._peak_kind = float(state["peak"][0]), state["peak"][1]
         det._last_finding = int(state["last_finding"])
-        det._gate = deque(float(v) for v in state["gate"])
-        det._lk_ring = deque(float(v) for v in state["lk_ring"])
+        det._gate = array("d", [float(v) for v in state["gate"]])
+        det._lk_ring = array("d", [float(v) for v in state["lk_ring"]])
         det._lk = [float(v) for v in state["lk"]]
         det._lk_n = int(state["lk_n"])
         det._lo, det._hi = (float(v) for v in state.get("range", [0.0, 0.0]))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from bisect import bisect_left
 from collections import deque
 from typing import Any
 
@@ -62,8 +63,8 @@ _SEQUENCES: dict[tuple[int, int], struct.Struct] = {}
 
 
 def _sequences(floats: int, recent: int) -> struct.Struct:
-    """The struct of the sequences after the header: `floats` float64 (reservoir, rings,
-    memory), then the recent anomalies' indices (int64) and signs (int8)."""
+    """The struct of the episode memory (`floats` float64) and the recent anomalies'
+    indices (int64) and signs (int8), after the reservoir and the rings."""
     key = (floats, recent)
     found = _SEQUENCES.get(key)
     if found is None:
@@ -96,15 +97,14 @@ class DetectorCodec:
         """The detector's state as bytes; `unpack` gives back a detector that continues
         exactly as this one would."""
         win_d, srt, recent, mem, lk = det._win_d, det._sorted, det._recent, det._mem, det._lk
-        floats = [*win_d, *det._win_t]
-        if 0.0 in win_d and _bits(srt) != _bits(sorted(win_d)):
-            floats += srt  # both signed zeros in it: keep their exact order
+        arrays = [win_d.tobytes(), det._win_t.tobytes()]
+        zero = bisect_left(srt, 0.0)
+        if zero < len(srt) and srt[zero] == 0.0 and _bits(srt) != _bits(sorted(win_d)):
+            arrays.append(_bits(srt))  # both signed zeros in it: keep their exact order
             flags = _SORTED_STORED
         else:
             flags = 0
-        floats += (*det._ring, *det._gate, *det._lk_ring)
-        for item in mem:
-            floats += item
+        arrays += (det._ring.tobytes(), det._gate.tobytes(), det._lk_ring.tobytes())
         flags |= (
             (_FIRST_T_NONE if det._first_t is None else 0)
             | (_LAST_T_NONE if det._last_t is None else 0)
@@ -156,11 +156,16 @@ class DetectorCodec:
             len(mem),
             len(seasons),
         )
-        body = _sequences(len(floats), len(recent)).pack(
-            *floats, *(i for i, _ in recent), *(sign for _, sign in recent)
-        )
+        if mem or recent:  # episode memory and recent anomalies: often none
+            arrays.append(
+                _sequences(3 * len(mem), len(recent)).pack(
+                    *[v for item in mem for v in item],
+                    *(i for i, _ in recent),
+                    *(sign for _, sign in recent),
+                )
+            )
         first_t = det._first_t
-        return b"".join((head, body, *(_pack_season(s, first_t) for s in seasons)))
+        return b"".join((head, *arrays, *(_pack_season(s, first_t) for s in seasons)))
 
     # -- unpack ---------------------------------------------------------------------------
 
@@ -226,31 +231,34 @@ class DetectorCodec:
         det._exceeding = bool(flags & _EXCEEDING)
         det._flat_quiet = bool(flags & _FLAT_QUIET)
         det._lk = [lk0, lk1]
+        o = _HEAD.size
+        win_d = array("d", data[o : o + 8 * n_win])
+        win_t = array("d", data[o + 8 * n_win : o + 16 * n_win])
+        o += 16 * n_win
         stored_sorted = flags & _SORTED_STORED
-        n_floats = n_win * (3 if stored_sorted else 2) + n_ring + n_gate + n_lk + 3 * n_mem
-        sequences = _sequences(n_floats, n_recent)
-        values = sequences.unpack_from(data, _HEAD.size)
-        i = n_win
-        win_d, win_t = values[:i], values[i : i + n_win]
-        i += n_win
         if stored_sorted:
-            srt = list(values[i : i + n_win])
-            i += n_win
+            srt = array("d", data[o : o + 8 * n_win]).tolist()
+            o += 8 * n_win
         keep = self._config.window
         if n_win > keep:  # packed with a larger window: the newest values, as from_state
             win_d, win_t, stored_sorted = win_d[-keep:], win_t[-keep:], 0
-        det._win_d, det._win_t = deque(win_d), deque(win_t)
+        det._win_d, det._win_t = win_d, win_t
         det._sorted = srt if stored_sorted else sorted(win_d)
-        det._ring = deque(values[i : i + n_ring])
-        i += n_ring
-        det._gate = deque(values[i : i + n_gate])
-        i += n_gate
-        det._lk_ring = deque(values[i : i + n_lk])
-        i += n_lk
-        det._mem = [list(values[j : j + 3]) for j in range(i, i + 3 * n_mem, 3)]
-        i += 3 * n_mem
-        det._recent = deque(zip(values[i : i + n_recent], values[i + n_recent :], strict=True))
-        offset = _HEAD.size + sequences.size
+        det._ring = array("d", data[o : o + 8 * n_ring])
+        o += 8 * n_ring
+        det._gate = array("d", data[o : o + 8 * n_gate])
+        o += 8 * n_gate
+        det._lk_ring = array("d", data[o : o + 8 * n_lk])
+        o += 8 * n_lk
+        det._mem, det._recent = [], deque()
+        if n_mem or n_recent:
+            sequences = _sequences(3 * n_mem, n_recent)
+            values = sequences.unpack_from(data, o)
+            o += sequences.size
+            i = 3 * n_mem
+            det._mem = [list(values[j : j + 3]) for j in range(0, i, 3)]
+            det._recent = deque(zip(values[i : i + n_recent], values[i + n_recent :], strict=True))
+        offset = o
         stored: list[_Season] = []
         for _ in range(n_seasons):
             season, offset = self._unpack_season(data, offset)

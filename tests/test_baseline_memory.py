@@ -389,5 +389,5 @@ def test_a_service_s_six_hours_of_minute_buckets_hold_a_few_kb() -> None:
         held = (tracemalloc.get_traced_memory()[0] - before) / n
     finally:
         tracemalloc.stop()
-    assert held < 9_000  # measured 8.2 KB (as a dict of lists: 67 KB)
+    assert held < 9_000  # measured 8.0 KB (as a dict of lists: 67 KB)
     assert orjson.loads(stage.minutes[0]["svc7"]) == rows
