@@ -42,11 +42,11 @@ def _needs_broker(item: pytest.Item) -> bool:
     return _module_needs_broker[name]
 
 
-# The broker-free lane's longest tests (`--durations=40`), longest first. They are run
-# first, so that the lane's workers, which take the next test from one queue (run.sh:
-# `--dist load --maxschedchunk 1`), end on short tests together instead of one worker
-# finishing a long test alone. Only the order changes; a test missing here runs in its
-# collection order.
+# The broker-free lane's longest tests (`--durations=40`), longest first. When workers take
+# the next test from one queue (`--maxschedchunk 1`, as run.sh runs that lane), these run
+# first, so that the workers end on short tests together instead of one worker finishing a
+# long test alone. Only the order changes; a test missing here keeps its place. (Other
+# schedules hand out consecutive chunks, where these first would all go to one worker.)
 SLOW_FIRST = (
     "tests/test_baseline_memory.py::test_what_a_series_holds_stays_a_few_kb",
     "tests/test_baseline_memory.py::test_100k_series_keep_their_own_detectors",
@@ -72,8 +72,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _needs_broker(item):
             item.add_marker(pytest.mark.broker)
-    rank = {nodeid: i for i, nodeid in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest keep order
+    if config.getoption("maxschedchunk", None) == 1:
+        rank = {nodeid: i for i, nodeid in enumerate(SLOW_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest stay
 
 
 @pytest.fixture(scope="session")
