@@ -242,6 +242,11 @@ async def measure(args: argparse.Namespace) -> dict:
     return report
 
 
+def _set_max_services(limit: int) -> None:
+    global MAX_SERVICES
+    MAX_SERVICES = limit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", default="2000,100000")
@@ -263,8 +268,7 @@ def main() -> None:
         "--max-services", type=int, default=MAX_SERVICES, help="windows.max_services (0: none)"
     )
     args = parser.parse_args()
-    global MAX_SERVICES
-    MAX_SERVICES = args.max_services
+    _set_max_services(args.max_services)
     args.series = [int(s) for s in args.series.split(",")]
     args.groups = args.groups.split(":")
     args.restore_groups = [g for g in args.restore_groups.split(":") if g]
