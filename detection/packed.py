@@ -1,12 +1,11 @@
 """A detector's whole state as compact, exact bytes (issue 24: memory at fleet scale).
 
-`Detector.to_state()` is a JSON dict of up to 16 KB, and a live `Detector` with its deques
-and two seasonal profiles (Python lists of 144 floats and 144 ints each) takes about 30 KB
-of objects. The baseline stage holds one per series and metric, so at fleet scale it keeps
-them packed instead and unpacks only the one it updates. Packing must not change a single
-result, so every float is stored as its float64 bits, every integer exactly, None
-explicitly, and `unpack(pack(d))` continues bit for bit as `d` would (tests/
-test_detector_pack.py runs both side by side).
+`Detector.to_state()` is a JSON dict of up to 16 KB, and a live `Detector` took 10-25 KB
+of objects (docs/memory.md, issue 24). The baseline stage holds one per series and
+metric, so at fleet scale it keeps them packed instead and unpacks only the one it
+updates. Packing must not change a single result, so every float is stored as its
+float64 bits, every integer exactly, None explicitly, and `unpack(pack(d))` continues bit
+for bit as `d` would (tests/test_detector_pack.py runs both side by side).
 
 Layout (little-endian), `VERSION` 1:
 
@@ -14,14 +13,15 @@ Layout (little-endian), `VERSION` 1:
   two booleans, whether the sorted reservoir is stored), the peak kind's code, the active
   season's index; the 8 integers, the 20 scalar floats, then the lengths of the sequences;
 - the reservoir (values, then their times; the sorted copy only when it differs bitwise
-  from `sorted(values)`, i.e. with both signed zeros in it), the shift ring, the gate, the
-  likelihood ring, the recent anomalies (indices int64, signs int8), the episode memory;
+  from `sorted(values)`, i.e. with both signed zeros in it), the shift ring, the gate and
+  the likelihood ring, all float64; then the episode memory (float64) and the recent
+  anomalies (indices int64, signs int8), often none;
 - per season: period, bucket count, flags; unless it is fresh (never learned: then nothing
   more), `filled`, its five floats and its buckets. Buckets are stored rotated to start at
   the bucket of the detector's first point and with the leading and trailing run of
   never-visited buckets (offset +0.0, count 0) left out, so a profile still being learned
-  costs what it learned; counts in the smallest unsigned width that holds the largest
-  (exact: a wider width is chosen, never a saturated value).
+  costs what it learned; counts in the width the detector holds them in (the narrowest
+  that fits, widened as they grow, never saturated).
 
 A young detector packs into about 0.5 KB, one with both seasonal profiles filled into about
 4 KB (the reservoir's 40 values and times are 0.6 KB of it).

@@ -36,6 +36,7 @@ __all__ = ["BUNDLE_KIND", "LEGACY_KIND", "DetectorBundles", "RecentPoints"]
 BUNDLE_KIND = "dp"  # changelog key dp|<key>: the packed detectors of a key
 LEGACY_KIND = "d"  # changelog key d|<key>|<metric>: one detector's to_state() (before)
 _LENGTH = struct.Struct("<I")
+State = dict[tuple[int, str], Any]  # a StageResult's changelog changes
 # a packed detector that cannot be read: its key and metric learn afresh, as a state of
 # another detector version did before
 UNREADABLE = (ValueError, KeyError, TypeError, IndexError, OverflowError, struct.error)
@@ -119,7 +120,7 @@ class DetectorBundles:
     def pack(self, det: Detector) -> bytes:
         return self._codec.pack(det)
 
-    def put(self, partition: int, key: str, packed: dict[str, bytes], state: dict) -> None:
+    def put(self, partition: int, key: str, packed: dict[str, bytes], state: State) -> None:
         """Keep a key's updated packed detectors and write them to the changelog `state`
         (after tombstones of the key's records in the previous form, so a restore that
         reads both ends with this one)."""
@@ -128,13 +129,13 @@ class DetectorBundles:
         self._drop_legacy(partition, key, state)
         state[(partition, f"{BUNDLE_KIND}|{key}")] = base64.b64encode(bundle).decode()
 
-    def forget(self, partition: int, key: str, state: dict) -> None:
+    def forget(self, partition: int, key: str, state: State) -> None:
         """Drop a key (idle): its detectors and their changelog records, in both forms."""
         self.bundles.get(partition, {}).pop(key, None)
         self._drop_legacy(partition, key, state)
         state[(partition, f"{BUNDLE_KIND}|{key}")] = None
 
-    def _drop_legacy(self, partition: int, key: str, state: dict) -> None:
+    def _drop_legacy(self, partition: int, key: str, state: State) -> None:
         legacy = self._legacy.get(partition)
         metrics = legacy.pop(key, None) if legacy else None
         for metric in sorted(metrics or ()):
