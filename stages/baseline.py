@@ -340,9 +340,8 @@ class BaselineStage(StageBase):
             return
         oldest = window["start"] - RECENT_POINTS * (window["end"] - window["start"])
         values = [_rounded(metrics[m]) for m in names]
-        points = self.recent.append(
-            partition, series, window["start"], oldest, values, RECENT_POINTS
-        )
+        start = int(window["start"])  # held as int64 (a rollup's starts are ints)
+        points = self.recent.append(partition, series, start, oldest, values, RECENT_POINTS)
         result.state[(partition, f"r|{series}")] = {"metrics": list(names), "points": points}
 
     def _attach_points(
