@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,19 +19,27 @@ def _budget_fraction(objective_pct: float) -> float:
 def _window_totals(
     rollups: Iterable[Mapping[str, Any]], window_starts: Sequence[int], now_ms: int
 ) -> list[list[int]]:
-    """[count, errors] per window [ws, now_ms), one pass over the rollups."""
-    totals = [[0, 0] for _ in window_starts]
+    """[count, errors] per window [ws, now_ms), one pass over the rollups: each rollup is
+    added once, at the number of window starts before its end, and a window's total is
+    the sum from its own start's rank up (windows nest: a longer one holds a shorter)."""
+    starts = sorted(window_starts)
+    counts = [0] * (len(starts) + 1)
+    errors = [0] * (len(starts) + 1)
     for rollup in rollups:
         end = rollup["end"]
         if end > now_ms:
             continue
-        count = rollup["count"]
-        errors = rollup.get("errors", 0)
-        for total, ws in zip(totals, window_starts, strict=True):
-            if end > ws:
-                total[0] += count
-                total[1] += errors
-    return totals
+        rank = bisect_left(starts, end)  # the windows starting before `end` hold it
+        counts[rank] += rollup["count"]
+        errors[rank] += rollup.get("errors", 0)
+    held_count, held_errors = [0] * len(starts), [0] * len(starts)
+    count_sum = error_sum = 0
+    for rank in range(len(starts), 0, -1):
+        count_sum += counts[rank]
+        error_sum += errors[rank]
+        held_count[rank - 1], held_errors[rank - 1] = count_sum, error_sum
+    at = {ws: rank for rank, ws in enumerate(starts)}
+    return [[held_count[at[ws]], held_errors[at[ws]]] for ws in window_starts]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 
 import pytest
@@ -437,3 +438,28 @@ def test_window_membership_at_the_edges():
     assert alert.short_rate == pytest.approx(12 / 300 / 0.01)
     assert (alert.name, alert.firing, alert.action) == ("55s/30s", False, "ticket")
     assert alert.to_dict()["short_rate"] == alert.short_rate
+
+
+def test_window_totals_equal_a_scan_of_every_window():
+    """Each rollup is added once at its rank among the window starts; every window gets
+    what a scan of it would (ends after its start, at or before now)."""
+    from sla.budget import _window_totals
+
+    rng = random.Random(11)
+    now = 10**9
+    for _ in range(500):
+        rollups = [
+            {"end": now - rng.randrange(-60_000, 8 * 3_600_000), "count": rng.randrange(1000)}
+            | ({"errors": rng.randrange(50)} if rng.random() < 0.9 else {})
+            for _ in range(rng.randrange(40))
+        ]
+        starts = [now - rng.randrange(0, 10**7) for _ in range(rng.randrange(1, 7))]
+        starts += starts[:1]  # the same start twice
+        want = [
+            [
+                sum(r["count"] for r in rollups if ws < r["end"] <= now),
+                sum(r.get("errors", 0) for r in rollups if ws < r["end"] <= now),
+            ]
+            for ws in starts
+        ]
+        assert _window_totals(rollups, starts, now) == want
