@@ -62,9 +62,11 @@ case "${1:-}" in
     # Two lanes: the broker-free tests first (fast, fail early; CPU-bound, so one worker
     # per core), then the tests that need a broker (tests/conftest.py marks them), over 4
     # workers that each start their own; they mostly wait on the broker, so more workers
-    # than cores.
-    "${PYTEST[@]}" -m "not broker" -n "${PRODMON_FAST_WORKERS:-2}" --dist load --maxschedchunk 1
-    exec "${PYTEST[@]}" -m broker -n "${PRODMON_TEST_WORKERS:-4}" ;;
+    # than cores, and the few fleet-scale tests (marked `scale`: seconds of CPU each, no
+    # broker) run beside them on the cores those workers leave idle.
+    "${PYTEST[@]}" -m "not broker and not scale" -n "${PRODMON_FAST_WORKERS:-2}" \
+      --dist load --maxschedchunk 1
+    exec "${PYTEST[@]}" -m "broker or scale" -n "${PRODMON_TEST_WORKERS:-4}" ;;
   *)
     echo "usage: bash run.sh demo|test" >&2; exit 2 ;;
 esac

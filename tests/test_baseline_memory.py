@@ -11,6 +11,7 @@ import tracemalloc
 from typing import Any
 
 import orjson
+import pytest
 
 from detection.detector import Detector, DetectorConfig
 from detection.packed import DetectorCodec, pack
@@ -277,6 +278,7 @@ def test_restores_from_the_old_and_the_new_changelog_continue_identically() -> N
     assert uncompacted.detectors.bundles == from_old.detectors.bundles
 
 
+@pytest.mark.scale
 def test_100k_series_keep_their_own_detectors() -> None:
     # One metric, no rules, no seasonal profiles: what is tested is the store of 100k
     # keys (each its own, packed and repacked), in a few seconds; the packing itself is
@@ -341,6 +343,7 @@ def _held_per_series(records: dict[str, Any], copies: int) -> float:
     return held / copies
 
 
+@pytest.mark.scale
 def test_what_a_series_holds_stays_a_few_kb() -> None:
     n = 5_000
     records = [
