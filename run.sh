@@ -52,6 +52,10 @@ case "${1:-}" in
     shift; exec "$VENV/bin/prodmon" demo "$@" ;;
   test)
     shift
+    # Byte-compiled modules, and pytest's rewritten test modules, are cached in
+    # __pycache__ (ignored by git): each test process after the first starts in about
+    # half the time, where an environment that turns the cache off would recompile them.
+    unset PYTHONDONTWRITEBYTECODE
     ensure_system_tools
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
@@ -62,11 +66,12 @@ case "${1:-}" in
     # Two lanes: the broker-free tests first (fast, fail early; CPU-bound, so one worker
     # per core), then the tests that need a broker (tests/conftest.py marks them), over 4
     # workers that each start their own; they mostly wait on the broker, so more workers
-    # than cores, and the few fleet-scale tests (marked `scale`: seconds of CPU each, no
-    # broker) run beside them on the cores those workers leave idle.
-    "${PYTEST[@]}" -m "not broker and not scale" -n "${PRODMON_FAST_WORKERS:-2}" \
+    # than cores, and the few heavy tests (marked `heavy`: seconds of CPU each, no broker:
+    # fleet-scale state, long equivalence runs) run beside them on the cores those
+    # workers leave idle.
+    "${PYTEST[@]}" -m "not broker and not heavy" -n "${PRODMON_FAST_WORKERS:-2}" \
       --dist load --maxschedchunk 1
-    exec "${PYTEST[@]}" -m "broker or scale" -n "${PRODMON_TEST_WORKERS:-4}" ;;
+    exec "${PYTEST[@]}" -m "broker or heavy" -n "${PRODMON_TEST_WORKERS:-4}" ;;
   *)
     echo "usage: bash run.sh demo|test" >&2; exit 2 ;;
 esac

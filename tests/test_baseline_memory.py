@@ -217,6 +217,7 @@ def _same_detectors(packed: BaselineStage, reference: ObjectStage) -> None:
     )
 
 
+@pytest.mark.heavy
 def test_the_packed_stage_signals_byte_identical_to_live_objects() -> None:
     packed, reference = BaselineStage(config()), ObjectStage(config())
     new_log: dict = {}
@@ -239,6 +240,7 @@ def _restored(changelog: dict, cfg: BaselineConfig) -> BaselineStage:
     return stage
 
 
+@pytest.mark.heavy
 def test_restores_from_the_old_and_the_new_changelog_continue_identically() -> None:
     cfg = config()
     packed, reference = BaselineStage(cfg), ObjectStage(cfg)
@@ -278,7 +280,7 @@ def test_restores_from_the_old_and_the_new_changelog_continue_identically() -> N
     assert uncompacted.detectors.bundles == from_old.detectors.bundles
 
 
-@pytest.mark.scale
+@pytest.mark.heavy
 def test_100k_series_keep_their_own_detectors() -> None:
     # One metric, no rules, no seasonal profiles: what is tested is the store of 100k
     # keys (each its own, packed and repacked), in a few seconds; the packing itself is
@@ -343,7 +345,7 @@ def _held_per_series(records: dict[str, Any], copies: int) -> float:
     return held / copies
 
 
-@pytest.mark.scale
+@pytest.mark.heavy
 def test_what_a_series_holds_stays_a_few_kb() -> None:
     n = 5_000
     records = [

@@ -333,7 +333,7 @@ def test_early_evaluation_sees_an_error_burst_in_ingest_and_in_the_windows_stage
     assert merged["errors"] == 40 and "high-5xx-rate" in merged["rules"]
 
 
-@pytest.mark.scale
+@pytest.mark.heavy
 def test_100k_series_give_the_rollups_of_one_windowing():
     """Fleet scale (issue 24): 100k series of one or two events each (one base window), the raw
     topic not keyed, through ingest's columns and the windows stage: every rollup is byte
