@@ -28,6 +28,7 @@ from stages.baseline import (
     _rounded,
 )
 from stages.baseline_store import join_bundle, split_bundle
+from tests.test_baseline_stage import rollup as stage_rollup
 
 T0 = 1_795_305_600_000  # a Monday, 00:00 UTC (ms)
 MIN = 60_000
@@ -122,27 +123,8 @@ class ObjectStage(BaselineStage):
 
 
 def rollup(series: str, minute: int, count: int, p50: float, p99: float, errors: int) -> dict:
-    service, _, endpoint = series.rpartition("|")
-    start = T0 + minute * MIN
-    return {
-        "id": f"{series}|1m|{start}",
-        "series": series,
-        "service": service,
-        "endpoint": endpoint,
-        "resolution": "1m",
-        "start": start,
-        "end": start + MIN,
-        "count": count,
-        "errors": errors,
-        "client_errors": 0,
-        "mean_ms": p50 * 1.2,
-        "max_ms": p99 * 1.2,
-        "p50_ms": p50,
-        "p90_ms": p50 * 1.5,
-        "p95_ms": p50 * 2,
-        "p99_ms": p99,
-        "p999_ms": p99 * 1.1,
-    }
+    """test_baseline_stage's rollup of `series` at `minute` of this file's day."""
+    return stage_rollup(series, T0 + minute * MIN, count, p50, p99, errors)
 
 
 SERIES = [f"svc{s // 3}|{'*' if s % 3 == 0 else f'/e{s % 3}'}" for s in range(9)]
