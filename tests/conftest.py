@@ -42,22 +42,19 @@ def _needs_broker(item: pytest.Item) -> bool:
     return _module_needs_broker[name]
 
 
-# The broker-free lane's longest tests (`--durations=40`), longest first. When workers take
+# The broker-free lane's longest tests (`--durations=40`; the `heavy` ones run in the other
+# lane), longest first. When workers take
 # the next test from one queue (`--maxschedchunk 1`, as run.sh runs that lane), these run
 # first, so that the workers end on short tests together instead of one worker finishing a
 # long test alone. Only the order changes; a test missing here keeps its place. (Other
 # schedules hand out consecutive chunks, where these first would all go to one worker.)
 SLOW_FIRST = (
-    "tests/test_baseline_memory.py::test_what_a_series_holds_stays_a_few_kb",
-    "tests/test_baseline_memory.py::test_100k_series_keep_their_own_detectors",
-    "tests/test_baseline_memory.py::test_restores_from_the_old_and_the_new_changelog_continue_identically",
     "tests/test_fast_path.py::test_the_fast_check_accepts_only_what_the_rules_accept_unchanged",
-    "tests/test_two_phase.py::test_100k_series_give_the_rollups_of_one_windowing",
     "tests/test_fast_path.py::test_the_stage_equals_its_general_path_through_restarts",
     "tests/test_plain_error.py::test_ingest_emits_the_same_with_and_without_the_fast_path",
     "tests/test_fast_path.py::test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition",
-    "tests/test_baseline_memory.py::test_the_packed_stage_signals_byte_identical_to_live_objects",
     "tests/test_cli.py::test_run_keeps_retrying_while_the_broker_is_unreachable_and_stops_on_sigterm",
+    "tests/test_baseline_memory.py::test_a_service_s_six_hours_of_minute_buckets_hold_a_few_kb",
     "tests/test_ingest_properties.py::test_every_element_is_exactly_one_emit_dead_letter_or_duplicate",
     "tests/test_sdk.py::test_unreachable_broker_never_raises_and_counts_drops",
     "tests/test_ingest_properties.py::test_a_batch_of_records_is_conserved_as_a_whole",
