@@ -105,6 +105,19 @@ def rollup_metrics(rollup: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def add_to_minutes(buckets: dict[int, list[int]], rollup: dict[str, Any]) -> list[list[int]]:
+    """Count a service-wide rollup into its minute of `buckets` ([count, errors] by minute
+    start), forget minutes past `BURN_HISTORY_MS`; the buckets as `[start, count, errors]`
+    rows (their changelog form)."""
+    minute = rollup["start"] - rollup["start"] % MINUTE_MS
+    bucket = buckets.setdefault(minute, [0, 0])
+    bucket[0] += rollup["count"]
+    bucket[1] += rollup.get("errors", 0)
+    for start in [s for s in buckets if s < rollup["end"] - BURN_HISTORY_MS]:
+        del buckets[start]
+    return [[s, c, e] for s, (c, e) in buckets.items()]
+
+
 EXPIRY_SWEEP_MS = 60_000
 # A series' recent observations kept for the charts of its signals (`points`): this many
 # windows of `resolution`, values to 4 significant figures.
@@ -615,16 +628,23 @@ class BaselineStage(StageBase):
         held = self.minutes.setdefault(partition, {})
         packed = held.get(service)
         buckets = {} if packed is None else {s: [c, e] for s, c, e in orjson.loads(packed)}
-        minute = rollup["start"] - rollup["start"] % MINUTE_MS
-        bucket = buckets.setdefault(minute, [0, 0])
-        bucket[0] += rollup["count"]
-        bucket[1] += rollup.get("errors", 0)
-        now_ms = rollup["end"]
-        for start in [s for s in buckets if s < now_ms - BURN_HISTORY_MS]:
-            del buckets[start]
-        rows = [[s, c, e] for s, (c, e) in buckets.items()]
+        rows = add_to_minutes(buckets, rollup)
         held[service] = _json_bytes(rows)
         result.state[(partition, f"m|{service}")] = rows
+        self._judge_service(partition, rollup, buckets, labels, window, result)
+
+    def _judge_service(
+        self,
+        partition: int,
+        rollup: dict[str, Any],
+        buckets: dict[int, list[int]],
+        labels: dict[str, Any],
+        window: dict[str, int],
+        result: StageResult,
+    ) -> None:
+        """The service's SLA and burn-rate rules over its minute buckets."""
+        service = rollup["service"]
+        now_ms = rollup["end"]
         windows = [
             {"start": s, "end": min(s + MINUTE_MS, now_ms), "count": c, "errors": e}
             for s, (c, e) in buckets.items()

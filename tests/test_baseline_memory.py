@@ -15,17 +15,13 @@ import pytest
 
 from detection.detector import Detector, DetectorConfig
 from detection.packed import DetectorCodec, pack
-from schemas.rollups import SERVICE_WIDE
-from sla import burn_rates, evaluate, summarize_windows
 from stages.base import Emit, Record, StageResult
 from stages.baseline import (
-    BURN_HISTORY_MS,
-    MINUTE_MS,
     RECENT_POINTS,
-    SLA_PERIOD_MS,
     BaselineConfig,
     BaselineStage,
     _rounded,
+    add_to_minutes,
 )
 from stages.baseline_store import join_bundle, split_bundle
 from tests.test_baseline_stage import rollup as stage_rollup
@@ -81,45 +77,10 @@ class ObjectStage(BaselineStage):
             signal["points"] = [[p[0], p[column]] for p in kept["points"]]
 
     def _service_checks(self, partition, rollup, labels, window, result) -> None:
-        service = rollup["service"]
-        buckets = self.buckets.setdefault(partition, {}).setdefault(service, {})
-        minute = rollup["start"] - rollup["start"] % MINUTE_MS
-        bucket = buckets.setdefault(minute, [0, 0])
-        bucket[0] += rollup["count"]
-        bucket[1] += rollup.get("errors", 0)
-        now_ms = rollup["end"]
-        for start in [s for s in buckets if s < now_ms - BURN_HISTORY_MS]:
-            del buckets[start]
-        result.state[(partition, f"m|{service}")] = [[s, c, e] for s, (c, e) in buckets.items()]
-        windows = [
-            {"start": s, "end": min(s + MINUTE_MS, now_ms), "count": c, "errors": e}
-            for s, (c, e) in buckets.items()
-        ]
-        threshold = self.sla.threshold_for(service)
-        recent = [w for w in windows if w["end"] > now_ms - SLA_PERIOD_MS]
-        inputs = summarize_windows(
-            recent,
-            threshold,
-            p50_ms=rollup.get("p50_ms"),
-            p95_ms=rollup.get("p95_ms"),
-            p99_ms=rollup.get("p99_ms"),
-        )
-        report = evaluate(service, inputs, threshold)
-        budgets = burn_rates(windows, self.sla.objective_for(service), now_ms)
-        key = f"{service}|{SERVICE_WIDE}"
-        for rule in self._service_rules:
-            if not rule.matches(labels):
-                continue
-            if rule.metric == "sla_violations":
-                value = float(len(report.violations))
-                self._gate(partition, rule, key, value, now_ms, labels, window, result)
-                continue
-            for pair in budgets:
-                value = pair.long_rate if pair.firing else 0.0
-                pair_key = f"{key}|burn:{pair.name}"
-                self._gate(
-                    partition, rule, pair_key, value, now_ms, labels, window, result, pair.severity
-                )
+        buckets = self.buckets.setdefault(partition, {}).setdefault(rollup["service"], {})
+        rows = add_to_minutes(buckets, rollup)
+        result.state[(partition, f"m|{rollup['service']}")] = rows
+        self._judge_service(partition, rollup, buckets, labels, window, result)
 
 
 def rollup(series: str, minute: int, count: int, p50: float, p99: float, errors: int) -> dict:
