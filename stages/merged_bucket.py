@@ -7,9 +7,9 @@ histogram objects and a sorted merge per row, and a `Window` per series and open
 series' id in this bucket, its six numbers, and its words as they came (appended to
 one `bytearray`). The close (and early evaluation, for the series it judges) reduces the
 columns with numpy for every series at once: counters by `np.add.at`, every bucket of
-every row in one sort, as `Window.merge` would add them. A series whose merged histogram
-would not stay sparse (more buckets than `promote_at`, or a count past the word's count
-field: never at realistic loads) is rebuilt row by row exactly as before.
+every row in one sort, as `Window.merge` would add them (past `promote_at` buckets dense,
+as `bulk_close` stores a close's). Where a count would not fit the sparse word (never at
+realistic loads) the series are rebuilt row by row exactly as before.
 
 Pure: no I/O, no clocks.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from histograms.hdr import HdrLayout, SparseHistogram
 from schemas.partials import InvalidPartial
-from stages.bulk_close import _reduce, _tables
+from stages.bulk_close import _reduce, _store, _tables
 
 if TYPE_CHECKING:
     from stages.windows import Window
@@ -141,18 +141,16 @@ class MergedBucket:
         sums_list, maxima_list = sums.tolist(), maxima.tolist()
         for k, sid in enumerate(chosen.tolist()):
             window = self._window(self.hdr, self.start)
-            hist = hists[k]
-            if hist is None:  # not sparse once merged: row by row, as before
-                hist = self._rebuilt(sid)
-            window.hist = hist
+            window.hist = self._rebuilt(sid) if hists is None else hists[k]
             _, window.errors, window.client_errors, window.late, window.sum_us = sums_list[k]
             window.max_us = maxima_list[k]
             yield names[sid], window
 
     def _histograms(
         self, rows: np.ndarray, segment: np.ndarray, n: int
-    ) -> list[SparseHistogram | None]:
-        """Each segment's merged histogram, or None where it would not stay sparse."""
+    ) -> list[SparseHistogram] | None:
+        """Each segment's merged histogram, as `bulk_close` stores a close's (dense past
+        `promote_at` buckets); None when they need the row-by-row merge."""
         lay = self.hdr
         lengths = np.frombuffer(self.lengths, dtype=np.uint32).astype(np.int64)
         data = np.frombuffer(bytes(self.words), dtype=np.uint64)  # a copy: rows still come
@@ -168,24 +166,10 @@ class MergedBucket:
             np.int64
         )
         keys, counts = _reduce(keys, (data & np.uint64(lay._cmask)).astype(np.int64))
-        owner = keys // width
-        bounds = np.searchsorted(owner, np.arange(n + 1)).tolist()
-        totals = np.zeros(n, dtype=np.int64)
-        np.add.at(totals, owner, counts)
-        words = ((keys - owner * width).astype(np.uint64) << np.uint64(lay._count_bits)) | (
-            counts.astype(np.uint64)
-        )
-        out: list[SparseHistogram | None] = []
-        for k, total in enumerate(totals.tolist()):
-            a, b = bounds[k], bounds[k + 1]
-            if b - a > lay.promote_at or total > lay._cmask:
-                out.append(None)
-                continue
-            hist = SparseHistogram(lay)
-            hist._counts = array("Q", words[a:b].tobytes())
-            hist.total = total
-            out.append(hist)
-        return out
+        hists = [SparseHistogram(lay) for _ in range(n)]
+        if not len(keys) or not np.bincount(keys // width, minlength=n).all():
+            return None  # a series without buckets (a zero count)
+        return hists if _store(lay, hists, keys, counts) else None  # None: a count too big
 
     def _rebuilt(self, sid: int) -> SparseHistogram:
         """The series' histogram merged row by row (`SparseHistogram.merge`, which

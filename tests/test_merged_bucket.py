@@ -127,3 +127,18 @@ def test_a_service_element_with_one_bad_row_is_refused_whole():
     assert "rows[2]: count" in orjson.dumps(dead.value).decode()
     assert stage.core.stats["events"] == 0 and stage.core.stats["partials"] == 0
     assert not any(ps.open for ps in stage.core.partitions.values())
+
+
+def test_a_series_without_buckets_is_merged_row_by_row_as_before():
+    """A row of zero events (no words) leaves its series without buckets: the columns
+    cannot store it, and every series is merged as a `Window` per series did."""
+    rng = random.Random(9)
+    rows = [("svc|/a", *_partial(rng)), ("svc|/b", [0, 0, 0, 2, 0, 0], b"")]
+    rows.append(("svc|/a", *_partial(rng)))
+    bucket = MergedBucket(HDR, Window, START)
+    for series, numbers, words in rows:
+        bucket.add(bucket.id_of(series), numbers, words)
+    want, got = _by_window(rows), bucket.windows()
+    assert list(got) == list(want)
+    for series in want:
+        _same(got[series], want[series])
