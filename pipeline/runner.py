@@ -67,6 +67,7 @@ class _Checkpoint(NamedTuple):
     emits: int
     notable: list[Emit]
     size: int  # encoded bytes (keys and values) of outputs and changelog
+    ends_batch: bool  # False: a part of a batch made in parts (not counted as a batch)
 
 
 @dataclass
@@ -256,11 +257,16 @@ class StageRunner(ConsumerRebalanceListener):
                     with BATCH_TIMER.time(self.stage.name):
                         result = self._process(records, now)
                 if self._slim.unreadable:
-                    self._dead_letter_unreadable(self._slim.take_unreadable(), offsets, result, now)
+                    unreadable = self._slim.take_unreadable()
+                    result.extend(self._dead_letter_unreadable(unreadable, offsets, now))
+                pending = bool(records)
                 if now - self._last_tick >= runtime.tick_interval_s:
                     self._last_tick = now
+                    if result.in_parts:  # its parts are made before the stage is called again
+                        await self.checkpoint(result, offsets, stop)
+                        result, offsets, pending = StageResult(), {}, False
                     result.extend(self.stage.tick(now))
-                if records or result.emits or result.state:
+                if pending or result.in_parts or result.emits or result.state:
                     await self.checkpoint(result, offsets, stop)
         await self.drain()
 
@@ -277,7 +283,7 @@ class StageRunner(ConsumerRebalanceListener):
         result = StageResult()
         for record in records:
             try:
-                result.extend(self.stage.process([record], now))
+                result.extend(self.stage.process([record], now).whole())
             except Exception as exc:
                 self.stats.poison_records += 1
                 self.log.exception(
@@ -308,11 +314,11 @@ class StageRunner(ConsumerRebalanceListener):
         self,
         skipped: list[UnreadableBatch],
         offsets: dict[TopicPartition, int],
-        result: StageResult,
         now: float,
-    ) -> None:
+    ) -> StageResult:
         """Batches the consumer could not read: each offset range goes to the dead-letter
         topic with its reason, and the partition's commit moves past it."""
+        result = StageResult()
         for unreadable in skipped:
             self.stats.unreadable_batches += 1
             self.stats.unreadable_records += unreadable.records
@@ -328,6 +334,7 @@ class StageRunner(ConsumerRebalanceListener):
             )
             letter = unreadable.dead_letter(int(now * 1000))
             result.emits.append(Emit(EVENTS_DLQ, "", letter))
+        return result
 
     def _collect(
         self, batch: dict[TopicPartition, list]
@@ -382,20 +389,43 @@ class StageRunner(ConsumerRebalanceListener):
         `MAX_QUEUED_CHECKPOINTS` the loop waits, and once `runtime.max_unacked_bytes` of
         encoded messages wait for acks (queued or in flight) it waits until all are
         durable: that bounds the memory a close of many series holds (docs/memory.md).
-        `drain` waits for all of it (before a rebalance and on stop).
+        A result that comes in parts (`StageResult.streamed`) is queued a part at a time,
+        each part made only once the one before is queued (and, past those bounds,
+        durable); the offsets go with the last. `drain` waits for all of it (before a
+        rebalance and on stop).
         """
+        if result.in_parts:
+            parts, making = result.parts(), 0.0
+            while True:
+                started = time.perf_counter()
+                part = next(parts, None)
+                making += time.perf_counter() - started
+                if part is None:
+                    break
+                await self._queue(part, None, stop)
+            BATCH_TIMER.observe(self.stage.name, making)  # the stage's work, done here
+            result = StageResult()
+        await self._queue(result, offsets, stop)
+
+    async def _queue(
+        self, result: StageResult, offsets: dict[TopicPartition, int] | None, stop: asyncio.Event
+    ) -> None:
+        """Encode `result` and queue it to be made durable (`checkpoint`); `offsets` None:
+        a part of a batch, whose offsets come with a later one."""
+        ends_batch = offsets is not None
         outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
-        offsets = self._commit_offsets(offsets)
+        offsets = self._commit_offsets(offsets) if offsets is not None else {}
         changelog: list[Message] = []
         if self.stage.stateful:
             state = dict(result.state)
             for tp, next_offset in offsets.items():
                 state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
-            changelog = changelog_messages(self.state_name, self.names, state)
+            if state:
+                changelog = changelog_messages(self.state_name, self.names, state)
         size = encoded_size(outputs) + encoded_size(changelog)
         notable = notable_emits(result.emits)
         self._queued.append(
-            _Checkpoint(outputs, changelog, offsets, len(result.emits), notable, size)
+            _Checkpoint(outputs, changelog, offsets, len(result.emits), notable, size, ends_batch)
         )
         self._unacked_bytes += size
         task = self._in_flight
@@ -457,7 +487,7 @@ class StageRunner(ConsumerRebalanceListener):
                 await backoff.wait(stop)
         await self._commit(offsets)
         for checkpoint in checkpoints:
-            self.stats.batches += 1
+            self.stats.batches += checkpoint.ends_batch
             self.stats.emits_out += checkpoint.emits
             self._log_notable(checkpoint.notable)
 

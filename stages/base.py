@@ -8,8 +8,9 @@ clocks or files; everything it needs arrives as arguments.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -80,17 +81,81 @@ class Emit:
     value: Any
 
 
-@dataclass(slots=True)
 class StageResult:
-    """What one call of a stage produced."""
+    """What one call of a stage produced: records to emit, and changelog writes as
+    (partition, state key) -> new state (a JSON-able value, or None for a tombstone).
 
-    emits: list[Emit] = field(default_factory=list)
-    # (partition, state key) -> new state (JSON-able dict) or None for a tombstone.
-    state: dict[tuple[int, str], Any] = field(default_factory=dict)
+    A close of many series would hold all its rollups and changelog values at once until
+    the broker acknowledged them. Such a result comes in parts instead (`streamed`): the
+    runtime asks for one part at a time (`parts`) and hands it to the producer before the
+    next is made, so a close of 100,000 series holds a part of it, not all of it
+    (docs/memory.md). A stage makes its parts in the order they may become durable (every
+    output of a partition before the changelog writes that say they were made), and the
+    runtime makes all of them before it calls the stage again. Reading `emits` or `state`
+    makes every part at once: the same records and writes, in one piece (tests, tools).
+    """
+
+    __slots__ = ("_emits", "_more", "_state")
+
+    def __init__(
+        self, emits: list[Emit] | None = None, state: dict[tuple[int, str], Any] | None = None
+    ) -> None:
+        self._emits: list[Emit] = [] if emits is None else emits
+        self._state: dict[tuple[int, str], Any] = {} if state is None else state
+        self._more: Iterator[StageResult] | None = None
+
+    @classmethod
+    def streamed(cls, parts: Iterable[StageResult]) -> StageResult:
+        """A result made of `parts`, each made only when asked for."""
+        result = cls()
+        result._more = iter(parts)
+        return result
+
+    @property
+    def emits(self) -> list[Emit]:
+        self._make_all()
+        return self._emits
+
+    @property
+    def state(self) -> dict[tuple[int, str], Any]:
+        self._make_all()
+        return self._state
+
+    @property
+    def in_parts(self) -> bool:
+        """Whether parts of it are still to be made."""
+        return self._more is not None
+
+    def whole(self) -> StageResult:
+        """This result with every part made (in one piece)."""
+        self._make_all()
+        return self
+
+    def _make_all(self) -> None:
+        more, self._more = self._more, None
+        if more is not None:
+            for part in more:
+                self._emits.extend(part.emits)
+                self._state.update(part.state)
 
     def extend(self, other: StageResult) -> None:
-        self.emits.extend(other.emits)
-        self.state.update(other.state)
+        """Add `other` after what this holds (as a later part if either comes in parts)."""
+        if self._more is None and other._more is None:
+            self._emits.extend(other._emits)
+            self._state.update(other._state)
+        else:
+            self._more = itertools.chain(self._more or (), (other,))
+
+    def parts(self) -> Iterator[StageResult]:
+        """This result one part at a time, each made when the one before has been taken
+        (what the runtime reads); then it holds nothing."""
+        more, self._more = self._more, None
+        emits, state = self._emits, self._state
+        self._emits, self._state = [], {}
+        if emits or state:
+            yield StageResult(emits, state)
+        for part in more or ():
+            yield from part.parts()
 
 
 class Stage(Protocol):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CoarseWindows"]
 
-_COLUMNS = ("start", "errors", "client_errors", "late", "sum_us", "max_us", "total")
+_COLUMNS = ("start", "errors", "client_errors", "late", "sum_us", "max_us", "total", "through")
 
 
 class CoarseWindows:
@@ -52,6 +52,7 @@ class CoarseWindows:
         "slots",
         "start",
         "sum_us",
+        "through",
         "total",
     )
 
@@ -67,6 +68,9 @@ class CoarseWindows:
         self.sum_us = array("q")
         self.max_us = array("q")
         self.total = array("q")
+        # The end of the latest finer window merged in: a close made again after a restart
+        # (its changelog written part way) finds its windows here already (`merge`).
+        self.through = array("q")
         # A slot's histogram: its sparse words as bytes, or a (dense) SparseHistogram.
         self.hists: list[bytes | SparseHistogram | None] = []
 
@@ -139,10 +143,12 @@ class CoarseWindows:
             self.hists[slot] = None
             self._free.append(slot)
 
-    def put(self, series: str, window: Window) -> None:
-        """Hold `window` (flushed) as the series' open window (a restore)."""
+    def put(self, series: str, window: Window, through: int = 0) -> None:
+        """Hold `window` (flushed) as the series' open window (a restore), with the end
+        of the latest finer window it holds."""
         self.discard(series)
         slot = self.open(series, window.start)
+        self.through[slot] = through
         self.errors[slot] = window.errors
         self.client_errors[slot] = window.client_errors
         self.late[slot] = window.late
@@ -204,19 +210,28 @@ class CoarseWindows:
             "late": self.late[slot],
             "sum_us": self.sum_us[slot],
             "max_us": self.max_us[slot],
+            "through": self.through[slot],
         }
 
     # --- merging ------------------------------------------------------------------------------
 
-    def merge(self, slots: Sequence[int], sources: Sequence[Window]) -> None:
-        """Add each flushed window of `sources` to the window in the same place of `slots`
-        (every slot once), as `Window.merge` would: counters, then the histograms' buckets
-        of all of them in one sort."""
+    def holds(self, slot: int, end: int) -> bool:
+        """Whether everything up to `end` is in the slot's window, or was in the one
+        before it (a finer window ending there, closed again after a restart)."""
+        return self.through[slot] >= end
+
+    def merge(self, slots: Sequence[int], sources: Sequence[Window], ends: Sequence[int]) -> None:
+        """Add each flushed window of `sources` (ending at the same place of `ends`) to the
+        window in the same place of `slots` (every slot once), as `Window.merge` would:
+        counters, then the histograms' buckets of all of them in one sort."""
         if not slots:
             return
         flush_all(self.hdr, sources)  # (closed windows hold no pending values: a no-op)
         at = np.asarray(slots, dtype=np.int64)
         n = len(sources)
+        column = np.frombuffer(self.through, dtype=np.int64)
+        column[at] = np.maximum(column[at], np.asarray(ends, dtype=np.int64))
+        del column
         for name in ("errors", "client_errors", "late", "sum_us", "total"):
             if name == "total":
                 added = np.fromiter((w.hist.total for w in sources), np.int64, n)

@@ -42,6 +42,7 @@ from stages.bulk_close import _reduce, _tables
 from stages.cardinality import UNLIMITED, CardinalityLimits
 from stages.ingest import LATENCY_TOPIC, IngestStage
 from stages.windows import (
+    CLOSE_PART,
     LATE_PREFIX,
     NEVER,
     SWEEP_EVERY_MS,
@@ -246,9 +247,7 @@ class PartialWindowsCore(WindowsCore):
         self._late(ps, service + "|" + endpoint)  # the service's own: merged downstream
         self.stats["late"] += 1
 
-    def _close(
-        self, partition: int, ps: PartitionWindows, watermark: int, result: StageResult
-    ) -> None:
+    def _close(self, partition: int, ps: PartitionWindows, watermark: int) -> Iterator[StageResult]:
         """Send the partials of every base window the watermark passed, then the
         source's new watermark (after them, so it vouches for them)."""
         size = self.sizes[0]
@@ -258,11 +257,13 @@ class PartialWindowsCore(WindowsCore):
         for start in ready:
             bucket = ps.open.pop(start)
             del ps.first_offset[start]
-            self._send_partials(partition, ps, start, bucket, result)
+            yield from self._send_partials(partition, ps, start, bucket)
             ps.closed = max(ps.closed, start + size)
         if ps.closed - self.ids_swept >= SWEEP_EVERY_MS:
             self._forget_idle_series(ps.closed)
+        result = StageResult()
         self._announce(partition, ps, False, result)
+        yield result
 
     def _send_partials(
         self,
@@ -270,11 +271,11 @@ class PartialWindowsCore(WindowsCore):
         ps: PartitionWindows,
         start: int,
         bucket: PartialBucket,
-        result: StageResult,
-    ) -> None:
+    ) -> Iterator[StageResult]:
         """One partial window per series of the closed `bucket`, in a few numpy passes
         over its columns: counts, sums, maxima, errors and the histogram words of every
-        series at once (the words `SparseHistogram.to_words` would give)."""
+        series at once (the words `SparseHistogram.to_words` would give); handed over a
+        part of whole services (about `CLOSE_PART` series) at a time."""
         if not bucket.sids:
             return
         lay = self.hdr
@@ -318,7 +319,8 @@ class PartialWindowsCore(WindowsCore):
                 services[service] = [k]
             else:
                 members.append(k)
-        emits, bits = result.emits, lay._count_bits
+        emits: list[Emit] = []
+        rows_held, bits = 0, lay._count_bits
         for service, members in services.items():
             rows = []
             for k in members:
@@ -344,7 +346,13 @@ class PartialWindowsCore(WindowsCore):
                 )
             value = encode_service_partials(service, start, partition, bits, rows)
             emits.append(Emit(LATENCY_TOPIC, service, encoded_json(value)))
+            rows_held += len(rows)
+            if rows_held >= CLOSE_PART:
+                yield StageResult(emits)
+                emits, rows_held = [], 0
         self.stats["partials_sent"] += len(counts_list)
+        if emits:
+            yield StageResult(emits)
 
     def _announce(
         self, partition: int, ps: PartitionWindows, idle: bool, result: StageResult
@@ -357,15 +365,17 @@ class PartialWindowsCore(WindowsCore):
     def finish(self, partitions: Iterable[int], now: float) -> StageResult:
         """As `WindowsCore.finish`; a source that had said it was idle says it is not
         before anything else it sends."""
-        partitions = list(partitions)
+        return self._stream(self._finish_announced(list(partitions), now))
+
+    def _finish_announced(self, partitions: list[int], now: float) -> Iterator[StageResult]:
         result = StageResult()
         for partition in partitions:
             ps = self.partitions.get(partition)
             said = self.announced.get(partition)
             if ps is not None and said is not None and said[1]:
                 self._announce(partition, ps, False, result)
-        result.extend(super().finish(partitions, now))
-        return result
+        yield result
+        yield from self._finish(partitions, now)
 
     def tick(self, now: float, assigned: Iterable[int]) -> StageResult:
         """Flush idle partitions' windows, then send each assigned source's watermark if
@@ -373,7 +383,11 @@ class PartialWindowsCore(WindowsCore):
         new for `idle_flush_s` (`EMPTY_SOURCE_GRACE_S` if it never had an event) says it
         is idle, so the windows stage does not wait for it.
         """
-        result = self.flush_idle(now)
+        return self._stream(self._tick(now, list(assigned)))
+
+    def _tick(self, now: float, assigned: list[int]) -> Iterator[StageResult]:
+        yield from self._flush_idle(now)
+        result = StageResult()
         for partition in assigned:
             ps = self.partitions.get(partition) or self._partition(partition, now)
             if ps.last_active is None:
@@ -384,7 +398,7 @@ class PartialWindowsCore(WindowsCore):
             idle = not ps.open and now - ps.last_active >= quiet_s
             if self.announced.get(partition) != (ps.closed, idle):
                 self._announce(partition, ps, idle, result)
-        return result
+        yield result
 
     def revoke(self, partitions: Iterable[int]) -> None:
         partitions = list(partitions)
@@ -429,6 +443,7 @@ class IngestWindowsStage(CoreStageMixin):
         Commits are held back to the oldest open window, so a restart re-reads records
         whose errors and dead letters were already produced: those outputs are dropped.
         """
+        self.core.settle()
         touched = sorted(set(map(_PARTITION, records)))
         replayed = self._replayed(records)
         if replayed:

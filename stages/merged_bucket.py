@@ -119,6 +119,15 @@ class MergedBucket:
     def items(self, wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Window]]:
         """(series, merged flushed `Window`) of every series here, or of those `wanted`
         says yes to, in the order first merged."""
+        for part in self.parts(wanted):
+            yield from part
+
+    def parts(
+        self, wanted: Callable[[str], bool] | None = None, size: int = 0
+    ) -> Iterator[list[tuple[str, Window]]]:
+        """`items` in lists of at most `size` (0: one list): the columns are reduced once,
+        the `Window`s built a list at a time (a close of many series holds one list of
+        them, not one per series)."""
         names = self.names
         keep = None if wanted is None else [sid for sid, s in enumerate(names) if wanted(s)]
         if not self.sids or keep == []:
@@ -137,20 +146,33 @@ class MergedBucket:
         np.add.at(sums, segment, numbers[:, : NUMBERS - 1])
         maxima = np.zeros(len(chosen), dtype=np.int64)
         np.maximum.at(maxima, segment, numbers[:, NUMBERS - 1])
-        hists = self._histograms(rows, segment, len(chosen))
-        sums_list, maxima_list = sums.tolist(), maxima.tolist()
-        for k, sid in enumerate(chosen.tolist()):
-            window = self._window(self.hdr, self.start)
-            window.hist = self._rebuilt(sid) if hists is None else hists[k]
-            _, window.errors, window.client_errors, window.late, window.sum_us = sums_list[k]
-            window.max_us = maxima_list[k]
-            yield names[sid], window
+        keys, counts = self._buckets(rows, segment)
+        width = _tables(self.hdr).width
+        n = len(chosen)
+        bounds = np.searchsorted(keys // width, np.arange(n + 1)).tolist()
+        step = size or n
+        for first in range(0, n, step):
+            last = min(n, first + step)
+            lo, hi = bounds[first], bounds[last]
+            hists = self._histograms(keys[lo:hi] - first * width, counts[lo:hi], last - first)
+            part = []
+            numbers_of = zip(
+                chosen[first:last].tolist(),
+                sums[first:last].tolist(),
+                maxima[first:last].tolist(),
+                strict=True,
+            )
+            for k, (sid, (_, errors, client_errors, late, sum_us), max_us) in enumerate(numbers_of):
+                window = self._window(self.hdr, self.start)
+                window.hist = self._rebuilt(sid) if hists is None else hists[k]
+                window.errors, window.client_errors, window.late = errors, client_errors, late
+                window.sum_us, window.max_us = sum_us, max_us
+                part.append((names[sid], window))
+            yield part
 
-    def _histograms(
-        self, rows: np.ndarray, segment: np.ndarray, n: int
-    ) -> list[SparseHistogram] | None:
-        """Each segment's merged histogram, as `bulk_close` stores a close's (dense past
-        `promote_at` buckets); None when they need the row-by-row merge."""
+    def _buckets(self, rows: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every bucket of `rows`' words summed per (segment, bucket index): the keys
+        `segment * width + index`, sorted, and their counts."""
         lay = self.hdr
         lengths = np.frombuffer(self.lengths, dtype=np.uint32).astype(np.int64)
         data = np.frombuffer(bytes(self.words), dtype=np.uint64)  # a copy: rows still come
@@ -165,8 +187,17 @@ class MergedBucket:
         keys = np.repeat(segment, lens) * width + (data >> np.uint64(lay._count_bits)).astype(
             np.int64
         )
-        keys, counts = _reduce(keys, (data & np.uint64(lay._cmask)).astype(np.int64))
+        return _reduce(keys, (data & np.uint64(lay._cmask)).astype(np.int64))
+
+    def _histograms(
+        self, keys: np.ndarray, counts: np.ndarray, n: int
+    ) -> list[SparseHistogram] | None:
+        """The histograms of segments 0..n-1 of reduced `keys`/`counts`, as `bulk_close`
+        stores a close's (dense past `promote_at` buckets); None when they need the
+        row-by-row merge."""
+        lay = self.hdr
         hists = [SparseHistogram(lay) for _ in range(n)]
+        width = _tables(lay).width
         if not len(keys) or not np.bincount(keys // width, minlength=n).all():
             return None  # a series without buckets (a zero count)
         return hists if _store(lay, hists, keys, counts) else None  # None: a count too big

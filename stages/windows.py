@@ -170,6 +170,9 @@ def encoded_json(value: dict[str, Any]) -> EncodedJSON:
 
 
 FLUSH_AT = 128
+# Series (rollups, changelog keys) per part of a close (`StageResult.streamed`): what a
+# close of many series holds at once until the broker has it (docs/memory.md).
+CLOSE_PART = 4096
 SWEEP_EVERY_MS = 60_000  # how often (event time) a partition forgets its idle series
 SIGNALS_TOPIC = SIGNALS
 
@@ -191,6 +194,7 @@ class PartitionWindows:
         "merged",
         "next_offset",
         "open",
+        "partition",
         "registry",
         "replay_until",
         "sources",
@@ -198,8 +202,14 @@ class PartitionWindows:
     )
 
     def __init__(
-        self, levels: int, now: float | None, limits: CardinalityLimits, hdr: HdrLayout
+        self,
+        partition: int,
+        levels: int,
+        now: float | None,
+        limits: CardinalityLimits,
+        hdr: HdrLayout,
     ) -> None:
+        self.partition = partition
         self.max_ts = -(2**62)
         self.closed = -(2**62)  # every base window ending at or before this is emitted
         # Base windows: start -> series -> window (ingest: a `PartialBucket` of columns).
@@ -250,6 +260,7 @@ class WindowsCore:
             "duplicate_partials": 0,  # partials sent again after a crash, not counted twice
         }
         self.early: EarlyEvaluator | None = None
+        self._unsettled: list[StageResult] = []  # handed out in parts (`settle`)
         if config.early_resolution in self.resolutions and config.early_eval_s > 0:
             self.early = EarlyEvaluator(
                 config.early_rules,
@@ -262,7 +273,7 @@ class WindowsCore:
         ps = self.partitions.get(partition)
         if ps is None:
             ps = self.partitions[partition] = PartitionWindows(
-                len(self.sizes) - 1, now, self.config.limits, self.hdr
+                partition, len(self.sizes) - 1, now, self.config.limits, self.hdr
             )
         return ps
 
@@ -368,20 +379,52 @@ class WindowsCore:
     # --- closing -----------------------------------------------------------------------------
 
     def finish(self, partitions: Iterable[int], now: float) -> StageResult:
-        """After a batch: close what the watermarks allow and collect changelog writes."""
-        result = StageResult()
+        """After a batch: close what the watermarks allow and collect changelog writes
+        (in parts: `_stream`, `_finish`). The parts are made as the result is read: read
+        it (or `settle`) before adding events to this core again."""
+        return self._stream(self._finish(list(partitions), now))
+
+    def _stream(self, parts: Iterator[StageResult]) -> StageResult:
+        """A result of `parts`, made as they are read (`StageResult.streamed`): a close of
+        many series is handed over a part at a time (docs/memory.md)."""
+        self.settle()
+        result = StageResult.streamed(parts)
+        self._unsettled.append(result)
+        return result
+
+    def settle(self) -> None:
+        """Make whatever is left of the results handed out in parts, whole (their holder
+        reads them as before): called before anything changes this state again, so a
+        caller that reads a result only later, or not at all, sees the same as if every
+        part had been made at once. The runtime reads every part first: nothing is left."""
+        for result in self._unsettled:
+            result.whole()
+        self._unsettled.clear()
+
+    def _finish(self, partitions: list[int], now: float) -> Iterator[StageResult]:
+        """`finish`'s parts, partition by partition: the closes' rollups (`CLOSE_PART`
+        series a part), early evaluation's and the cardinality limits' signals, then the
+        changelog writes (`_flush_state`)."""
         for partition in partitions:
             ps = self.partitions.get(partition)
             if ps is None:
                 continue
             ps.last_active = now
-            self._close(partition, ps, self._watermark(ps), result)
-            if self.early is not None and self.early.due(ps, now):
-                self.early.run(self, ps, now, result)
-            self._report_cardinality(partition, ps, result)
-            ps.dirty.add(META_KEY)
-            self._flush_state(partition, ps, result)
-        return result
+            yield from self._closing(partition, ps, self._watermark(ps), now)
+
+    def _closing(
+        self, partition: int, ps: PartitionWindows, watermark: int, now: float | None
+    ) -> Iterator[StageResult]:
+        """One partition's close up to `watermark`, early evaluation at `now` (None: not
+        now), the cardinality signals, then its changelog writes."""
+        yield from self._close(partition, ps, watermark)
+        result = StageResult()
+        if now is not None and self.early is not None and self.early.due(ps, now):
+            self.early.run(self, ps, now, result)
+        self._report_cardinality(partition, ps, result)
+        yield result
+        ps.dirty.add(META_KEY)
+        yield from self._flush_state(partition, ps)
 
     def _watermark(self, ps: PartitionWindows) -> int:
         """Where base windows close: with partials, the least watermark of the sources
@@ -560,26 +603,28 @@ class WindowsCore:
             ps.dirty.add(LATE_PREFIX + series)
 
     def flush_idle(self, now: float) -> StageResult:
+        """`_flush_idle`, in parts."""
+        return self._stream(self._flush_idle(now))
+
+    def _flush_idle(self, now: float) -> Iterator[StageResult]:
         """Close every open window of partitions idle for `idle_flush_s` (wall time).
 
         A partition fed partial windows waits twice that: its sources flush their own idle
         windows after `idle_flush_s` and say they are idle, which closes the windows here;
         this only keeps windows from waiting for an ingest stage that is down."""
-        result = StageResult()
+        idle: list[int] = []
         for partition, ps in self.partitions.items():
             idle_s = self.config.idle_flush_s * (2 if ps.sources else 1)
             if ps.last_active is None:
                 ps.last_active = now
             elif ps.open and now - ps.last_active >= idle_s:
-                self._close(partition, ps, max(ps.open) + self.sizes[0], result)
-                self._report_cardinality(partition, ps, result)
-                ps.dirty.add(META_KEY)
-                self._flush_state(partition, ps, result)
-        return result
+                idle.append(partition)
+        for partition in idle:
+            ps = self.partitions[partition]
+            yield from self._closing(partition, ps, max(ps.open) + self.sizes[0], None)
 
-    def _close(
-        self, partition: int, ps: PartitionWindows, watermark: int, result: StageResult
-    ) -> None:
+    def _close(self, partition: int, ps: PartitionWindows, watermark: int) -> Iterator[StageResult]:
+        """Close the base windows `watermark` passed, then the coarse windows they complete."""
         size = self.sizes[0]
         ready = sorted(start for start in ps.open if start + size <= watermark)
         if not ready:
@@ -589,9 +634,9 @@ class WindowsCore:
             bucket = ps.open.pop(start)
             del ps.first_offset[start]
             ps.merged.pop(start, None)
-            self._close_base(ps, start, bucket, result)
+            yield from self._close_base(ps, start, bucket)
             ps.closed = max(ps.closed, start + size)
-        self._close_coarse(ps, before, result)
+        yield from self._close_coarse(ps, before)
         if ps.closed - ps.swept >= SWEEP_EVERY_MS:
             ps.swept = ps.closed
             idle_ms = round(self.config.limits.series_idle_s * 1000)
@@ -610,23 +655,41 @@ class WindowsCore:
             result.emits.append(Emit(SIGNALS_TOPIC, signal["key"], signal))
 
     def _close_base(
-        self, ps: PartitionWindows, start: int, bucket: dict[str, Window], result: StageResult
-    ) -> None:
-        """Emit one base window start: every series' window and each service's merge."""
+        self, ps: PartitionWindows, start: int, bucket: MergedBucket | dict[str, Window]
+    ) -> Iterator[StageResult]:
+        """Emit one base window start: every series' window, `CLOSE_PART` a part, then
+        each service's merge of them."""
         if type(bucket) is MergedBucket:
-            bucket = bucket.windows()
-        windows = list(bucket.values())
-        whole: dict[str, int] = {}
-        owners = [whole.setdefault(service_wide_series(s), len(whole)) for s in bucket]
-        services = [Window(self.hdr, start) for _ in whole]
-        merge_into(self.hdr, services, windows, owners)
-        series = [*bucket, *whole]
-        windows += services
+            parts: Iterable[list[tuple[str, Window]]] = bucket.parts(size=CLOSE_PART)
+        else:
+            held = list(bucket.items())
+            parts = (held[k : k + CLOSE_PART] for k in range(0, len(held), CLOSE_PART))
+        whole: dict[str, Window] = {}  # service-wide series -> its window, filled part by part
+        for part in parts:
+            series = [name for name, _ in part]
+            windows = [window for _, window in part]
+            targets: dict[str, int] = {}  # this part's services -> place in `services`
+            owners = [targets.setdefault(service_wide_series(s), len(targets)) for s in series]
+            services = [whole.get(name) or Window(self.hdr, start) for name in targets]
+            whole.update(zip(targets, services, strict=True))
+            merge_into(self.hdr, services, windows, owners)
+            yield self._emit_closed(ps, series, windows)
+        names = list(whole)
+        for k in range(0, len(names), CLOSE_PART):
+            series = names[k : k + CLOSE_PART]
+            yield self._emit_closed(ps, series, [whole[name] for name in series])
+
+    def _emit_closed(
+        self, ps: PartitionWindows, series: list[str], windows: list[Window]
+    ) -> StageResult:
+        """The rollups of closed base windows, with the late counts pending for them."""
         for name, window in zip(series, windows, strict=True):
             window.late += ps.late.pop(name, 0)
             if window.late:
                 ps.dirty.add(LATE_PREFIX + name)
+        result = StageResult()
         self._emit(ps, 0, series, windows, result)
+        return result
 
     def _emit(
         self,
@@ -656,25 +719,31 @@ class WindowsCore:
         """Merge closed windows into the next resolution's open windows of the same series."""
         if level >= len(self.sizes):
             return
-        size = self.sizes[level]
+        size, finer = self.sizes[level], self.sizes[level - 1]
         coarse = ps.coarse[level - 1]
         prefix = self.resolutions[level] + "|"
-        slots = []
+        slots, merged, ends = [], [], []
         held = coarse.slots
         for name, window in zip(series, windows, strict=True):
             start = window.start - window.start % size
+            end = window.start + finer
             slot = held.get(name)
+            if slot is not None and coarse.holds(slot, end):
+                continue  # merged before a restart (`_flush_state`), into this or an older one
             if slot is not None and coarse.start[slot] != start:
-                self._emit(ps, level, [name], [coarse.pop(name)], result)
+                self._emit(ps, level, [name], self._pop_closed(ps, level, [name], result), result)
                 slot = None
             if slot is None:
                 slot = coarse.open(name, start)
             slots.append(slot)
+            merged.append(window)
+            ends.append(end)
             ps.dirty.add(prefix + name)
-        coarse.merge(slots, windows)
+        coarse.merge(slots, merged, ends)
 
-    def _close_coarse(self, ps: PartitionWindows, before: int, result: StageResult) -> None:
-        """Emit coarse windows that the base windows' progress has completed."""
+    def _close_coarse(self, ps: PartitionWindows, before: int) -> Iterator[StageResult]:
+        """Emit coarse windows that the base windows' progress has completed (`CLOSE_PART`
+        series a part)."""
         for level in range(1, len(self.sizes)):
             size = self.sizes[level]
             if before // size == ps.closed // size:
@@ -682,9 +751,29 @@ class WindowsCore:
             coarse = ps.coarse[level - 1]
             done = coarse.done(ps.closed, size)
             prefix = self.resolutions[level] + "|"
-            for name in done:
-                ps.dirty.add(prefix + name)
-            self._emit(ps, level, done, [coarse.pop(name) for name in done], result)
+            for k in range(0, len(done), CLOSE_PART):
+                series = done[k : k + CLOSE_PART]
+                for name in series:
+                    ps.dirty.add(prefix + name)
+                result = StageResult()
+                self._emit(ps, level, series, self._pop_closed(ps, level, series, result), result)
+                yield result
+
+    def _pop_closed(
+        self, ps: PartitionWindows, level: int, series: list[str], result: StageResult
+    ) -> list[Window]:
+        """Take the closed coarse windows of `series` out of their columns, and write
+        each one's final state (as far as its end) with their rollups, before meta: a
+        restart that finds the tombstone not yet written emits it again as it was
+        (`_flush_state`)."""
+        coarse = ps.coarse[level - 1]
+        prefix, size = self.resolutions[level] + "|", self.sizes[level]
+        windows = [coarse.pop(name) for name in series]
+        for name, window in zip(series, windows, strict=True):
+            final = window.to_state()
+            final["through"] = window.start + size
+            result.state[(ps.partition, prefix + name)] = encoded_json(final)
+        return windows
 
     def _rollup(
         self, series: str, level: int, window: Window, values: list[int], hist: str
@@ -717,26 +806,55 @@ class WindowsCore:
 
     # --- state ---------------------------------------------------------------------------------
 
-    def _flush_state(self, partition: int, ps: PartitionWindows, result: StageResult) -> None:
-        """Write the dirty changelog keys: meta, late counts, and open coarse windows (they
-        hold no pending values, see `_emit`; a closed one is a tombstone)."""
-        value: Any
-        for key in ps.dirty:
+    def _flush_state(self, partition: int, ps: PartitionWindows) -> Iterator[StageResult]:
+        """Write the dirty changelog keys, in parts of `CLOSE_PART` keys: first the open
+        coarse windows (they hold no pending values, see `_emit`), then meta, source
+        watermarks and late counts, then the tombstones of the coarse windows closed
+        (whose final state was written with their rollups, `_pop_closed`).
+
+        A crash part way leaves some written and meta as before the close, so a restart
+        closes those base windows again: the coarse windows already written say how far
+        they reach (`CoarseWindows.through`) and take nothing twice, and the closed ones
+        are there whole, to be emitted again as they were. A crash after meta leaves
+        closed coarse windows whose tombstones were not written: the next close emits
+        them again, as they were, and their coarser windows hold them already."""
+        keys = list(ps.dirty)
+        ps.dirty.clear()
+        values: dict[tuple[int, str], Any] = {}
+        last: dict[tuple[int, str], Any] = {}  # meta, source watermarks, late counts
+        tombstones: list[str] = []
+        for key in keys:
             if key == META_KEY:
-                value = {"max_ts": ps.max_ts, "closed": ps.closed, "next": ps.next_offset}
+                last[(partition, key)] = {
+                    "max_ts": ps.max_ts,
+                    "closed": ps.closed,
+                    "next": ps.next_offset,
+                }
             elif key.startswith(LATE_PREFIX):
-                value = ps.late.get(key[len(LATE_PREFIX) :]) or None
+                last[(partition, key)] = ps.late.get(key[len(LATE_PREFIX) :]) or None
             elif key.startswith(SOURCE_PREFIX):
                 closed, idle = ps.sources[int(key[len(SOURCE_PREFIX) :])]
-                value = {"closed": closed, "idle": idle}
+                last[(partition, key)] = {"closed": closed, "idle": idle}
             else:  # an open coarse window: ``resolution|series``
                 resolution, _, series = key.partition("|")
                 held = ps.coarse[self.resolutions.index(resolution) - 1].state(series)
-                value = encoded_json(held) if held is not None else None
-            result.state[(partition, key)] = value
-        ps.dirty.clear()
+                if held is None:
+                    tombstones.append(key)
+                    continue
+                values[(partition, key)] = encoded_json(held)
+                if len(values) >= CLOSE_PART:
+                    yield StageResult(state=values)
+                    values = {}
+        if values:
+            yield StageResult(state=values)
+        yield StageResult(state=last)
+        for k in range(0, len(tombstones), CLOSE_PART):
+            yield StageResult(
+                state=dict.fromkeys((partition, key) for key in tombstones[k : k + CLOSE_PART])
+            )
 
     def restore(self, partition: int, key: str, value: Any) -> None:
+        self.settle()
         ps = self._partition(partition, None)
         if key == META_KEY:
             if value is not None:
@@ -766,7 +884,7 @@ class WindowsCore:
             coarse.discard(series)
         else:
             window = Window.from_state(self.hdr, value)
-            coarse.put(series, window)
+            coarse.put(series, window, int(value.get("through", 0)))
             if not series.endswith("|" + SERVICE_WIDE):
                 ps.registry.seen(series, window.start)
 
@@ -787,11 +905,13 @@ class WindowsCore:
         }
 
     def revoke(self, partitions: Iterable[int]) -> None:
+        self.settle()
         for partition in partitions:
             self.partitions.pop(partition, None)
 
     def open_windows(self) -> Iterator[tuple[int, str, Window]]:
         """Every open base window as (partition, series, window); for tests and metrics."""
+        self.settle()
         for partition, ps in self.partitions.items():
             for bucket in ps.open.values():
                 for series, window in bucket.items():
@@ -845,6 +965,7 @@ class WindowsStage(CoreStageMixin):
         """Merge partial windows and source watermarks (schemas/partials.py); latency
         events (what ingest wrote here before two-phase windowing) are windowed as such."""
         core = self.core
+        core.settle()
         dead: list[Emit] = []
         touched: set[int] = set()
         for record in records:
@@ -863,8 +984,8 @@ class WindowsStage(CoreStageMixin):
                         core.add(partition, offset, element, now)
             except Exception as exc:  # only ingest writes here; anything else is dead-lettered
                 dead.append(_dead_letter(record, exc, now))
-        result = core.finish(sorted(touched), now)
-        result.emits.extend(dead)
+        result = StageResult(dead)
+        result.extend(core.finish(sorted(touched), now))
         return result
 
 

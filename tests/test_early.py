@@ -118,7 +118,7 @@ def test_healthy_traffic_sends_nothing():
 def test_a_coarse_resolution_adds_the_closed_smaller_windows_of_the_minute():
     windows = core(resolution="1m", allowed_lateness_s=0.0)
     feed(windows, T0, 100, errors_every=50)  # 2 % in the first 10 s window
-    windows.finish([0], now=1.0)  # under 5 %: only high-5xx-rate (1 %) is observed
+    windows.finish([0], now=1.0).whole()  # under 5 %: only high-5xx-rate (1 %) is observed
     feed(windows, T0 + 10_000, 100, errors_every=8)  # closes the first window; 13 %
     result = windows.finish([0], now=3.0)
     assert [r["start"] for r in rollups(result)] == [T0, T0]  # the 10 s window closed

@@ -190,6 +190,36 @@ async def test_output_awaiting_acks_past_its_byte_bound_makes_the_loop_wait_for_
         await producer.stop()
 
 
+async def test_a_result_in_parts_is_made_a_part_at_a_time_within_the_byte_bound(bootstrap, topics):
+    """A close of many series comes in parts (`StageResult.streamed`): each part is made
+    only once the one before is queued, and past `max_unacked_bytes` only once what is
+    queued is durable, so what waits for acks stays within the bound and a part."""
+    config = make_config(bootstrap, topics)
+    config.runtime.max_unacked_bytes = 10_000
+    producer = make_producer(config)
+    await producer.start()
+    runner = StageRunner(EchoUnlessPoison(), config, producer)
+    stop = asyncio.Event()
+    seen: list[tuple[int, int]] = []  # (bytes awaiting acks, emits durable) at each part
+
+    def parts():
+        for n in range(20):
+            seen.append((runner._unacked_bytes, runner.stats.emits_out))
+            echoes = [{"echo": f"{n}-{i}", "pad": "x" * 100} for i in range(20)]  # ~2.6 KB
+            yield StageResult(emits=[Emit("issues", "k", echo) for echo in echoes])
+
+    try:
+        await runner.checkpoint(StageResult.streamed(parts()), {}, stop)
+        await runner.drain()
+        echoed = await wait_for(topic_probe(config, "issues"), lambda got: len(got) >= 400)
+    finally:
+        await producer.stop()
+    assert max(unacked for unacked, _ in seen) < 10_000 + 3_000
+    assert seen[-1][1] > 0  # later parts were made after earlier ones were durable
+    assert [e["echo"] for e in echoed] == [f"{n}-{i}" for n in range(20) for i in range(20)]
+    assert runner.stats.batches == 1 and runner.stats.emits_out == 400
+
+
 class RestoreRecorder(EchoUnlessPoison):
     """Records what it restores; a value with "boom" makes its restore raise."""
 
