@@ -51,9 +51,13 @@ log = structlog.get_logger("prodmon.runner")
 # Emits on these topics are worth a log line each (they are rare and carry ids).
 NOTABLE_TOPICS = frozenset({"issues", "events.dlq", "signals", "alerts"})
 _TOPIC = attrgetter("topic")
-# Checkpoints that may queue behind the one in flight before the loop waits for them
-# (`runtime.max_unacked_bytes` bounds the encoded size of all that waits for acks).
+# Batches whose checkpoints may queue behind the group in flight before the loop waits for
+# them (a batch made in parts counts once; `runtime.max_unacked_bytes` bounds the encoded
+# size of all that waits for acks).
 MAX_QUEUED_CHECKPOINTS = 8
+# Emits and changelog writes gathered from a result's parts before they are queued: a
+# close's parts (4,096 series each) go one by one, a batch's small ones together.
+PART_ENTRIES = 4096
 
 
 class _Checkpoint(NamedTuple):
@@ -394,38 +398,49 @@ class StageRunner(ConsumerRebalanceListener):
         durable); the offsets go with the last. `drain` waits for all of it (before a
         rebalance and on stop).
         """
+        held = [result]
         if result.in_parts:
-            parts, making = result.parts(), 0.0
+            parts, held, entries, making = result.parts(), [], 0, 0.0
             while True:
                 started = time.perf_counter()
                 part = next(parts, None)
                 making += time.perf_counter() - started
                 if part is None:
                     break
-                await self._queue(part, None, stop)
+                held.append(part)  # small parts (a partition's meta) go out together
+                entries += len(part.emits) + len(part.state)
+                if entries >= PART_ENTRIES:
+                    await self._queue(held, None, stop)
+                    held, entries = [], 0
             BATCH_TIMER.observe(self.stage.name, making)  # the stage's work, done here
-            result = StageResult()
-        await self._queue(result, offsets, stop)
+        await self._queue(held, offsets, stop)
 
     async def _queue(
-        self, result: StageResult, offsets: dict[TopicPartition, int] | None, stop: asyncio.Event
+        self,
+        results: list[StageResult],
+        offsets: dict[TopicPartition, int] | None,
+        stop: asyncio.Event,
     ) -> None:
-        """Encode `result` and queue it to be made durable (`checkpoint`); `offsets` None:
-        a part of a batch, whose offsets come with a later one."""
+        """Encode `results` (a batch's, or parts of one, in order) and queue them to be
+        made durable (`checkpoint`); `offsets` None: parts of a batch, whose offsets come
+        with a later call."""
         ends_batch = offsets is not None
-        outputs = pack_emits(result.emits, self.names, self._partition_counts, self._partitioner)
+        emits = [emit for result in results for emit in result.emits]
+        outputs = pack_emits(emits, self.names, self._partition_counts, self._partitioner)
         offsets = self._commit_offsets(offsets) if offsets is not None else {}
         changelog: list[Message] = []
         if self.stage.stateful:
-            state = dict(result.state)
-            for tp, next_offset in offsets.items():
-                state[(tp.partition, OFFSET_MARKER + self.names.logical(tp.topic))] = next_offset
-            if state:
-                changelog = changelog_messages(self.state_name, self.names, state)
+            for result in results:  # part by part: a key written twice keeps its order
+                changelog += changelog_messages(self.state_name, self.names, result.state)
+            markers: dict[tuple[int, str], object] = {
+                (tp.partition, OFFSET_MARKER + self.names.logical(tp.topic)): next_offset
+                for tp, next_offset in offsets.items()
+            }
+            changelog += changelog_messages(self.state_name, self.names, markers)
         size = encoded_size(outputs) + encoded_size(changelog)
-        notable = notable_emits(result.emits)
+        notable = notable_emits(emits)
         self._queued.append(
-            _Checkpoint(outputs, changelog, offsets, len(result.emits), notable, size, ends_batch)
+            _Checkpoint(outputs, changelog, offsets, len(emits), notable, size, ends_batch)
         )
         self._unacked_bytes += size
         task = self._in_flight
@@ -433,7 +448,7 @@ class StageRunner(ConsumerRebalanceListener):
             if task is not None:
                 task.result()  # a checkpoint that failed outright fails the loop, as it did
             task = self._in_flight = asyncio.create_task(self._make_queued_durable(stop))
-        elif len(self._queued) >= MAX_QUEUED_CHECKPOINTS:
+        elif ends_batch and sum(c.ends_batch for c in self._queued) >= MAX_QUEUED_CHECKPOINTS:
             await asyncio.shield(task)  # bounded: the queue is made durable first
         if self._unacked_bytes >= self.config.runtime.max_unacked_bytes:
             await asyncio.shield(task)

@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+import pipeline.runner as runner_module
 from grouping import fingerprint_error
 from loadtest.fleet import error_burst
 from pipeline.app import make_producer
@@ -190,10 +191,13 @@ async def test_output_awaiting_acks_past_its_byte_bound_makes_the_loop_wait_for_
         await producer.stop()
 
 
-async def test_a_result_in_parts_is_made_a_part_at_a_time_within_the_byte_bound(bootstrap, topics):
+async def test_a_result_in_parts_is_made_a_part_at_a_time_within_the_byte_bound(
+    bootstrap, topics, monkeypatch
+):
     """A close of many series comes in parts (`StageResult.streamed`): each part is made
     only once the one before is queued, and past `max_unacked_bytes` only once what is
     queued is durable, so what waits for acks stays within the bound and a part."""
+    monkeypatch.setattr(runner_module, "PART_ENTRIES", 20)  # a part of 20 emits: queued alone
     config = make_config(bootstrap, topics)
     config.runtime.max_unacked_bytes = 10_000
     producer = make_producer(config)
