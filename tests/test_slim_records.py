@@ -56,11 +56,45 @@ def _batch(base_offset: int, messages: list[tuple[bytes | None, bytes | None]]) 
 
 
 def _unpack(data: bytes, fetch_offset: int, deserializer, check_crcs: bool = True):
-    """What `getall` collects from a fetched partition, and the position it ends at."""
+    """What `getall` collects from a fetched partition, and the position it ends at (its
+    records made as aiokafka's fetcher makes them once slim records are installed)."""
     records = slim_records._PartitionRecords(
-        TP, MemoryRecords(data), [], fetch_offset, None, deserializer, check_crcs, 0
+        TP,
+        slim_records._memory_records(data),
+        [],
+        fetch_offset,
+        None,
+        deserializer,
+        check_crcs,
+        0,
     )
     return list(records), records.next_fetch_offset
+
+
+class _Batch:
+    """What `_crc_ok` reads of a batch, whose own (software) check must not be used."""
+
+    magic = 2
+
+    def __init__(self, data: bytes) -> None:
+        self.base_offset = int.from_bytes(data[0:8], "big")
+        self.crc = int.from_bytes(data[17:21], "big")
+
+    def validate_crc(self) -> bool:
+        raise AssertionError("the software CRC was used")
+
+
+def test_crcs_of_fetched_batches_are_computed_in_hardware_on_the_fetched_bytes() -> None:
+    second = len(FETCHED) - len(SECOND)
+    assert slim_records._crc_ok(_Batch(FETCHED), FETCHED, 0) == (True, second)
+    assert slim_records._crc_ok(_Batch(SECOND), FETCHED, second) == (True, len(FETCHED))
+    corrupt = bytearray(FETCHED)
+    corrupt[-3] ^= 0xFF
+    assert slim_records._crc_ok(_Batch(SECOND), bytes(corrupt), second) == (False, len(FETCHED))
+    # Bytes it cannot line up with the batch: aiokafka's own check.
+    batch = MemoryRecords(FETCHED).next_batch()
+    assert slim_records._crc_ok(batch, None, -1) == (True, -1)
+    assert slim_records._crc_ok(batch, FETCHED, second) == (True, -1)  # another batch there
 
 
 MESSAGES = [(b"checkout", b'{"a":1}'), (None, b"[2]"), (b"k", None), (b"", b"")]
