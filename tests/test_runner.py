@@ -155,14 +155,20 @@ async def test_checkpoints_behind_the_one_in_flight_go_next_as_one_group_in_orde
     assert runner.stats.batches == 5 and runner.stats.emits_out == 5
 
 
-async def test_output_awaiting_acks_past_its_byte_bound_makes_the_loop_wait_for_them(
-    bootstrap, topics
-):
+async def _runner_bound_to_10kb(bootstrap: str, topics: str) -> tuple[StageRunner, Any]:
+    """An echoing stage's runner whose `max_unacked_bytes` is 10 KB, and its started
+    producer (the caller stops it)."""
     config = make_config(bootstrap, topics)
     config.runtime.max_unacked_bytes = 10_000
     producer = make_producer(config)
     await producer.start()
-    runner = StageRunner(EchoUnlessPoison(), config, producer)
+    return StageRunner(EchoUnlessPoison(), config, producer), producer
+
+
+async def test_output_awaiting_acks_past_its_byte_bound_makes_the_loop_wait_for_them(
+    bootstrap, topics
+):
+    runner, producer = await _runner_bound_to_10kb(bootstrap, topics)
     stop = asyncio.Event()
     small = StageResult(emits=[Emit("issues", "k", {"echo": "first"})])
     big = StageResult(emits=[Emit("issues", f"k{n}", {"echo": "x" * 100}) for n in range(200)])
@@ -198,11 +204,8 @@ async def test_a_result_in_parts_is_made_a_part_at_a_time_within_the_byte_bound(
     only once the one before is queued, and past `max_unacked_bytes` only once what is
     queued is durable, so what waits for acks stays within the bound and a part."""
     monkeypatch.setattr(runner_module, "PART_ENTRIES", 20)  # a part of 20 emits: queued alone
-    config = make_config(bootstrap, topics)
-    config.runtime.max_unacked_bytes = 10_000
-    producer = make_producer(config)
-    await producer.start()
-    runner = StageRunner(EchoUnlessPoison(), config, producer)
+    runner, producer = await _runner_bound_to_10kb(bootstrap, topics)
+    config = runner.config
     stop = asyncio.Event()
     seen: list[tuple[int, int]] = []  # (bytes awaiting acks, emits durable) at each part
 
