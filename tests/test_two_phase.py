@@ -294,6 +294,30 @@ def test_kill_9_part_way_through_a_close_in_parts_gives_identical_rollups(seed, 
     assert pipeline.windows.stage.core.stats["late"] == 0
 
 
+def test_a_close_of_many_series_comes_in_parts_of_close_part_series(monkeypatch):
+    """What a close holds at once is a part: a part carries the rollups of at most
+    `CLOSE_PART` series (each with at most one window per resolution: three here) and as
+    many changelog writes, and the parts together are exactly the close made whole."""
+    monkeypatch.setattr(windows_module, "CLOSE_PART", 4)
+    batch = events(2000, series=60, span_s=60, seed=8)
+    pipeline = TwoPhase(raw_partitions=2, latency_partitions=1)
+    pipeline.send(batch, keyed=False)
+    pipeline.ingest.step(pipeline._to_latency, NOW, limit=10**6)
+    pipeline.ingest.step(pipeline._to_latency, FAR)  # every source idle: all windows close
+    records = pipeline.latency.poll(10**6)
+    whole = WindowsStage(CONFIG).process(records, NOW).whole()
+    parts = list(WindowsStage(CONFIG).process(records, NOW).parts())
+    assert len(parts) > 20
+    for part in parts:
+        assert len([e for e in part.emits if e.topic == "rollups"]) <= 4 * 3
+        assert len(part.state) <= 4 * 3 or "meta" in {key for _, key in part.state}
+    assert [e.value for part in parts for e in part.emits] == [e.value for e in whole.emits]
+    written: dict = {}
+    for part in parts:  # a key may be written twice (a closed window's final state, then
+        written.update(part.state)  # its tombstone): the last write is what stays
+    assert list(written.items()) == list(whole.state.items())
+
+
 def test_a_partial_sent_again_is_counted_once():
     pipeline = TwoPhase(raw_partitions=2, latency_partitions=1)
     batch = events(400, series=5, span_s=40)
