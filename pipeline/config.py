@@ -177,6 +177,10 @@ class WindowsSection(Section):
     max_services: int = 10_000
     max_series_per_service: int = 1_000
     series_idle_s: float = 7200.0
+    # A close of many series is handed to the runtime this many series at a time (their
+    # rollups, then their changelog writes), each part produced before the next is made:
+    # what a close holds at once (docs/memory.md).
+    close_part_series: int = 4096
 
 
 class BaselineSection(Section):
@@ -587,6 +591,8 @@ def _validate_windows(w: WindowsSection) -> None:
         raise ConfigError(f"windows.early_eval_s: must be >= 0 (0: off), got {w.early_eval_s}")
     if w.early_min_events < 1:
         raise ConfigError(f"windows.early_min_events: must be >= 1, got {w.early_min_events}")
+    if w.close_part_series < 1:
+        raise ConfigError(f"windows.close_part_series: must be >= 1, got {w.close_part_series}")
     if not 1 <= w.hdr_digits <= 5:
         raise ConfigError(f"windows.hdr_digits: must be 1 to 5, got {w.hdr_digits}")
     if w.hdr_highest_us < 2:

@@ -42,7 +42,6 @@ from stages.bulk_close import _reduce, _tables
 from stages.cardinality import UNLIMITED, CardinalityLimits
 from stages.ingest import LATENCY_TOPIC, IngestStage
 from stages.windows import (
-    CLOSE_PART,
     LATE_PREFIX,
     NEVER,
     SWEEP_EVERY_MS,
@@ -275,7 +274,7 @@ class PartialWindowsCore(WindowsCore):
         """One partial window per series of the closed `bucket`, in a few numpy passes
         over its columns: counts, sums, maxima, errors and the histogram words of every
         series at once (the words `SparseHistogram.to_words` would give); handed over a
-        part of whole services (about `CLOSE_PART` series) at a time."""
+        part of whole services (about `close_part_series` series) at a time."""
         if not bucket.sids:
             return
         lay = self.hdr
@@ -347,7 +346,7 @@ class PartialWindowsCore(WindowsCore):
             value = encode_service_partials(service, start, partition, bits, rows)
             emits.append(Emit(LATENCY_TOPIC, service, encoded_json(value)))
             rows_held += len(rows)
-            if rows_held >= CLOSE_PART:
+            if rows_held >= self.config.close_part_series:
                 yield StageResult(emits)
                 emits, rows_held = [], 0
         self.stats["partials_sent"] += len(counts_list)

@@ -80,6 +80,9 @@ class WindowsConfig:
     early_min_events: int = 50
     # Series each partition keeps (stages/cardinality.py).
     limits: CardinalityLimits = field(default_factory=CardinalityLimits)
+    # Series (rollups, changelog keys) per part of a close (`StageResult.streamed`): what a
+    # close of many series holds at once until the broker has it (docs/memory.md).
+    close_part_series: int = 4096
 
     def sizes_ms(self) -> list[int]:
         """Base window size first, then each coarser resolution; each divides the next."""
@@ -170,9 +173,6 @@ def encoded_json(value: dict[str, Any]) -> EncodedJSON:
 
 
 FLUSH_AT = 128
-# Series (rollups, changelog keys) per part of a close (`StageResult.streamed`): what a
-# close of many series holds at once until the broker has it (docs/memory.md).
-CLOSE_PART = 4096
 SWEEP_EVERY_MS = 60_000  # how often (event time) a partition forgets its idle series
 SIGNALS_TOPIC = SIGNALS
 
@@ -402,7 +402,7 @@ class WindowsCore:
         self._unsettled.clear()
 
     def _finish(self, partitions: list[int], now: float) -> Iterator[StageResult]:
-        """`finish`'s parts, partition by partition: the closes' rollups (`CLOSE_PART`
+        """`finish`'s parts, partition by partition: the closes' rollups (`close_part_series`
         series a part), early evaluation's and the cardinality limits' signals, then the
         changelog writes (`_flush_state`)."""
         for partition in partitions:
@@ -657,13 +657,14 @@ class WindowsCore:
     def _close_base(
         self, ps: PartitionWindows, start: int, bucket: MergedBucket | dict[str, Window]
     ) -> Iterator[StageResult]:
-        """Emit one base window start: every series' window, `CLOSE_PART` a part, then
+        """Emit one base window start: every series' window, `close_part_series` a part, then
         each service's merge of them."""
+        step = self.config.close_part_series
         if type(bucket) is MergedBucket:
-            parts: Iterable[list[tuple[str, Window]]] = bucket.parts(size=CLOSE_PART)
+            parts: Iterable[list[tuple[str, Window]]] = bucket.parts(size=step)
         else:
             held = list(bucket.items())
-            parts = (held[k : k + CLOSE_PART] for k in range(0, len(held), CLOSE_PART))
+            parts = (held[k : k + step] for k in range(0, len(held), step))
         whole: dict[str, Window] = {}  # service-wide series -> its window, filled part by part
         for part in parts:
             series = [name for name, _ in part]
@@ -675,8 +676,8 @@ class WindowsCore:
             merge_into(self.hdr, services, windows, owners)
             yield self._emit_closed(ps, series, windows)
         names = list(whole)
-        for k in range(0, len(names), CLOSE_PART):
-            series = names[k : k + CLOSE_PART]
+        for k in range(0, len(names), step):
+            series = names[k : k + step]
             yield self._emit_closed(ps, series, [whole[name] for name in series])
 
     def _emit_closed(
@@ -742,7 +743,7 @@ class WindowsCore:
         coarse.merge(slots, merged, ends)
 
     def _close_coarse(self, ps: PartitionWindows, before: int) -> Iterator[StageResult]:
-        """Emit coarse windows that the base windows' progress has completed (`CLOSE_PART`
+        """Emit coarse windows that the base windows' progress has completed (`close_part_series`
         series a part)."""
         for level in range(1, len(self.sizes)):
             size = self.sizes[level]
@@ -751,8 +752,9 @@ class WindowsCore:
             coarse = ps.coarse[level - 1]
             done = coarse.done(ps.closed, size)
             prefix = self.resolutions[level] + "|"
-            for k in range(0, len(done), CLOSE_PART):
-                series = done[k : k + CLOSE_PART]
+            step = self.config.close_part_series
+            for k in range(0, len(done), step):
+                series = done[k : k + step]
                 for name in series:
                     ps.dirty.add(prefix + name)
                 result = StageResult()
@@ -807,7 +809,7 @@ class WindowsCore:
     # --- state ---------------------------------------------------------------------------------
 
     def _flush_state(self, partition: int, ps: PartitionWindows) -> Iterator[StageResult]:
-        """Write the dirty changelog keys, in parts of `CLOSE_PART` keys: first the open
+        """Write the dirty changelog keys, in parts of `close_part_series` keys: first the open
         coarse windows (they hold no pending values, see `_emit`), then meta, source
         watermarks and late counts, then the tombstones of the coarse windows closed
         (whose final state was written with their rollups, `_pop_closed`).
@@ -818,7 +820,7 @@ class WindowsCore:
         are there whole, to be emitted again as they were. A crash after meta leaves
         closed coarse windows whose tombstones were not written: the next close emits
         them again, as they were, and their coarser windows hold them already."""
-        keys = list(ps.dirty)
+        keys, step = list(ps.dirty), self.config.close_part_series
         ps.dirty.clear()
         values: dict[tuple[int, str], Any] = {}
         last: dict[tuple[int, str], Any] = {}  # meta, source watermarks, late counts
@@ -842,15 +844,15 @@ class WindowsCore:
                     tombstones.append(key)
                     continue
                 values[(partition, key)] = encoded_json(held)
-                if len(values) >= CLOSE_PART:
+                if len(values) >= step:
                     yield StageResult(state=values)
                     values = {}
         if values:
             yield StageResult(state=values)
         yield StageResult(state=last)
-        for k in range(0, len(tombstones), CLOSE_PART):
+        for k in range(0, len(tombstones), step):
             yield StageResult(
-                state=dict.fromkeys((partition, key) for key in tombstones[k : k + CLOSE_PART])
+                state=dict.fromkeys((partition, key) for key in tombstones[k : k + step])
             )
 
     def restore(self, partition: int, key: str, value: Any) -> None:

@@ -30,6 +30,7 @@ def test_defaults_then_file_then_environment_then_overrides(tmp_path):
         ('[kafka]\nsecurity_protocol = "TLS"\n', {}, "kafka.security_protocol"),
         ('[kafka]\nbootstrap = "nohostport"\n', {}, "kafka.bootstrap"),
         ("", {"PRODMON_INGEST__DEDUP_WINDOW_S": "soon"}, "ingest.dedup_window_s"),
+        ("[windows]\nclose_part_series = 0\n", {}, "windows.close_part_series"),
         (
             '[kafka]\nsecurity_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "MD5"\n',
             {},
@@ -113,6 +114,7 @@ def test_stage_configs_take_every_setting_of_their_section(tmp_path):
     path.write_text(
         "[windows]\nwindow_s = 5\nallowed_lateness_s = 2\nidle_flush_s = 7\n"
         "early_min_events = 9\nmax_series_per_service = 11\nseries_idle_s = 99\n"
+        "close_part_series = 64\n"
         '[baseline]\nresolution = "10s"\nidle_expiry_s = 77\nwarmup = 12\ncooldown = 33\n'
         "[ingest]\nmax_text_len = 500\ndedup_window_s = 60\n"
         "[fingerprint]\ncount_interval_s = 3\n"
@@ -122,6 +124,9 @@ def test_stage_configs_take_every_setting_of_their_section(tmp_path):
     assert (windows.window_s, windows.allowed_lateness_s, windows.idle_flush_s) == (5, 2, 7)
     assert windows.early_min_events == 9 and windows.early_resolution == "10s"
     assert windows.limits.max_series_per_service == 11 and windows.limits.series_idle_s == 99
+    assert windows.close_part_series == 64
+    ingest_windows = STAGE_FACTORIES["ingest"](config).core.config  # type: ignore[attr-defined]
+    assert ingest_windows.close_part_series == 64
     baseline = STAGE_FACTORIES["baseline"](config).config  # type: ignore[attr-defined]
     assert baseline.idle_expiry_s == 77 and baseline.resolution == "10s"
     assert (baseline.detector.warmup, baseline.detector.cooldown) == (12, 33)
