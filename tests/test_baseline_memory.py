@@ -8,6 +8,7 @@ import base64
 import gc
 import random
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -268,22 +269,32 @@ def _changelog_of(det: Detector, series: str, minute: int) -> dict[str, Any]:
     }
 
 
-def _held_per_series(records: dict[str, Any], copies: int) -> float:
-    """Bytes a stage holds per series after restoring `records` (one series') as `copies`
-    series (tracemalloc)."""
-    encoded = {key: orjson.dumps(value) for key, value in records.items()}
+def _traced(make: Callable[[], BaselineStage]) -> tuple[BaselineStage, int]:
+    """The stage `make` builds, and the bytes it holds once built (tracemalloc)."""
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
+        stage = make()
+        gc.collect()
+        return stage, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def _held_per_series(records: dict[str, Any], copies: int) -> float:
+    """Bytes a stage holds per series after restoring `records` (one series') as `copies`
+    series (tracemalloc)."""
+    encoded = {key: orjson.dumps(value) for key, value in records.items()}
+
+    def restored() -> BaselineStage:
         stage = BaselineStage()
         for i in range(copies):
             for key, value in encoded.items():
                 stage.restore(0, key.replace("svc|", f"svc{i}|"), orjson.loads(value))
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+        return stage
+
+    stage, held = _traced(restored)
     assert stage.state_size() == copies
     return held / copies
 
@@ -295,16 +306,13 @@ def test_what_a_series_holds_stays_a_few_kb() -> None:
         Record("rollups", 0, s, None, orjson.dumps(rollup(f"svc{s}|/api", 0, 600, 40.0, 180.0, 1)))
         for s in range(n)
     ]
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+
+    def processed() -> BaselineStage:
         stage = BaselineStage()
         stage.process(records, 0.0)
-        gc.collect()
-        young = (tracemalloc.get_traced_memory()[0] - before) / n
-    finally:
-        tracemalloc.stop()
+        return stage
+
+    young = _traced(processed)[1] / n
     assert young < 3_000  # measured 2.2 KB (before issue 24: 43 KB)
     # A detector after 300 points, and after over a week (both seasonal profiles filled),
     # as every metric of 1,000 series, restored.
@@ -326,16 +334,14 @@ def test_a_service_s_six_hours_of_minute_buckets_hold_a_few_kb() -> None:
     rows = [[T0 + i * MIN, 600 + i, i % 3] for i in range(360)]  # 6 h: what burn rates read
     encoded = orjson.dumps(rows)
     n = 1_000
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+
+    def restored() -> BaselineStage:
         stage = BaselineStage()
         for i in range(n):
             stage.restore(0, f"m|svc{i}", orjson.loads(encoded))
-        gc.collect()
-        held = (tracemalloc.get_traced_memory()[0] - before) / n
-    finally:
-        tracemalloc.stop()
+        return stage
+
+    stage, held_bytes = _traced(restored)
+    held = held_bytes / n
     assert held < 9_000  # measured 8.0 KB (as a dict of lists: 67 KB)
     assert orjson.loads(stage.minutes[0]["svc7"]) == rows
