@@ -203,13 +203,16 @@ class RecentPoints:
         data = self.points.get(partition, {}).get(series)
         if data is None:
             return None
-        starts, values = self._columns(data)
-        w = self.width
-        return [[start, *values[i * w : i * w + w]] for i, start in enumerate(starts)]
+        return self._rows(*self._columns(data))
 
-    def _columns(self, data: bytes) -> tuple[list[int], list[float]]:
+    def _columns(self, data: bytes) -> tuple[array, array]:
+        """A series' bytes as its starts and its values, row by row."""
         n = len(data) // (8 + 8 * self.width)
-        return array("q", data[: 8 * n]).tolist(), array("d", data[8 * n :]).tolist()
+        return array("q", data[: 8 * n]), array("d", data[8 * n :])
+
+    def _rows(self, starts: array, values: array) -> list[list[Any]]:
+        numbers, w = values.tolist(), self.width
+        return [[t, *numbers[i * w : i * w + w]] for i, t in enumerate(starts.tolist())]
 
     def append(
         self, partition: int, series: str, start: int, oldest: int, values: list[float], keep: int
@@ -219,11 +222,7 @@ class RecentPoints:
         store = self.points.setdefault(partition, {})
         data = store.get(series)
         w = self.width
-        if data is None:
-            starts, flat = array("q"), array("d")
-        else:
-            n = len(data) // (8 + 8 * w)
-            starts, flat = array("q", data[: 8 * n]), array("d", data[8 * n :])
+        starts, flat = (array("q"), array("d")) if data is None else self._columns(data)
         first = max(len(starts) - (keep - 1), 0)
         if first < len(starts) and min(starts[first:]) > oldest:  # the newest keep - 1
             del starts[:first]
@@ -235,8 +234,7 @@ class RecentPoints:
         starts.append(start)
         flat.extend(values)
         store[series] = starts.tobytes() + flat.tobytes()
-        numbers = flat.tolist()
-        return [[t, *numbers[i * w : i * w + w]] for i, t in enumerate(starts.tolist())]
+        return self._rows(starts, flat)
 
     def set_rows(self, partition: int, series: str, rows: list[list[Any]]) -> None:
         """Keep restored points ([start, value, ...] each, already checked)."""
