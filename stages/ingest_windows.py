@@ -60,6 +60,8 @@ _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the
 # windows stage must not wait `idle_flush_s` for them after every start.
 EMPTY_SOURCE_GRACE_S = 3.0
 _TS = attrgetter("ts")
+_DURATION = attrgetter("duration_ms")
+_STATUS = attrgetter("status")
 _OFFSET = attrgetter("offset")
 
 
@@ -414,6 +416,10 @@ class IngestWindowsStage(CoreStageMixin):
     inputs: tuple[str, ...] = INGEST.reads
     stateful = INGEST.stateful
     core: PartialWindowsCore
+    # Plain events windowed together from this many on go column by column
+    # (`_window_columns`); fewer, event by event: numpy's fixed cost per call outweighs
+    # its speed on a few.
+    columns_from_events = 32
 
     def __init__(self, ingest: IngestStage, windows: WindowsConfig | None = None) -> None:
         self.ingest = ingest
@@ -488,22 +494,174 @@ class IngestWindowsStage(CoreStageMixin):
         `event_id` whose values all pass `_plain_latency_fields`' check (the same
         conditions as `schemas.events.plain_latency_batch`, which pins them in
         tests/test_fast_path.py). `schemas.plain_latency` decodes and checks such a value
-        in one step; only the future bound of `ts` is checked here. For each event this
-        does, in the same order, what the general path does
-        (`IngestStage._ingest_record`, then `WindowsCore.add_fields`): the dedup check,
-        the window, then remembering the id; an exception dead-letters the record and
-        skips its remaining events, as `_ingest_guarded` would.
+        in one step; only the future bound of `ts` is checked here.
 
-        Per-partition values that only grow (next offset, max event time) and the
-        counters are kept in locals and written back at the end; the general path only
-        raises them too, so the result is the same.
+        Plain records gather until a record for the general path (or the run's end); then
+        they are windowed (`_window_plain`) before it, so everything happens in the
+        records' order.
         """
-        ingest, core = self.ingest, self.core
-        limits = ingest.config.limits
+        limits = self.ingest.config.limits
         decode, single = plain_latency_decoder(limits)
         max_bytes = limits.max_message_bytes
         latest_ts = int(now * 1000) + limits.future_tolerance_s * 1000
-        general = ingest._ingest_guarded
+        general = self.ingest._ingest_guarded
+        records: list[Record] = []  # plain records not yet windowed
+        docs: list[Any] = []  # each one's event, or list of events
+        batched = False  # whether any of `docs` is a list
+        for record in run:
+            value = record.value
+            try:  # plain (see above), else the general path says why not
+                # (an error event, most often: not worth a decode that must fail)
+                plain = value is not None and len(value) <= max_bytes and _LATENCY in value
+                doc: Any = decode(value) if plain else None
+            except Exception:
+                doc = None
+            if doc is not None:
+                if type(doc) is single:
+                    if doc.ts <= latest_ts:
+                        records.append(record)
+                        docs.append(doc)
+                        continue
+                elif max(map(_TS, doc)) <= latest_ts:
+                    records.append(record)
+                    docs.append(doc)
+                    batched = True
+                    continue
+                # too far in the future: the general path's rule says so
+            if records:
+                self._window_plain(partition, records, docs, batched, now, emits, counts)
+                records, docs, batched = [], [], False
+            general(record, now, emits, counts)
+        if records:
+            self._window_plain(partition, records, docs, batched, now, emits, counts)
+
+    def _window_plain(
+        self,
+        partition: int,
+        records: list[Record],
+        docs: list[Any],
+        batched: bool,
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """Dedupe and window the plain `records` (their decoded `docs`): column by column
+        when that gives what the per-event loop would, else event by event."""
+        owners = None  # the index in `records` of each event, when not one per record
+        events = docs
+        if batched:
+            events, owners = [], []
+            for i, doc in enumerate(docs):
+                if type(doc) is list:
+                    events += doc
+                    owners += [i] * len(doc)
+                else:
+                    events.append(doc)
+                    owners.append(i)
+        if len(events) < self.columns_from_events or not self._window_columns(
+            partition, records, events, owners, now, counts
+        ):
+            self._window_each(partition, records, docs, now, emits, counts)
+
+    def _window_columns(
+        self,
+        partition: int,
+        records: list[Record],
+        events: list[Any],
+        owners: list[int] | None,
+        now: float,
+        counts: list[int],
+    ) -> bool:
+        """Dedupe and window `events` a field at a time (C loops and numpy, no Python
+        bytecode per event): what `_window_each` does with them when none is a duplicate
+        or late and the remembered ids stay within their bound, which is the common case.
+        Otherwise returns False having changed nothing `_window_each` would not change
+        the same way (a series id, an opened bucket), and that loop does it all.
+        """
+        core, recent = self.core, self.ingest.recent_ids
+        accepted_ids = recent.ids
+        n = len(events)
+        ids = [event.event_id for event in events]
+        if len(accepted_ids) + n > recent.max_ids or not accepted_ids.isdisjoint(ids):
+            return False  # a duplicate, or ids to forget first: the loop knows when
+        width = core.sizes[0]
+        ts = np.fromiter(map(_TS, events), np.int64, n)
+        starts = ts - ts % width
+        ps = core.partitions.get(partition) or core._partition(partition, now)
+        first, last = int(starts.min()), int(starts.max())
+        if first + width <= ps.closed:
+            return False  # a late event: counted by the loop
+        size = len(accepted_ids)
+        accepted_ids.update(ids)
+        if len(accepted_ids) != size + n:  # an id twice among these: the loop says which
+            accepted_ids.difference_update(ids)
+            return False
+        try:
+            groups: list[tuple[Any, Any]] = []  # (bucket, which events or None: all)
+            for start in [first] if first == last else np.unique(starts).tolist():
+                at = 0 if first == last else int(np.argmax(starts == start))
+                record = records[at if owners is None else owners[at]]
+                event = events[at]
+                bucket = core.open_bucket(ps, start, record.offset, event.service, event.endpoint)
+                groups.append((bucket, None if first == last else starts == start))
+            # value << 2 | status class, as `_window_each` makes it
+            durations = np.fromiter(map(_DURATION, events), np.float64, n)
+            words = np.floor(durations * 1000.0 + 0.5).astype(np.uint64) << np.uint64(2)
+            try:
+                status = np.fromiter(map(_STATUS, events), np.int64, n)
+            except TypeError:  # some have none: no class
+                status = np.array([s or 0 for s in map(_STATUS, events)], np.int64)
+            words |= (status >= 400).astype(np.uint64) + (status >= 500)
+            names = [event.service + "|" + event.endpoint for event in events]
+            series_ids = core.series_ids
+            sids = list(map(series_ids.get, names))
+            if None in sids:
+                for i, sid in enumerate(sids):
+                    if sid is None:
+                        sid = series_ids.get(names[i])
+                        sids[i] = core.series_id(names[i]) if sid is None else sid
+            columns = np.array(sids, np.uint32)
+        except Exception:  # a bug: the loop dead-letters the record it happens in
+            accepted_ids.difference_update(ids)
+            return False
+        recent.chunk(now).extend(ids)
+        for bucket, select in groups:
+            if select is None:
+                bucket.sids.frombytes(columns.tobytes())
+                bucket.words.frombytes(words.tobytes())
+            else:
+                bucket.sids.frombytes(columns[select].tobytes())
+                bucket.words.frombytes(words[select].tobytes())
+        latest = int(ts.max())
+        if latest > ps.max_ts:
+            ps.max_ts = latest
+        next_offset = records[-1].offset + 1
+        if next_offset > ps.next_offset:
+            ps.next_offset = next_offset
+        counts[1] += n
+        core.stats["events"] += n
+        return True
+
+    def _window_each(
+        self,
+        partition: int,
+        records: list[Record],
+        docs: list[Any],
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """Dedupe and window the plain `records` (their decoded `docs`) event by event.
+
+        For each event this does, in the same order, what the general path does
+        (`IngestStage._ingest_record`, then `WindowsCore.add_fields`): the dedup check,
+        the window, then remembering the id; an exception dead-letters the record and
+        skips its remaining events, as `_ingest_guarded` would. Per-partition values that
+        only grow (next offset, max event time) and the counters are kept in locals and
+        written back at the end; the general path only raises them too, so the result is
+        the same.
+        """
+        ingest, core = self.ingest, self.core
         recent = ingest.recent_ids  # `RecentIds`, inlined (expired before the batch)
         accepted_ids, accepted, max_ids = recent.ids, recent.chunk(now), recent.max_ids
         remember_id, remember_order = accepted_ids.add, accepted.append
@@ -515,29 +673,9 @@ class IngestWindowsStage(CoreStageMixin):
         bucket_start = None  # the window start they belong to (None: none yet)
         latency = duplicates = windowed = 0
         try:
-            for record in run:
-                value = record.value
-                try:  # plain (see above), else the general path says why not
-                    # (an error event, most often: not worth a decode that must fail)
-                    plain = value is not None and len(value) <= max_bytes and _LATENCY in value
-                    doc: Any = decode(value) if plain else None
-                except Exception:
-                    doc = None
-                if doc is None:
-                    general(record, now, emits, counts)
-                    continue
-                if type(doc) is single:
-                    events: tuple | list = (doc,)
-                    ahead = doc.ts > latest_ts
-                else:
-                    events = doc
-                    ahead = max(map(_TS, doc)) > latest_ts
-                if ahead:  # too far in the future: the general path's rule says so
-                    general(record, now, emits, counts)
-                    continue
-
+            for record, doc in zip(records, docs, strict=True):
                 offset = record.offset
-                for event in events:
+                for event in doc if type(doc) is list else (doc,):
                     ts, service, endpoint = event.ts, event.service, event.endpoint
                     event_id = event.event_id
                     try:  # as `_ingest_guarded` does

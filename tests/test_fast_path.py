@@ -245,6 +245,17 @@ def batches(draw: st.DrawFn) -> list[tuple[float, list[tuple[int, bytes | None, 
     return out
 
 
+# From how many events a run of plain records is windowed column by column: 1 puts every
+# run through `_window_columns` (and its fallbacks), a bound no run here reaches never.
+COLUMNS_FROM = st.sampled_from([1, IngestWindowsStage.columns_from_events])
+
+
+def fast_stage(config: IngestConfig, columns_from: int) -> IngestWindowsStage:
+    stage = IngestWindowsStage(IngestStage(config), WINDOWS)
+    stage.columns_from_events = columns_from
+    return stage
+
+
 ingest_configs = st.builds(
     IngestConfig,
     limits=st.sampled_from([LIMITS, WIDE_LIMITS]),
@@ -377,9 +388,11 @@ def rollup_summary(value: dict[str, Any]) -> tuple:
 
 
 @SETTINGS
-@given(steps=batches(), config=ingest_configs)
-def test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition(steps, config):
-    stage = IngestWindowsStage(IngestStage(config), WINDOWS)
+@given(steps=batches(), config=ingest_configs, columns_from=COLUMNS_FROM)
+def test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition(
+    steps, config, columns_from
+):
+    stage = fast_stage(config, columns_from)
     split = Split(config)
     partials: dict[tuple[str, int, int], tuple] = {}
     rollups: dict[tuple[str, int, int], tuple] = {}
@@ -461,9 +474,9 @@ class Runner:
 
 
 @SETTINGS
-@given(steps=steps_with_restarts(), config=ingest_configs)
-def test_the_stage_equals_its_general_path_through_restarts(steps, config):
-    fast = Runner(lambda: IngestWindowsStage(IngestStage(config), WINDOWS))
+@given(steps=steps_with_restarts(), config=ingest_configs, columns_from=COLUMNS_FROM)
+def test_the_stage_equals_its_general_path_through_restarts(steps, config, columns_from):
+    fast = Runner(lambda: fast_stage(config, columns_from))
     reference = Runner(lambda: ReferenceFused(IngestStage(config), WINDOWS))
     for step in steps:
         if step == "restart":
@@ -628,3 +641,50 @@ def test_a_replay_over_several_partitions_only_rebuilds_windows():
         (0, T0 + 10_000),
         (1, T0 + 10_000),
     ]
+
+
+def test_a_long_run_of_plain_events_is_windowed_column_by_column_as_the_loop_would(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The common case at speed: hundreds of plain events (one a message, arrays, with and
+    without status, new series, three windows) go through `_window_columns` and give what
+    the general path gives; a duplicate among them sends that run event by event."""
+    config = IngestConfig(limits=LIMITS)
+    event = {"schema": "latency/1", "service": "svc"}
+    values = []
+    for i in range(600):
+        one = {**event, "event_id": f"e{i}", "ts": T0 + 50 * i, "endpoint": f"/{i % 9}"}
+        one["duration_ms"] = (i * 7.3) % 900
+        if i % 3:
+            one["status"] = (200, 404, 503)[i % 3]
+        values.append(one)
+    messages = values[:300] + [values[k : k + 4] for k in range(300, 600, 4)]
+    messages.insert(340, {**values[5], "event_id": "e510"})  # a later event's id, sent first
+    records = [Record("events.raw", 0, i, None, orjson.dumps(m)) for i, m in enumerate(messages)]
+    taken: list[bool] = []
+    columns = IngestWindowsStage._window_columns
+
+    def spy(self: Any, *args: Any) -> bool:
+        taken.append(columns(self, *args))
+        return taken[-1]
+
+    monkeypatch.setattr(IngestWindowsStage, "_window_columns", spy)
+    fast = IngestWindowsStage(IngestStage(config), WINDOWS)
+    reference = ReferenceFused(IngestStage(config), WINDOWS)
+    for batch in (records[:300], records[300:330], records[330:]):  # a run each
+        got, expected = fast.process(batch, NOW), reference.process(batch, NOW)
+        assert same(
+            [(e.topic, e.key, e.value) for e in got.emits],
+            [(e.topic, e.key, e.value) for e in expected.emits],
+        )
+    assert taken == [True, True, False]  # two windows; arrays; the duplicate
+    final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
+    assert same(
+        [(e.topic, e.key, e.value) for e in final.emits],
+        [(e.topic, e.key, e.value) for e in expected.emits],
+    )
+    assert fast.ingest.stats == reference.ingest.stats
+    assert fast.ingest.stats["duplicates"] == 1
+    assert fast.core.stats == reference.core.stats
+    assert fast.hold_offsets() == reference.hold_offsets()
+    assert remembered(fast.ingest) == remembered(reference.ingest)
