@@ -57,10 +57,23 @@ class RecentIds:
 
     def trim(self) -> None:
         """Forget the oldest ids: those beyond `max_ids` and 1/16 more, so this runs once
-        per that many acceptances. The newest chunk is cut, never dropped: ids are being
-        appended to it."""
+        per that many acceptances."""
+        self._forget(len(self.ids) - self.max_ids + self.max_ids // 16)
+
+    def trim_added(self, added: int) -> None:
+        """After the newest `added` ids went in at once (`ids.update`, the chunk's
+        `extend`): forget what remembering them one at a time would have forgotten. Each
+        `trim` then ran when the count passed `max_ids` and forgot `max_ids // 16 + 1`,
+        the oldest first, so together they forgot that many times the number of passes."""
+        over = len(self.ids) - self.max_ids
+        if over > 0:
+            step = self.max_ids // 16 + 1
+            self._forget((1 + (over - 1) // step) * step)
+
+    def _forget(self, excess: int) -> None:
+        """Forget the `excess` oldest ids. The newest chunk is cut, never dropped: ids are
+        being appended to it."""
         ids, chunks = self.ids, self.chunks
-        excess = len(ids) - self.max_ids + self.max_ids // 16
         while excess > 0:
             accepted = chunks[0][1]
             if len(accepted) <= excess and len(chunks) > 1:

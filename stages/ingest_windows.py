@@ -574,7 +574,7 @@ class IngestWindowsStage(CoreStageMixin):
     ) -> bool:
         """Dedupe and window `events` a field at a time (C loops and numpy, no Python
         bytecode per event): what `_window_each` does with them when none is a duplicate
-        or late and the remembered ids stay within their bound, which is the common case.
+        or late, which is the common case.
         Otherwise returns False having changed nothing `_window_each` would not change
         the same way (a series id, an opened bucket), and that loop does it all.
         """
@@ -582,8 +582,8 @@ class IngestWindowsStage(CoreStageMixin):
         accepted_ids = recent.ids
         n = len(events)
         ids = [event.event_id for event in events]
-        if len(accepted_ids) + n > recent.max_ids or not accepted_ids.isdisjoint(ids):
-            return False  # a duplicate, or ids to forget first: the loop knows when
+        if not accepted_ids.isdisjoint(ids):
+            return False  # a duplicate: the loop counts it
         width = core.sizes[0]
         ts = np.fromiter(map(_TS, events), np.int64, n)
         starts = ts - ts % width
@@ -625,6 +625,7 @@ class IngestWindowsStage(CoreStageMixin):
             accepted_ids.difference_update(ids)
             return False
         recent.chunk(now).extend(ids)
+        recent.trim_added(n)
         for bucket, select in groups:
             if select is None:
                 bucket.sids.frombytes(columns.tobytes())

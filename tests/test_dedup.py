@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from stages.dedup import RecentIds
 
 
@@ -74,3 +77,25 @@ def test_memory_is_bounded_by_max_ids_across_batches():
             assert len(ids) <= 1000
         assert sum(len(chunk) for _, chunk in ids.chunks) == len(ids)
     assert all(f"99-{i}" in ids for i in range(37)) and "0-0" not in ids
+
+
+@given(
+    max_ids=st.integers(1, 40),
+    batches=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 90)), min_size=1, max_size=8),
+)
+def test_ids_added_at_once_are_trimmed_as_if_remembered_one_at_a_time(max_ids, batches):
+    """`trim_added` (ingest's column path, which adds a run's ids in one `update`) leaves
+    the ids and their order exactly as `remember` for each would."""
+    one, bulk = RecentIds(60.0, max_ids), RecentIds(60.0, max_ids)
+    n = 0
+    for step, size in batches:
+        now = 1000.0 + step
+        ids = [f"e{n + i}" for i in range(size)]
+        n += size
+        for event_id in ids:
+            one.remember(event_id, now)
+        bulk.ids.update(ids)
+        bulk.chunk(now).extend(ids)
+        bulk.trim_added(size)
+        assert bulk.ids == one.ids
+        assert [c for c in bulk.chunks if c[1]] == [c for c in one.chunks if c[1]]
