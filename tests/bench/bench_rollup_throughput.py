@@ -18,7 +18,8 @@ the pipeline figures are reported as a ratio of the ceiling (machines here are n
 only same-run ratios mean anything). With two-phase windowing "accounted" means merged
 by the windows stage, except the events of the windows still open when ingest has
 windowed the last event (they close only once the sources go idle); the time at which
-ingest had windowed every event is reported too (`local`).
+ingest had windowed every event is reported too (`local`), and so is the process's CPU
+time over the same span per event (the broker is a child process: not in it).
 
 Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
      [--batch 1] [--series 10000] [--fleet-rate 50000] [--early-eval-s 1] [--json out.json]
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             f"pipeline {mode:7} keyed by {keying:7}: {r['events_per_s']:>10,.0f} events/s"
             f"  ratio {r['ratio_to_raw']:.2f} (to slim {r['ratio_to_slim']:.2f},"
             f" to its own topic's raw {own:.2f})  rollups {r['rollups']}{local}"
+            f"  CPU {r['cpu_s'] / results['events'] * 1e6:.2f} us/event"
         )
     first = "/".join(runs(args.keyings)[0])
     for variant in args.quix_variants if args.peer == "quix" else []:
