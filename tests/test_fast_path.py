@@ -245,14 +245,17 @@ def batches(draw: st.DrawFn) -> list[tuple[float, list[tuple[int, bytes | None, 
     return out
 
 
-# From how many events a run of plain records is windowed column by column: 1 puts every
-# run through `_window_columns` (and its fallbacks), a bound no run here reaches never.
-COLUMNS_FROM = st.sampled_from([1, IngestWindowsStage.columns_from_events])
+# (From how many events a run of plain records is windowed column by column, how many are
+# held at most): (1, 2) puts every run through `_window_columns` (and its fallbacks) two
+# events at a time, the defaults (a bound no run here reaches) never.
+COLUMNS = st.sampled_from(
+    [(1, 2), (1, 512), (IngestWindowsStage.columns_from_events, IngestWindowsStage.columns_up_to)]
+)
 
 
-def fast_stage(config: IngestConfig, columns_from: int) -> IngestWindowsStage:
+def fast_stage(config: IngestConfig, columns: tuple[int, int]) -> IngestWindowsStage:
     stage = IngestWindowsStage(IngestStage(config), WINDOWS)
-    stage.columns_from_events = columns_from
+    stage.columns_from_events, stage.columns_up_to = columns
     return stage
 
 
@@ -388,11 +391,11 @@ def rollup_summary(value: dict[str, Any]) -> tuple:
 
 
 @SETTINGS
-@given(steps=batches(), config=ingest_configs, columns_from=COLUMNS_FROM)
+@given(steps=batches(), config=ingest_configs, columns=COLUMNS)
 def test_partial_windows_are_what_ingest_then_windows_makes_of_each_partition(
-    steps, config, columns_from
+    steps, config, columns
 ):
-    stage = fast_stage(config, columns_from)
+    stage = fast_stage(config, columns)
     split = Split(config)
     partials: dict[tuple[str, int, int], tuple] = {}
     rollups: dict[tuple[str, int, int], tuple] = {}
@@ -474,9 +477,9 @@ class Runner:
 
 
 @SETTINGS
-@given(steps=steps_with_restarts(), config=ingest_configs, columns_from=COLUMNS_FROM)
-def test_the_stage_equals_its_general_path_through_restarts(steps, config, columns_from):
-    fast = Runner(lambda: fast_stage(config, columns_from))
+@given(steps=steps_with_restarts(), config=ingest_configs, columns=COLUMNS)
+def test_the_stage_equals_its_general_path_through_restarts(steps, config, columns):
+    fast = Runner(lambda: fast_stage(config, columns))
     reference = Runner(lambda: ReferenceFused(IngestStage(config), WINDOWS))
     for step in steps:
         if step == "restart":
