@@ -67,6 +67,34 @@ def _tables(lay: HdrLayout) -> _Tables:
     return _Tables(lay)
 
 
+def _byte_cells(table: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`table` (of at most 2-byte strings) as numpy: each entry's bytes padded to 2, which
+    of the 2 are its own, and its length."""
+    cells = np.zeros((len(table), 2), dtype=np.uint8)
+    keep = np.zeros((len(table), 2), dtype=bool)
+    for n, piece in enumerate(table):
+        cells[n, : len(piece)] = list(piece)
+        keep[n, : len(piece)] = True
+    return cells, keep, keep.sum(axis=1)
+
+
+# The payload lookup tables of histograms/hdr.py as numpy cells: every sparse window's
+# payload is then a few array operations over all their buckets, not a bytes object per
+# bucket joined per window.
+_GAP_CELLS, _GAP_KEEP, _GAP_LENS = _byte_cells(_GAP_BYTES)
+_COUNT_CELLS, _COUNT_KEEP, _COUNT_LENS = _byte_cells(_COUNT_BYTES)
+
+
+def _payloads(gaps: np.ndarray, counts: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The payload bytes (`_payload`'s) of buckets with these gaps and counts (each below
+    `_TABLE_SIZE`), one after the other, and where each bucket's bytes end in them."""
+    cells = np.empty((len(gaps), 4), dtype=np.uint8)
+    keep = np.empty((len(gaps), 4), dtype=bool)
+    cells[:, :2], keep[:, :2] = _GAP_CELLS[gaps], _GAP_KEEP[gaps]
+    cells[:, 2:], keep[:, 2:] = _COUNT_CELLS[counts], _COUNT_KEEP[counts]
+    return cells[keep].tobytes(), np.cumsum(_GAP_LENS[gaps] + _COUNT_LENS[counts])
+
+
 def _sparse(window: Window) -> bool:
     return type(window.hist) is SparseHistogram
 
@@ -229,18 +257,15 @@ def summaries(
         small = (np.maximum.reduceat(gaps, starts) < _TABLE_SIZE) & (
             np.maximum.reduceat(counts, starts) < _TABLE_SIZE
         )
-        top = _TABLE_SIZE - 1
-        pieces: list[bytes] = [b""] * (2 * len(index))
-        pieces[::2] = map(_GAP_BYTES.__getitem__, np.minimum(gaps, top).tolist())
-        pieces[1::2] = map(_COUNT_BYTES.__getitem__, np.minimum(counts, top).tolist())
+        top = _TABLE_SIZE - 1  # (a window with more takes `_payload`)
+        stream, ends_at = _payloads(np.minimum(gaps, top), np.minimum(counts, top))
+        byte_ends = ends_at[ends - 1].tolist()
+        byte_starts = [0, *byte_ends[:-1]]
         for n, (i, a, b, fits) in enumerate(
-            zip(bulk, starts.tolist(), ends.tolist(), small.tolist(), strict=True)
+            zip(bulk, byte_starts, byte_ends, small.tolist(), strict=True)
         ):
             values[i] = rows[n]
-            if fits:
-                payload = b"".join(pieces[2 * a : 2 * b])
-            else:
-                payload = _payload(*windows[i].hist._columns())
+            payload = stream[a:b] if fits else _payload(*windows[i].hist._columns())
             encoded[i] = encode_payload(lay, payload)
     for i, window in enumerate(windows):
         if values[i] is None:
