@@ -67,32 +67,33 @@ def _tables(lay: HdrLayout) -> _Tables:
     return _Tables(lay)
 
 
-def _byte_cells(table: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`table` (of at most 2-byte strings) as numpy: each entry's bytes padded to 2, which
-    of the 2 are its own, and its length."""
+def _byte_cells(table: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """`table` (of at most 2-byte strings) as numpy: each entry's bytes padded to 2 and
+    read as one native 16-bit word (viewed as bytes again, they come back in order), and
+    its length."""
     cells = np.zeros((len(table), 2), dtype=np.uint8)
-    keep = np.zeros((len(table), 2), dtype=bool)
     for n, piece in enumerate(table):
         cells[n, : len(piece)] = list(piece)
-        keep[n, : len(piece)] = True
-    return cells, keep, keep.sum(axis=1)
+    return cells.view(np.uint16).ravel(), np.array(list(map(len, table)), dtype=np.int64)
 
 
-# The payload lookup tables of histograms/hdr.py as numpy cells: every sparse window's
-# payload is then a few array operations over all their buckets, not a bytes object per
-# bucket joined per window.
-_GAP_CELLS, _GAP_KEEP, _GAP_LENS = _byte_cells(_GAP_BYTES)
-_COUNT_CELLS, _COUNT_KEEP, _COUNT_LENS = _byte_cells(_COUNT_BYTES)
+# The payload lookup tables of histograms/hdr.py as numpy: every sparse window's payload
+# is then a few array operations over all their buckets, not a bytes object per bucket
+# joined per window.
+_GAP_CELLS, _GAP_LENS = _byte_cells(_GAP_BYTES)
+_COUNT_CELLS, _COUNT_LENS = _byte_cells(_COUNT_BYTES)
 
 
 def _payloads(gaps: np.ndarray, counts: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The payload bytes (`_payload`'s) of buckets with these gaps and counts (each below
     `_TABLE_SIZE`), one after the other, and where each bucket's bytes end in them."""
-    cells = np.empty((len(gaps), 4), dtype=np.uint8)
-    keep = np.empty((len(gaps), 4), dtype=bool)
-    cells[:, :2], keep[:, :2] = _GAP_CELLS[gaps], _GAP_KEEP[gaps]
-    cells[:, 2:], keep[:, 2:] = _COUNT_CELLS[counts], _COUNT_KEEP[counts]
-    return cells[keep].tobytes(), np.cumsum(_GAP_LENS[gaps] + _COUNT_LENS[counts])
+    cells = np.empty((len(gaps), 2), dtype=np.uint16)  # a bucket's gap bytes, count bytes
+    cells[:, 0], cells[:, 1] = _GAP_CELLS.take(gaps), _COUNT_CELLS.take(counts)
+    gap_lens, count_lens = _GAP_LENS.take(gaps), _COUNT_LENS.take(counts)
+    keep = np.empty((len(gaps), 4), dtype=bool)  # which of those 4 bytes are written
+    keep[:, 0], keep[:, 1] = gap_lens > 0, gap_lens > 1
+    keep[:, 2], keep[:, 3] = True, count_lens > 1  # a count takes 1 or 2 bytes
+    return cells.view(np.uint8)[keep].tobytes(), np.cumsum(gap_lens + count_lens)
 
 
 def _sparse(window: Window) -> bool:

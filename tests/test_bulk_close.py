@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
+import numpy as np
 import pytest
 
-from histograms.hdr import SparseHistogram, layout
+from histograms.hdr import _TABLE_SIZE, SparseHistogram, _payload, layout
 from schemas.rollups import PERCENTILES
-from stages.bulk_close import flush_all, merge_into, summaries
+from stages.bulk_close import _payloads, flush_all, merge_into, summaries
 from stages.windows import Window
 
 LAY = layout()
@@ -134,3 +136,21 @@ def test_summaries_of_wide_gaps_and_counts_use_the_general_payload() -> None:
     assert encoded == [window.hist.encode()]
     want = window.hist.values_at_percentiles(PCTS)
     assert values == [[want[p] for p in PCTS]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_payloads_of_many_buckets_are_each_buckets_payload_in_order(seed: int) -> None:
+    """Gaps and counts over the whole lookup table (one- and two-byte varints): the bulk
+    bytes are the buckets' `_payload` bytes one after the other, and the ends mark them."""
+    rng = random.Random(seed)
+    gaps = [rng.choice([1, 2, 63, 64, 65, _TABLE_SIZE - 1, rng.randrange(1, _TABLE_SIZE)])]
+    gaps += [rng.randrange(1, _TABLE_SIZE) for _ in range(300)]
+    counts = [rng.choice([1, 63, 64, _TABLE_SIZE - 1, rng.randrange(1, _TABLE_SIZE)])]
+    counts += [rng.randrange(1, _TABLE_SIZE) for _ in range(300)]
+    stream, ends = _payloads(np.array(gaps), np.array(counts))
+    indices = list(itertools.accumulate(gaps, initial=-1))[1:]
+    assert stream == _payload(indices, counts)
+    start = 0
+    for k, end in enumerate(ends.tolist()):
+        assert stream[start:end] == _payload([gaps[k] - 1], [counts[k]])
+        start = end
