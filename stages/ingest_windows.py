@@ -606,11 +606,12 @@ class IngestWindowsStage(CoreStageMixin):
         try:
             groups: list[tuple[Any, Any]] = []  # (bucket, which events or None: all)
             for start in [first] if first == last else np.unique(starts).tolist():
-                at = 0 if first == last else int(np.argmax(starts == start))
+                select = None if first == last else starts == start
+                at = 0 if select is None else int(np.argmax(select))  # its first event
                 record = records[at if owners is None else owners[at]]
                 event = events[at]
                 bucket = core.open_bucket(ps, start, record.offset, event.service, event.endpoint)
-                groups.append((bucket, None if first == last else starts == start))
+                groups.append((bucket, select))
             # value << 2 | status class, as `_window_each` makes it
             durations = np.fromiter(map(_DURATION, events), np.float64, n)
             words = np.floor(durations * 1000.0 + 0.5).astype(np.uint64) << np.uint64(2)
