@@ -28,9 +28,11 @@ from schemas.events import LATENCY_SCHEMA, Limits
 
 
 class PlainDecoder(NamedTuple):
-    """`decode(value)` gives one `event` struct or a list of them; raises if not plain."""
+    """`decode(value)` gives one `event` struct or a list of them; raises if not plain.
+    `decode_lines(text)` gives what `decode` gives for each line of `text`."""
 
     decode: Any
+    decode_lines: Any
     event: Any  # the struct type, made at run time (a type checker cannot know its fields)
 
 
@@ -62,4 +64,4 @@ def plain_latency_decoder(limits: Limits) -> PlainDecoder:
         Meta(min_length=1, max_length=limits.max_events_per_message),
     ]
     decoder = msgspec.json.Decoder(event | batch)
-    return PlainDecoder(decoder.decode, event)
+    return PlainDecoder(decoder.decode, decoder.decode_lines, event)

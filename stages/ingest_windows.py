@@ -8,11 +8,12 @@ into the rollups. Only partials cross Kafka, not events. Errors and dead letters
 through their topics as before.
 
 The common message, one plainly valid latency event or an array of them (what the SDK
-and batching fleets send), takes a fast path (`_ingest_run`): one loop that decodes,
-checks, dedupes and windows each event with no function call per event (calls cost as
-much as the work here). Every other message, including an array with any element that is
-not plain, takes ingest's general path, whole and in order, so the results are exactly
-the general path's (tests/test_fast_path.py).
+and batching fleets send), takes a fast path: a partition's run of such records is decoded
+in one call (`_ingest_lines`) and deduped and windowed a field at a time
+(`_window_columns`), with no Python bytecode per event; a run that holds anything else goes
+record by record (`_ingest_records`), and every message that is not plain, including an
+array with any element that is not, takes ingest's general path, whole and in order, so
+the results are exactly the general path's (tests/test_fast_path.py).
 
 Commits of `events.raw` are held back to the oldest record an open partial window needs;
 records re-read after a restart only rebuild windows (their errors and dead letters are
@@ -491,6 +492,78 @@ class IngestWindowsStage(CoreStageMixin):
         emits: list[Emit],
         counts: list[int],
     ) -> None:
+        """Records of one partition, `columns_up_to` at a time: decoded all at once when
+        every one is plain (`_ingest_lines`), else record by record (`_ingest_records`)."""
+        records = list(run)
+        step, least = self.columns_up_to, self.columns_from_events
+        for at in range(0, len(records), step):
+            chunk = records[at : at + step] if at or len(records) > step else records
+            if len(chunk) < least or not self._ingest_lines(partition, chunk, now, emits, counts):
+                self._ingest_records(partition, chunk, now, emits, counts)
+
+    def _ingest_lines(
+        self,
+        partition: int,
+        records: list[Record],
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> bool:
+        """Decode the values of `records` in one call, as lines of one text, and window
+        them, if every one is plain (see `_ingest_records`) and none is too far in the
+        future; else return False having changed nothing.
+
+        One value is one line only if no value holds a newline: the text's newlines are
+        counted, so a value can never pass for two (or two for one).
+        """
+        limits = self.ingest.config.limits
+        values: list[Any] = [record.value for record in records]  # bytes, or None
+        try:
+            if max(map(len, values)) > limits.max_message_bytes:
+                return False
+        except TypeError:  # a value is None (a tombstone): the general path's
+            return False
+        n = len(values)
+        text = b"\n".join(values)
+        if text.count(b"\n") != n - 1 or text.count(_LATENCY) < n:
+            return False
+        decoder = plain_latency_decoder(limits)
+        try:
+            docs = decoder.decode_lines(text)
+        except Exception:  # one is not plain: the general path says which and why
+            return False
+        if len(docs) != n:  # a blank value (no line)
+            return False
+        single = decoder.event
+        latest_ts = int(now * 1000) + limits.future_tolerance_s * 1000
+        if list in map(type, docs):
+            sizes = [1 if type(doc) is single else len(doc) for doc in docs]
+            latest = max(doc.ts if type(doc) is single else max(map(_TS, doc)) for doc in docs)
+        else:
+            sizes = None
+            latest = max(map(_TS, docs))
+        if latest > latest_ts:
+            return False
+        if sizes is None:
+            self._window_plain(partition, records, docs, False, now, emits, counts)
+            return True
+        start, room = 0, self.columns_up_to  # arrays of events: about that many at once
+        for end, size in enumerate(sizes, 1):
+            room -= size
+            if room <= 0 or end == n:
+                part = slice(start, end)
+                self._window_plain(partition, records[part], docs[part], True, now, emits, counts)
+                start, room = end, self.columns_up_to
+        return True
+
+    def _ingest_records(
+        self,
+        partition: int,
+        run: Iterable[Record],
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
         """Records of one partition: the plain ones here, the rest by the general path.
 
         A record is plain when its value is one JSON object, or a non-empty array (within
@@ -505,7 +578,7 @@ class IngestWindowsStage(CoreStageMixin):
         happens in the records' order.
         """
         limits = self.ingest.config.limits
-        decode, single = plain_latency_decoder(limits)
+        decode, _, single = plain_latency_decoder(limits)
         max_bytes = limits.max_message_bytes
         latest_ts = int(now * 1000) + limits.future_tolerance_s * 1000
         general = self.ingest._ingest_guarded

@@ -192,7 +192,7 @@ def plain_arrays(now_ms: int) -> st.SearchStrategy[list[dict[str, Any]]]:
 
 
 VALUE_KINDS = st.sampled_from(
-    ["plain"] * 4 + ["latency"] * 4 + ["plain_array"] * 2 + ["error", "array", "other"]
+    ["plain"] * 4 + ["latency"] * 4 + ["plain_array"] * 2 + ["error", "array", "other", "lines"]
 )
 UNUSUAL_IN_ARRAY = st.integers(0, 3)
 OTHER_VALUES = st.sampled_from(
@@ -218,7 +218,31 @@ def raw_values(draw: st.DrawFn, now_ms: int) -> bytes | None:
         if draw(UNUSUAL_IN_ARRAY) == 0:
             events.insert(draw(st.integers(0, len(events))), draw(elements(now_ms)))
         return orjson.dumps(events)
+    if kind == "lines":  # newlines, blanks and joins that must not fool a decode by lines
+        event = orjson.dumps(draw(plain_latency_events(now_ms)))
+        return draw(st.sampled_from(LINE_TRICKS))(event)
     return draw(OTHER_VALUES)
+
+
+# What a value might be made of one plain event, to test `_ingest_lines`: plain with a
+# newline in or around it, or not plain though its lines (or its text joined to another
+# value's) would be; plain and holding the schema's name twice.
+def _named_twice(event: bytes) -> bytes:
+    return event[:-1] + b',"host":"latency/1"}'
+
+
+LINE_TRICKS = [
+    _named_twice,
+    lambda e: orjson.dumps(orjson.loads(e), option=orjson.OPT_INDENT_2),
+    lambda e: e + b"\n",
+    lambda e: b"\r\n" + e,
+    lambda e: e + b"\n" + e,
+    lambda e: e + b"," + e,
+    lambda e: e + b"]",
+    lambda e: b"[" + e,
+    lambda e: b"\n",
+    lambda e: b" ",
+]
 
 
 BATCH_COUNTS = st.integers(1, 6)
@@ -690,4 +714,54 @@ def test_a_long_run_of_plain_events_is_windowed_column_by_column_as_the_loop_wou
     assert fast.ingest.stats["duplicates"] == 1
     assert fast.core.stats == reference.core.stats
     assert fast.hold_offsets() == reference.hold_offsets()
+    assert remembered(fast.ingest) == remembered(reference.ingest)
+
+
+def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """`_ingest_lines` decodes a run's values as the lines of one text. A value with a
+    newline in or around it, a blank one, or one that only joined to its neighbour makes
+    JSON must give what decoding each value alone gives: every ordered pair of such values
+    between plain ones, against the general path."""
+    config = IngestConfig(limits=LIMITS)
+    lines = IngestWindowsStage._ingest_lines
+    taken: list[bool] = []
+
+    def spy(self: Any, *args: Any) -> bool:
+        taken.append(lines(self, *args))
+        return taken[-1]
+
+    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+
+    def event(i: int) -> bytes:
+        one = {"schema": "latency/1", "event_id": f"e{i}", "ts": T0 + 10 * i, "service": "s"}
+        return orjson.dumps({**one, "endpoint": f"/{i % 3}", "duration_ms": i / 4})
+
+    fast = fast_stage(config, (1, 512))
+    reference = ReferenceFused(IngestStage(config), WINDOWS)
+    offset = 0
+    plain = [event(i) for i in range(4)]
+    pairs = [(a, b) for a in LINE_TRICKS for b in LINE_TRICKS]
+    for n, (a, b) in enumerate([(None, None), *pairs]):
+        i = 10 * (n + 1)
+        values = plain if a is None else [event(i), a(event(i + 1)), b(event(i + 2)), event(i + 3)]
+        records = [Record("events.raw", 0, offset + k, None, v) for k, v in enumerate(values)]
+        offset += len(records)
+        got, expected = fast.process(records, NOW), reference.process(records, NOW)
+        assert same(
+            [(e.topic, e.key, e.value) for e in got.emits],
+            [(e.topic, e.key, e.value) for e in expected.emits],
+        )
+        assert fast.ingest.stats == reference.ingest.stats
+    # Four plain values are decoded together; any newline in a value sends its run
+    # record by record (even when the value is plain: its lines are not its records).
+    assert taken == [True] + [a is b is _named_twice for a, b in pairs]
+    final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
+    assert same(
+        [(e.topic, e.key, e.value) for e in final.emits],
+        [(e.topic, e.key, e.value) for e in expected.emits],
+    )
+    assert fast.ingest.stats["latency"] > len(pairs) * 2
+    assert fast.core.stats == reference.core.stats
     assert remembered(fast.ingest) == remembered(reference.ingest)
