@@ -8,12 +8,13 @@ into the rollups. Only partials cross Kafka, not events. Errors and dead letters
 through their topics as before.
 
 The common message, one plainly valid latency event or an array of them (what the SDK
-and batching fleets send), takes a fast path: a partition's run of such records is decoded
-in one call (`_ingest_lines`) and deduped and windowed a field at a time
-(`_window_columns`), with no Python bytecode per event; a run that holds anything else goes
-record by record (`_ingest_records`), and every message that is not plain, including an
-array with any element that is not, takes ingest's general path, whole and in order, so
-the results are exactly the general path's (tests/test_fast_path.py).
+and batching fleets send), takes a fast path: a stretch of such records is decoded in one
+call (`_ingest_lines`) and deduped and windowed a field at a time (`_window_columns`), with
+no Python bytecode per event. Short stretches, and stretches holding anything else, go
+record by record (`_ingest_records`, one decode per record, still windowed together), and
+every message that is not plain, including an array with any element that is not, takes
+ingest's general path, whole and in order, so the results are exactly the general path's
+(tests/test_fast_path.py).
 
 Commits of `events.raw` are held back to the oldest record an open partial window needs;
 records re-read after a restart only rebuild windows (their errors and dead letters are
@@ -55,7 +56,28 @@ from stages.windows import (
 )
 
 _PARTITION = attrgetter("partition")
+
+
 _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the general path)
+_PROBES = 32
+
+
+def _mostly_mixed(records: list[Record]) -> bool:
+    """Whether records that are not latency events are common enough among `records` (2
+    or more of `_PROBES` spread over them, so about 1 in 16 or more) that stretches of
+    latency events worth decoding at once are rare: then one pass record by record costs
+    less than looking for them first."""
+    step = max(1, len(records) // _PROBES)
+    misses = 0
+    for record in records[::step]:
+        value = record.value
+        if value is None or _LATENCY not in value:
+            misses += 1
+            if misses >= 2:
+                return True
+    return False
+
+
 # A source partition that has never had a latency event is idle after this long (wall
 # time, at most `idle_flush_s`): a keyed fleet leaves some raw partitions empty, and the
 # windows stage must not wait `idle_flush_s` for them after every start.
@@ -492,24 +514,67 @@ class IngestWindowsStage(CoreStageMixin):
         emits: list[Emit],
         counts: list[int],
     ) -> None:
-        """Records of one partition, `columns_up_to` at a time: decoded all at once when
-        every one is plain (`_ingest_lines`), else record by record (`_ingest_records`)."""
+        """Records of one partition, in order. Stretches of records that may be plain
+        latency events (within the size limit, naming the schema), from
+        `columns_from_events` to `columns_up_to` long, are decoded at once; the records
+        between them (and shorter stretches) go record by record."""
+        max_bytes = self.ingest.config.limits.max_message_bytes
+        least, most = self.columns_from_events, self.columns_up_to
         records = list(run)
-        step, least = self.columns_up_to, self.columns_from_events
-        for at in range(0, len(records), step):
-            chunk = records[at : at + step] if at or len(records) > step else records
-            if len(chunk) < least or not self._ingest_lines(partition, chunk, now, emits, counts):
-                self._ingest_records(partition, chunk, now, emits, counts)
+        if len(records) < least or _mostly_mixed(records):
+            self._ingest_records(partition, records, now, emits, counts)
+            return
+        mixed: list[Record] = []  # records for `_ingest_records`, before `held`
+        held: list[Record] = []  # a stretch that may be plain
+        values: list[bytes] = []  # its values
+        for record in records:
+            value = record.value
+            if value is not None and len(value) <= max_bytes and _LATENCY in value:
+                held.append(record)
+                values.append(value)
+                if len(held) >= most:
+                    self._ingest_held(partition, mixed, held, values, now, emits, counts)
+                    mixed, held, values = [], [], []
+                continue
+            if len(held) >= least:
+                self._ingest_held(partition, mixed, held, values, now, emits, counts)
+                mixed = []
+            else:
+                mixed += held
+            held, values = [], []
+            mixed.append(record)
+        if len(held) < least:
+            mixed += held
+            held = []
+        self._ingest_held(partition, mixed, held, values, now, emits, counts)
+
+    def _ingest_held(
+        self,
+        partition: int,
+        mixed: list[Record],
+        held: list[Record],
+        values: list[bytes],
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """`mixed` record by record, then the stretch `held` (with its `values`) decoded
+        at once if all of it is plain (`_ingest_lines`), else record by record."""
+        if mixed:
+            self._ingest_records(partition, mixed, now, emits, counts)
+        if held and not self._ingest_lines(partition, held, values, now, emits, counts):
+            self._ingest_records(partition, held, now, emits, counts)
 
     def _ingest_lines(
         self,
         partition: int,
         records: list[Record],
+        values: list[bytes],
         now: float,
         emits: list[Emit],
         counts: list[int],
     ) -> bool:
-        """Decode the values of `records` in one call, as lines of one text, and window
+        """Decode `values` (of `records`) in one call, as lines of one text, and window
         them, if every one is plain (see `_ingest_records`) and none is too far in the
         future; else return False having changed nothing.
 
@@ -517,15 +582,9 @@ class IngestWindowsStage(CoreStageMixin):
         counted, so a value can never pass for two (or two for one).
         """
         limits = self.ingest.config.limits
-        values: list[Any] = [record.value for record in records]  # bytes, or None
-        try:
-            if max(map(len, values)) > limits.max_message_bytes:
-                return False
-        except TypeError:  # a value is None (a tombstone): the general path's
-            return False
         n = len(values)
         text = b"\n".join(values)
-        if text.count(b"\n") != n - 1 or text.count(_LATENCY) < n:
+        if text.count(b"\n") != n - 1:
             return False
         decoder = plain_latency_decoder(limits)
         try:

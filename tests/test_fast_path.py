@@ -238,10 +238,11 @@ LINE_TRICKS = [
     lambda e: b"\r\n" + e,
     lambda e: e + b"\n" + e,
     lambda e: e + b"," + e,
+    lambda e: e + b" " + e,  # two lines' worth on one line
     lambda e: e + b"]",
     lambda e: b"[" + e,
-    lambda e: b"\n",
-    lambda e: b" ",
+    _newline := lambda e: b"\n",
+    _blank := lambda e: b" ",
 ]
 
 
@@ -720,17 +721,18 @@ def test_a_long_run_of_plain_events_is_windowed_column_by_column_as_the_loop_wou
 def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    """`_ingest_lines` decodes a run's values as the lines of one text. A value with a
-    newline in or around it, a blank one, or one that only joined to its neighbour makes
-    JSON must give what decoding each value alone gives: every ordered pair of such values
-    between plain ones, against the general path."""
+    """`_ingest_lines` decodes a stretch of values as the lines of one text. A value with
+    a newline in or around it, a blank one, two events on one line, or one that only
+    joined to its neighbour makes JSON must give what decoding each value alone gives:
+    every ordered pair of such values between plain ones, against the general path."""
     config = IngestConfig(limits=LIMITS)
     lines = IngestWindowsStage._ingest_lines
-    taken: list[bool] = []
+    taken: dict[Any, list[bool]] = {}  # (a, b) -> what `_ingest_lines` said, call by call
+    case: Any = None
 
     def spy(self: Any, *args: Any) -> bool:
-        taken.append(lines(self, *args))
-        return taken[-1]
+        taken.setdefault(case, []).append(lines(self, *args))
+        return taken[case][-1]
 
     monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
 
@@ -744,7 +746,7 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
     plain = [event(i) for i in range(4)]
     pairs = [(a, b) for a in LINE_TRICKS for b in LINE_TRICKS]
     for n, (a, b) in enumerate([(None, None), *pairs]):
-        i = 10 * (n + 1)
+        case, i = (a, b), 10 * (n + 1)
         values = plain if a is None else [event(i), a(event(i + 1)), b(event(i + 2)), event(i + 3)]
         records = [Record("events.raw", 0, offset + k, None, v) for k, v in enumerate(values)]
         offset += len(records)
@@ -754,9 +756,17 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
             [(e.topic, e.key, e.value) for e in expected.emits],
         )
         assert fast.ingest.stats == reference.ingest.stats
-    # Four plain values are decoded together; any newline in a value sends its run
-    # record by record (even when the value is plain: its lines are not its records).
-    assert taken == [True] + [a is b is _named_twice for a, b in pairs]
+    # Four plain values are decoded together, and so are plain ones around a value that
+    # does not name the schema (it goes its own way), while two such among four send all
+    # record by record; any value with a newline or two events in it sends its stretch
+    # record by record, even if plain: lines are not records.
+    assert taken[None, None] == [True]
+    assert taken[_named_twice, _named_twice] == [True]
+    assert taken[_named_twice, _blank] == [True, True]
+    assert (_blank, _newline) not in taken
+    for a, b in pairs:
+        if a not in (_named_twice, _blank, _newline):
+            assert taken[a, b][0] is False
     final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
     assert same(
         [(e.topic, e.key, e.value) for e in final.emits],

@@ -6,10 +6,16 @@ feeds the stages but without Kafka: each batch takes up to `--poll` records of e
 partition (as `getmany` does), ingest's partial windows are packed as the runtime packs
 them and handed to the windows stage. Prints the process's CPU per event in each stage
 (`time.process_time`, so other work on the machine counts less than in wall time).
-Compare two commits by running this from each one's tree, alternating.
+Compare two commits by running this from each one's tree, alternating. Each batch's
+records are copied just before the stage gets them (`fresh`), untimed.
+
+`--error-share F` mixes error events in (each message an error one with probability F,
+interleaved): traffic where plain latency runs are broken up; the figures are then CPU
+per message, latency or error.
 
 Run: .venv/bin/python -m tests.bench.bench_stages_inprocess [--events 1000000]
      [--series 350] [--fleet-rate 5000] [--keying service|none] [--poll 1250]
+     [--error-share 0.0]
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import time
 
 import orjson
 
+from loadtest.fleet import error_burst
 from pipeline.output import Partitioner, pack_emits
+from stages.base import Record
 from stages.ingest import IngestStage
 from stages.ingest_windows import IngestWindowsStage
 from stages.windows import WindowsConfig, WindowsStage
@@ -38,9 +46,12 @@ def main() -> None:
     parser.add_argument("--fleet-rate", type=int, default=5000)
     parser.add_argument("--keying", choices=["service", "none"], default="service")
     parser.add_argument("--poll", type=int, default=1250, help="records per partition a batch")
+    parser.add_argument("--error-share", type=float, default=0.0, help="share of error messages")
     args = parser.parse_args()
 
     events = make_events(args.events, args.series, args.fleet_rate)
+    if args.error_share:
+        events = with_errors(events, args.error_share)
     now = events[-1]["ts"] / 1000 + 1
     raw, latency = Topic("events.raw", PARTITIONS), Topic("events.latency", PARTITIONS)
     partitioner, rng = Partitioner(), random.Random(2)
@@ -48,6 +59,7 @@ def main() -> None:
         keyed = args.keying == "service"
         partition = partitioner(event["service"], PARTITIONS) if keyed else rng.randrange(4)
         raw.append(partition, None, orjson.dumps(event))
+    messages = len(events)
     del events
     counts = {"events.latency": PARTITIONS, "events.errors": PARTITIONS}
     ingest = IngestWindowsStage(IngestStage(), WindowsConfig())
@@ -58,6 +70,7 @@ def main() -> None:
     rollups = 0
     gc.collect()
     while records := raw.poll(args.poll):
+        records = fresh(records)
         started = time.process_time()
         result = ingest.process(records, now)
         result.extend(ingest.tick(now))
@@ -71,12 +84,38 @@ def main() -> None:
         result.extend(windows.tick(now))
         rollups += sum(e.topic == "rollups" for part in result.parts() for e in part.emits)
         windows_s += time.process_time() - started
-    per_event = 1e6 / args.events
+    per_event = 1e6 / messages
     print(
-        f"events={args.events} series={args.series} keying={args.keying} poll={args.poll}: "
+        f"events={args.events} series={args.series} keying={args.keying} poll={args.poll} "
+        f"error-share={args.error_share}: "
         f"ingest {ingest_s * per_event:.2f} us/event, windows {windows_s * per_event:.2f}, "
         f"both {(ingest_s + windows_s) * per_event:.2f} (CPU); rollups {rollups}"
     )
+
+
+def fresh(records: list[Record]) -> list[Record]:
+    """Copies of `records` made just now, values too, as the runtime hands over records
+    it has just unpacked: records made long before are out of the CPU's caches, which
+    would charge the stage for memory the pipeline does not wait on."""
+    return [
+        Record(r.topic, r.partition, r.offset, r.key, bytes(memoryview(r.value)), r.timestamp)
+        for r in records
+    ]
+
+
+def with_errors(events: list[dict], share: float) -> list[dict]:
+    """`events` with error events among them: after each, one with probability `share`
+    (as a fleet's errors arrive among its latency events), stamped with its time."""
+    rng = random.Random(3)
+    errors, _ = error_burst(round(len(events) * share * 1.2) + 1, seed=5, start_ms=0)
+    mixed: list[dict] = []
+    taken = 0
+    for event in events:
+        mixed.append(event)
+        if rng.random() < share and taken < len(errors):
+            mixed.append({**errors[taken], "ts": event["ts"]})
+            taken += 1
+    return mixed
 
 
 if __name__ == "__main__":
