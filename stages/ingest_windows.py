@@ -60,6 +60,7 @@ _PARTITION = attrgetter("partition")
 
 _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the general path)
 _PROBES = 32
+_OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY = b"{[}]"
 
 
 def _mostly_mixed(records: list[Record]) -> bool:
@@ -578,20 +579,31 @@ class IngestWindowsStage(CoreStageMixin):
         them, if every one is plain (see `_ingest_records`) and none is too far in the
         future; else return False having changed nothing.
 
-        One value is one line only if no value holds a newline: the text's newlines are
-        counted, so a value can never pass for two (or two for one).
+        `decode_lines` reads a stream of JSON texts apart by whitespace, so the values'
+        bounds are checked: each one starts with `{` or `[` and ends with `}` or `]`.
+        Then no JSON text can run from one value into the next (after a complete value,
+        JSON allows only `,`, `:` or a closing bracket, never an opening one), every
+        value gives at least one item (it names the schema), and n items from n values is
+        exactly one each: what decoding the value alone gives.
         """
-        limits = self.ingest.config.limits
         n = len(values)
         text = b"\n".join(values)
-        if text.count(b"\n") != n - 1:
+        lengths = np.fromiter(map(len, values), np.int64, n)
+        ends = np.cumsum(lengths) + np.arange(n)  # past each one's last byte (newlines between)
+        chars = np.frombuffer(text, np.uint8)
+        first, last = chars[ends - lengths], chars[ends - 1]
+        if not (
+            ((first == _OPEN_OBJECT) | (first == _OPEN_ARRAY)).all()
+            and ((last == _CLOSE_OBJECT) | (last == _CLOSE_ARRAY)).all()
+        ):
             return False
+        limits = self.ingest.config.limits
         decoder = plain_latency_decoder(limits)
         try:
             docs = decoder.decode_lines(text)
         except Exception:  # one is not plain: the general path says which and why
             return False
-        if len(docs) != n:  # a blank value (no line)
+        if len(docs) != n:  # a value with two (`{..}\n{..}`, `{..} {..}`)
             return False
         single = decoder.event
         latest_ts = int(now * 1000) + limits.future_tolerance_s * 1000

@@ -233,7 +233,7 @@ def _named_twice(event: bytes) -> bytes:
 
 LINE_TRICKS = [
     _named_twice,
-    lambda e: orjson.dumps(orjson.loads(e), option=orjson.OPT_INDENT_2),
+    _pretty := lambda e: orjson.dumps(orjson.loads(e), option=orjson.OPT_INDENT_2),
     lambda e: e + b"\n",
     lambda e: b"\r\n" + e,
     lambda e: e + b"\n" + e,
@@ -243,6 +243,15 @@ LINE_TRICKS = [
     lambda e: b"[" + e,
     _newline := lambda e: b"\n",
     _blank := lambda e: b" ",
+]
+
+
+# Values, none plain, that read as one stream of JSON texts give one item each: an array
+# begun in one value and closed in the next, beside a value with two events.
+SPANNING = [
+    ((lambda e: b"[" + e + b",", lambda e: e + b"]", lambda e: e + b" " + e), "spanning"),
+    ((lambda e: b"[" + e, lambda e: b"," + e + b"]", lambda e: e + e), "spanning"),
+    ((lambda e: b'{"a":' + e, lambda e: b',"b":' + e + b"}", lambda e: e + e), "spanning"),
 ]
 
 
@@ -745,9 +754,14 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
     offset = 0
     plain = [event(i) for i in range(4)]
     pairs = [(a, b) for a in LINE_TRICKS for b in LINE_TRICKS]
-    for n, (a, b) in enumerate([(None, None), *pairs]):
+    for n, (a, b) in enumerate([(None, None), *pairs, *SPANNING]):
         case, i = (a, b), 10 * (n + 1)
-        values = plain if a is None else [event(i), a(event(i + 1)), b(event(i + 2)), event(i + 3)]
+        if a is None:
+            values = plain
+        elif b == "spanning":  # values, none plain, that a stream of JSON texts would join
+            values = [piece(event(i + k)) for k, piece in enumerate(a)]
+        else:
+            values = [event(i), a(event(i + 1)), b(event(i + 2)), event(i + 3)]
         records = [Record("events.raw", 0, offset + k, None, v) for k, v in enumerate(values)]
         offset += len(records)
         got, expected = fast.process(records, NOW), reference.process(records, NOW)
@@ -757,15 +771,17 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
         )
         assert fast.ingest.stats == reference.ingest.stats
     # Four plain values are decoded together, and so are plain ones around a value that
-    # does not name the schema (it goes its own way), while two such among four send all
-    # record by record; any value with a newline or two events in it sends its stretch
-    # record by record, even if plain: lines are not records.
+    # does not name the schema (it goes its own way), and a pretty-printed event (one
+    # JSON text over lines); two values that do not name it among four send all record
+    # by record; a value that is not plain (two events in it, a fragment), or has
+    # whitespace around it, sends its stretch record by record.
     assert taken[None, None] == [True]
     assert taken[_named_twice, _named_twice] == [True]
+    assert taken[_pretty, _named_twice] == [True]
     assert taken[_named_twice, _blank] == [True, True]
     assert (_blank, _newline) not in taken
     for a, b in pairs:
-        if a not in (_named_twice, _blank, _newline):
+        if a not in (_named_twice, _pretty, _blank, _newline):
             assert taken[a, b][0] is False
     final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
     assert same(
