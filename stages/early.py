@@ -26,7 +26,8 @@ Pure: the caller passes the partition's windows and the wall time; nothing here 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from histograms.hdr import HdrLayout, SparseHistogram
@@ -37,6 +38,7 @@ from stages.base import Emit, StageResult
 if TYPE_CHECKING:
     from detection.rules import Rule
     from stages.coarse import CoarseWindows
+    from stages.ingest_windows import Summary
     from stages.windows import PartitionWindows, Window, WindowsCore
 
 __all__ = ["EARLY_TOPIC", "EarlyEvaluator", "early_rules"]
@@ -60,15 +62,38 @@ def early_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
 
 class _Evidence:
     """What one series' open window (at the rules' resolution) holds so far: the windows
-    it is made of, and their counts; the rest is computed once, when a rule first asks."""
+    it is made of, and their counts; the rest is computed once, when a rule first asks.
+    Parts from ingest's columns come as figures, with a function that makes their window
+    if a percentile is asked for."""
 
-    __slots__ = ("_ceiling_ms", "_hist", "client_errors", "count", "errors", "max_us", "parts")
+    __slots__ = (
+        "_ceiling_ms",
+        "_hist",
+        "_summed_us",
+        "client_errors",
+        "count",
+        "errors",
+        "max_us",
+        "parts",
+        "pending",
+    )
 
     def __init__(self) -> None:
         self.parts: list[Window] = []
-        self.count = self.errors = self.client_errors = self.max_us = 0
+        self.pending: list[Callable[[], Window]] = []  # windows of summed parts, unmade
+        self.count = self.errors = self.client_errors = self.max_us = self._summed_us = 0
         self._ceiling_ms: float | None = None
         self._hist: SparseHistogram | None = None
+
+    def add_summary(self, summary: Summary, window: Callable[[], Window]) -> None:
+        """A part given as figures (`PartialBucket.summaries`) and its window's maker."""
+        self.pending.append(window)
+        self.count += summary.events
+        self.errors += summary.errors
+        self.client_errors += summary.client_errors
+        self._summed_us += summary.sum_us
+        if summary.max_us > self.max_us:
+            self.max_us = summary.max_us
 
     def add(self, window: Window) -> None:
         self.parts.append(window)
@@ -85,17 +110,24 @@ class _Evidence:
         return self._ceiling_ms
 
     def sum_us(self) -> int:
-        return sum(w.sum_us + sum(w.values) for w in self.parts)
+        return self._summed_us + sum(w.sum_us + sum(w.values) for w in self.parts)
 
     def percentile_us(self, core: WindowsCore, percentile: float) -> int:
         """The percentile over every part, as the closed window's rollup will compute it."""
         if self._hist is None:
             self._hist = SparseHistogram(core.hdr)
-            for window in self.parts:
+            for window in [*self.parts, *(make() for make in self.pending)]:
                 window.flush()  # what closing does anyway; the answers stay the same
                 if window.hist.total:
                     self._hist.merge(window.hist)
         return self._hist.value_at_percentile(percentile)
+
+
+def _judged(
+    found: dict[tuple[str, int], Any], whole_of: dict[str, str], start: int, series: str
+) -> bool:
+    """Whether `series` (or its service as a whole) is judged in the window at `start`."""
+    return (series, start) in found or (whole_of[series], start) in found
 
 
 def _tallies(bucket: Any) -> Iterable[tuple[str, int]]:
@@ -199,10 +231,16 @@ class EarlyEvaluator:
                 start = base_start - base_start % size
                 if type(bucket) is dict:
                     windows: Iterable[tuple[str, Window]] = bucket.items()
-                else:  # ingest's columns: build the windows of the series judged only
-                    windows = bucket.items(
-                        lambda s, t=start: (s, t) in found or (whole_of[s], t) in found
-                    )
+                else:  # columns (ingest's or merged partials'): the series judged only
+                    wanted = partial(_judged, found, whole_of, start)
+                    if hasattr(bucket, "summaries"):  # ingest's: figures, no windows
+                        for series, summary, make in bucket.summaries(wanted):
+                            for key in ((series, start), (whole_of[series], start)):
+                                judged_evidence = found.get(key)
+                                if judged_evidence is not None:
+                                    judged_evidence.add_summary(summary, make)
+                        continue
+                    windows = bucket.items(wanted)
                 for series, window in windows:
                     for key in ((series, start), (whole_of[series], start)):
                         judged_evidence = found.get(key)

@@ -28,10 +28,11 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from itertools import groupby
 from math import floor
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -116,7 +117,11 @@ class PartialBucket:
 
     def __len__(self) -> int:
         """Series with events here."""
-        return len(np.unique(np.frombuffer(self.sids, dtype=np.uint32))) if self.sids else 0
+        return int(np.count_nonzero(self._counts())) if self.sids else 0
+
+    def _counts(self) -> np.ndarray:
+        """Events here per series id (a pass over the ids, no sort)."""
+        return np.bincount(np.frombuffer(self.sids, dtype=np.uint32))
 
     def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(series ids in order of first event, start, end of each one's events in the
@@ -133,34 +138,64 @@ class PartialBucket:
         return sids[first][by_arrival], bounds, by_arrival, np.stack((values, classes))
 
     def tallies(self) -> list[tuple[str, int]]:
-        """(series, events) of every series here (early evaluation's count)."""
+        """(series, events) of every series here, by series id (early evaluation's count)."""
         if not self.sids:
             return []
-        sids, counts = np.unique(np.frombuffer(self.sids, dtype=np.uint32), return_counts=True)
-        names = self.names
-        return list(zip([names[s] for s in sids.tolist()], counts.tolist(), strict=True))
+        counts = self._counts()
+        sids = np.flatnonzero(counts)
+        names: list[Any] = self.names  # an id in an open bucket is never freed
+        return list(zip([names[s] for s in sids.tolist()], counts[sids].tolist(), strict=True))
 
-    def items(self, wanted: Any = None) -> Iterator[tuple[str, Window]]:
-        """(series, flushed `Window`) of every series here (or those `wanted` says yes to):
-        what the windows of a dict bucket would hold."""
+    def summaries(self, wanted: Any = None) -> Iterator[tuple[str, Summary, Any]]:
+        """(series, its `Summary`, a function making its `Window`) of every series here
+        (or those `wanted` says yes to), in order of first event: what early evaluation
+        reads, without a `Window` per series unless it asks (for percentiles)."""
         if not self.sids:
             return
-        sids, bounds, by_arrival, columns = self.columns()
-        values, classes = columns.tolist()
-        names = self.names
+        sids, bounds, by_arrival, (values, classes) = self.columns()
+        first = bounds[:-1]
+        counts = np.diff(bounds).tolist()
+        sums = np.add.reduceat(values, first).tolist()
+        maxima = np.maximum.reduceat(values, first).tolist()
+        errors = np.add.reduceat((classes == SERVER_ERROR).astype(np.int64), first).tolist()
+        client = np.add.reduceat((classes == CLIENT_ERROR).astype(np.int64), first).tolist()
+        ends = bounds.tolist()
+        names, hdr = self.names, self.hdr
         for n, sid in zip(by_arrival.tolist(), sids.tolist(), strict=True):
             series = names[sid]
             assert series is not None  # an id in an open bucket is never freed
             if wanted is not None and not wanted(series):
                 continue
-            a, b = bounds[n], bounds[n + 1]
-            window = Window(self.hdr, 0)
-            window.values = values[a:b]
-            window.flush()
-            kinds = classes[a:b]
-            window.errors = kinds.count(SERVER_ERROR)
-            window.client_errors = kinds.count(CLIENT_ERROR)
-            yield series, window
+            summary = Summary(counts[n], errors[n], client[n], maxima[n], sums[n])
+            part = values[ends[n] : ends[n + 1]]
+            yield series, summary, partial(_pending_window, hdr, part, summary)
+
+    def items(self, wanted: Any = None) -> Iterator[tuple[str, Window]]:
+        """(series, `Window`) of every series here (or those `wanted` says yes to): what
+        the windows of a dict bucket would hold, their values still pending (`Window`:
+        `max_us` counts them; `flush` records them)."""
+        for series, _, window in self.summaries(wanted):
+            yield series, window()
+
+
+class Summary(NamedTuple):
+    """One series' events in an open partial window, in figures."""
+
+    events: int
+    errors: int
+    client_errors: int
+    max_us: int
+    sum_us: int
+
+
+def _pending_window(hdr: HdrLayout, values: np.ndarray, summary: Summary) -> Window:
+    """A `Window` of `values` (still pending) and their `summary`."""
+    window = Window(hdr, 0)
+    window.values = values.tolist()
+    window.max_us = summary.max_us
+    window.errors = summary.errors
+    window.client_errors = summary.client_errors
+    return window
 
 
 class PartialWindowsCore(WindowsCore):
@@ -191,6 +226,11 @@ class PartialWindowsCore(WindowsCore):
 
     def _new_bucket(self) -> PartialBucket:
         return PartialBucket(self.hdr, self.series_names)
+
+    def open_events(self) -> int:
+        """Events in open partial windows (not yet sent as partials); counted, not built."""
+        self.settle()
+        return sum(len(b.sids) for ps in self.partitions.values() for b in ps.open.values())
 
     def series_id(self, series: str) -> int:
         """The id of a series seen for the first time (or again after it was forgotten)."""

@@ -6,22 +6,34 @@ from __future__ import annotations
 import random
 
 import orjson
+import pytest
 
 from detection.rules import DEFAULT_RULES, Rule
 from stages.base import Record, StageResult
 from stages.baseline import BaselineConfig, BaselineStage
 from stages.early import EARLY_TOPIC
+from stages.ingest_windows import PartialWindowsCore
 from stages.windows import WindowsConfig, WindowsCore
 
 T0 = 1_795_320_000_000  # a multiple of 60 s
 P99_RULE = Rule("p99-over-1s", "p99_ms", 1000.0, severity="warning", window_s=300)
 
 
-def core(resolution: str = "10s", rules=DEFAULT_RULES, **overrides) -> WindowsCore:
+def core(
+    resolution: str = "10s", rules=DEFAULT_RULES, kind: str = "windows", **overrides
+) -> WindowsCore:
+    """The windows stage's core, or (`kind` "ingest") ingest's partial windows, whose
+    early evaluation reads its columns as figures (`PartialBucket.summaries`)."""
     config = WindowsConfig(
         early_rules=rules, early_resolution=resolution, early_eval_s=1.0, **overrides
     )
+    if kind == "ingest":
+        return PartialWindowsCore(config)
     return WindowsCore(config, "events.latency")
+
+
+# Early evaluation of open windows, on the windows stage's and on ingest's partial ones.
+BOTH = pytest.mark.parametrize("kind", ["windows", "ingest"])
 
 
 def feed(
@@ -49,8 +61,9 @@ def rollups(result: StageResult) -> list[dict]:
     return [e.value for e in result.emits if e.topic == "rollups"]
 
 
-def test_an_error_burst_is_reported_while_its_window_is_still_open():
-    windows = core()
+@BOTH
+def test_an_error_burst_is_reported_while_its_window_is_still_open(kind: str):
+    windows = core(kind=kind)
     feed(windows, T0, 200, errors_every=5)  # 20 % 5xx over 2 s of a 10 s window
     result = windows.finish([0], now=100.0)
     assert rollups(result) == []  # the window is open: nothing closed
@@ -64,8 +77,9 @@ def test_an_error_burst_is_reported_while_its_window_is_still_open():
     assert pay["as_of"] == T0 + 1990
 
 
-def test_each_rule_and_window_is_observed_once_and_only_as_often_as_configured():
-    windows = core()
+@BOTH
+def test_each_rule_and_window_is_observed_once_and_only_as_often_as_configured(kind: str):
+    windows = core(kind=kind)
     feed(windows, T0, 200, errors_every=5)
     assert early_records(windows.finish([0], now=100.0))
     feed(windows, T0 + 2000, 100, errors_every=2)
@@ -80,9 +94,10 @@ def test_each_rule_and_window_is_observed_once_and_only_as_often_as_configured()
     }
 
 
-def test_rates_wait_for_enough_events_but_growing_metrics_do_not():
+@BOTH
+def test_rates_wait_for_enough_events_but_growing_metrics_do_not(kind: str):
     max_rule = Rule("max-over-2s", "max_ms", 2000.0)
-    windows = core(rules=(*DEFAULT_RULES, max_rule), early_min_events=50)
+    windows = core(rules=(*DEFAULT_RULES, max_rule), early_min_events=50, kind=kind)
     feed(windows, T0, 10, errors_every=1, slow_every=5)  # all 5xx, 2 slow, but 10 events
     (record, _) = early_records(windows.finish([0], now=10.0))
     assert record["rules"] == ["max-over-2s"]  # max only grows: final already
@@ -104,8 +119,9 @@ def test_an_early_percentile_equals_the_closed_windows_percentile():
         assert early[series]["metrics"]["p99_ms"] == closed[series]["p99_ms"] > 1000
 
 
-def test_healthy_traffic_sends_nothing():
-    windows = core(rules=(*DEFAULT_RULES, P99_RULE))
+@BOTH
+def test_healthy_traffic_sends_nothing(kind: str):
+    windows = core(rules=(*DEFAULT_RULES, P99_RULE), kind=kind)
     rng = random.Random(5)
     for n in range(2000):
         service, endpoint = rng.choice([("a", "/1"), ("a", "/2"), ("b", "/1")])
@@ -270,8 +286,9 @@ def test_a_malformed_early_observation_is_ignored_not_fatal():
     assert stage.stats["ignored"] == 3  # the last is well formed; its value is no number
 
 
-def test_a_window_is_judged_again_once_it_has_grown_by_a_quarter():
-    windows = core()
+@BOTH
+def test_a_window_is_judged_again_once_it_has_grown_by_a_quarter(kind: str):
+    windows = core(kind=kind)
     feed(windows, T0, 200)  # healthy: judged at 200 events
     assert early_records(windows.finish([0], now=1.0)) == []
     for n in range(40):  # 240 events, 40 of them 5xx (16.7 %): not judged yet
@@ -284,11 +301,12 @@ def test_a_window_is_judged_again_once_it_has_grown_by_a_quarter():
     assert (whole["series"], whole["count"]) == ("checkout|*", 250)
 
 
-def test_values_that_arrive_after_a_flush_are_all_looked_at():
+@BOTH
+def test_values_that_arrive_after_a_flush_are_all_looked_at(kind: str):
     """A hot window's pending values move into its histogram every 128 values; the slow
     values that follow, in the window's new list, must still reach the percentile check."""
     p90 = Rule("p90-over-1s", "p90_ms", 1000.0, severity="high", window_s=300)
-    windows = core(rules=(p90,))
+    windows = core(rules=(p90,), kind=kind)
     durations = [20.0] * 60
     for n, duration in enumerate(durations):
         windows.add_fields(0, n, "checkout", "/pay", T0 + n, duration, 200, 0.0)
@@ -299,3 +317,14 @@ def test_values_that_arrive_after_a_flush_are_all_looked_at():
     records = {r["series"]: r for r in early_records(windows.finish([0], now=2.0))}
     assert records["checkout|/pay"]["rules"] == ["p90-over-1s"]
     assert records["checkout|/pay"]["metrics"]["p90_ms"] > 2000
+
+
+@BOTH
+def test_an_early_mean_counts_every_value_so_far(kind: str):
+    mean_rule = Rule("mean-over-100ms", "mean_ms", 100.0)
+    windows = core(rules=(mean_rule,), kind=kind)
+    feed(windows, T0, 30, duration_ms=50.0)
+    feed(windows, T0 + 300, 30, duration_ms=250.0)  # 60 events: a mean of 150 ms
+    records = {r["series"]: r for r in early_records(windows.finish([0], now=1.0))}
+    assert records["checkout|/pay"]["metrics"]["mean_ms"] == 150.0
+    assert records["checkout|*"]["rules"] == ["mean-over-100ms"]

@@ -425,6 +425,33 @@ def test_early_evaluation_sees_an_error_burst_in_ingest_and_in_the_windows_stage
     assert merged["errors"] == 40 and "high-5xx-rate" in merged["rules"]
 
 
+def test_the_windows_stage_judges_an_open_window_merged_from_one_source_so_far():
+    """A source that passed a window sends its partials; another source keeps the window
+    open in the windows stage, which judges what it has merged so far (the merged
+    columns' windows, built for the series judged only)."""
+    from detection.rules import DEFAULT_RULES
+
+    config = WindowsConfig(
+        early_rules=DEFAULT_RULES, early_resolution="10s", early_eval_s=1.0, idle_flush_s=30.0
+    )
+    two = TwoPhase(raw_partitions=2, latency_partitions=1, config=config)
+    seen: list[dict] = []
+    two.windows.step = _recording(two.windows.step, seen)
+    event = {"schema": "latency/1", "service": "checkout", "endpoint": "/pay", "duration_ms": 20}
+    for n in range(100):  # 20 % 5xx, on source 0
+        status = 500 if n % 5 == 0 else 200
+        burst = {**event, "event_id": f"b-{n}", "ts": T0 + n * 10, "status": status}
+        two.raw.append(0, None, orjson.dumps(burst))
+    two.raw.append(1, None, orjson.dumps({**event, "event_id": "open", "ts": T0 + 5}))
+    two.raw.append(0, None, orjson.dumps({**event, "event_id": "next", "ts": T0 + 25_000}))
+    two.run(NOW)
+    two.run(NOW + 2)  # the next pass, with source 0's partials merged
+    [merged] = [r for r in seen if r["series"] == "checkout|/pay"]
+    assert (merged["resolution"], merged["start"], merged["count"]) == ("10s", T0, 100)
+    assert merged["errors"] == 20 and "high-5xx-rate" in merged["rules"]
+    assert not [r for r in two.rollups if r["start"] == T0]  # still open: source 1
+
+
 @pytest.mark.heavy
 def test_100k_series_give_the_rollups_of_one_windowing():
     """Fleet scale (issue 24): 100k series of one or two events each (one base window), the raw

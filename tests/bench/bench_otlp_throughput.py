@@ -173,7 +173,7 @@ async def otlp_pipeline_rate(bootstrap: str, prefix: str, topic: str, total: int
             local, core = ingest.stage.core, windows.stage.core  # type: ignore[attr-defined]
             if local_s is None and local.stats["events"] + local.stats["late"] >= total:
                 local_s = time.perf_counter() - started
-                still_open = sum(w.hist.total + len(w.values) for _, _, w in local.open_windows())
+                still_open = local.open_events()  # counted: flushing them would be timed
                 target = local.stats["events"] - still_open
             if local_s is not None and core.stats["events"] + core.stats["late"] >= target:
                 break
