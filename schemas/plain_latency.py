@@ -29,7 +29,8 @@ from schemas.events import LATENCY_SCHEMA, Limits
 
 class PlainDecoder(NamedTuple):
     """`decode(value)` gives one `event` struct or a list of them; raises if not plain.
-    `decode_lines(text)` gives what `decode` gives for each line of `text`."""
+    `decode_lines(text)` gives what `decode` gives for each JSON text in `text` (texts
+    apart by whitespace, as in JSON lines; stages/ingest_windows.py checks the bounds)."""
 
     decode: Any
     decode_lines: Any

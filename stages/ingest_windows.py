@@ -57,11 +57,17 @@ from stages.windows import (
 )
 
 _PARTITION = attrgetter("partition")
-
-
 _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the general path)
-_PROBES = 32
+_PROBES = 32  # records looked at to tell a run mostly of latency events (`_mostly_mixed`)
 _OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY = b"{[}]"
+# A source partition that has never had a latency event is idle after this long (wall
+# time, at most `idle_flush_s`): a keyed fleet leaves some raw partitions empty, and the
+# windows stage must not wait `idle_flush_s` for them after every start.
+EMPTY_SOURCE_GRACE_S = 3.0
+_TS = attrgetter("ts")
+_DURATION = attrgetter("duration_ms")
+_STATUS = attrgetter("status")
+_OFFSET = attrgetter("offset")
 
 
 def _mostly_mixed(records: list[Record]) -> bool:
@@ -80,16 +86,6 @@ def _mostly_mixed(records: list[Record]) -> bool:
     return False
 
 
-# A source partition that has never had a latency event is idle after this long (wall
-# time, at most `idle_flush_s`): a keyed fleet leaves some raw partitions empty, and the
-# windows stage must not wait `idle_flush_s` for them after every start.
-EMPTY_SOURCE_GRACE_S = 3.0
-_TS = attrgetter("ts")
-_DURATION = attrgetter("duration_ms")
-_STATUS = attrgetter("status")
-_OFFSET = attrgetter("offset")
-
-
 # A window's event as one word: its value (integer microseconds) << 2 | its status class.
 OK, CLIENT_ERROR, SERVER_ERROR = 0, 1, 2
 FREED = 2**62  # `last_seen` of a series id that is free: never expired again
@@ -101,8 +97,8 @@ class PartialBucket:
     status class). No object per series or event: 12 bytes an event, where a `Window`,
     its histogram, its list of pending values and a dict entry per series and raw
     partition held ~580 bytes (docs/memory.md). Closing reduces the columns with numpy
-    (`PartialWindowsCore._send_partials`); `items` builds `Window`s for tests and early
-    evaluation."""
+    (`PartialWindowsCore._send_partials`); early evaluation reads judged series as figures
+    (`summaries`); `items` builds `Window`s."""
 
     __slots__ = ("hdr", "names", "sids", "words")
 
