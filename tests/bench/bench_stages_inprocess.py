@@ -32,7 +32,7 @@ import orjson
 
 from loadtest.fleet import error_burst
 from pipeline.app import windows_config
-from pipeline.config import load_config
+from pipeline.config import RuntimeConfig, load_config
 from pipeline.output import Partitioner, pack_emits
 from stages.base import Record
 from stages.ingest import IngestStage
@@ -61,6 +61,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    # The pipeline's garbage-collector threshold (runtime.gc_gen0_threshold), as it sets it.
+    gc.set_threshold(RuntimeConfig().gc_gen0_threshold, 20, 20)
     events = make_events(args.events, args.series, args.fleet_rate)
     if args.error_share:
         events = with_errors(events, args.error_share)
