@@ -4,9 +4,12 @@ the baseline stage counting such an observation once per window."""
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detection.rules import DEFAULT_RULES, Rule
 from stages.base import Record, StageResult
@@ -328,3 +331,50 @@ def test_an_early_mean_counts_every_value_so_far(kind: str):
     records = {r["series"]: r for r in early_records(windows.finish([0], now=1.0))}
     assert records["checkout|/pay"]["metrics"]["mean_ms"] == 150.0
     assert records["checkout|*"]["rules"] == ["mean-over-100ms"]
+
+
+SERIES = [("checkout", "/pay"), ("checkout", "/cart"), ("search", "/q"), ("search", "/s")]
+EARLY_EVENTS = st.lists(
+    st.tuples(
+        st.integers(0, len(SERIES) - 1),
+        st.integers(0, 25_000),  # ms after T0: three 10 s windows
+        st.sampled_from([5.0, 20.0, 400.0, 2500.0]),
+        st.sampled_from([200, 200, 404, 500]),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=EARLY_EVENTS, cuts=st.lists(st.integers(0, 120), max_size=4))
+def test_ingest_judges_its_columns_as_the_windows_stage_judges_its_windows(events, cuts):
+    """Ingest's partial windows (counted with numpy, judged by series id and service)
+    give the early observations the windows stage's windows give for the same events."""
+    rules = (
+        *DEFAULT_RULES,
+        P99_RULE,
+        Rule("max-over-2s", "max_ms", 2000.0),
+        Rule("mean-over-300ms", "mean_ms", 300.0),
+    )
+    cores = [core(rules=rules, kind=kind, early_min_events=3) for kind in ("windows", "ingest")]
+    seen: list[list[tuple]] = [[], []]
+    bounds = [0, *sorted(cuts), len(events)]
+    for step, (a, b) in enumerate(pairwise(bounds)):
+        for windows, out in zip(cores, seen, strict=True):
+            for n, (s, at, duration, status) in enumerate(events[a:b], a):
+                service, endpoint = SERIES[s]
+                windows.add_fields(0, n, service, endpoint, T0 + at, duration, status, 0.0)
+            records = early_records(windows.finish([0], now=10.0 + 2 * step))
+            out += sorted(
+                (
+                    r["series"],
+                    r["start"],
+                    tuple(r["rules"]),
+                    r["count"],
+                    r["errors"],
+                    r["client_errors"],
+                    tuple(sorted(r["metrics"].items())),
+                )
+                for r in records
+            )
+    assert seen[0] == seen[1]
