@@ -745,6 +745,7 @@ class WindowsCore:
     def _close_coarse(self, ps: PartitionWindows, before: int) -> Iterator[StageResult]:
         """Emit coarse windows that the base windows' progress has completed (`close_part_series`
         series a part)."""
+        step = self.config.close_part_series
         for level in range(1, len(self.sizes)):
             size = self.sizes[level]
             if before // size == ps.closed // size:
@@ -752,7 +753,6 @@ class WindowsCore:
             coarse = ps.coarse[level - 1]
             done = coarse.done(ps.closed, size)
             prefix = self.resolutions[level] + "|"
-            step = self.config.close_part_series
             for k in range(0, len(done), step):
                 series = done[k : k + step]
                 for name in series:
