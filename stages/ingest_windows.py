@@ -26,13 +26,13 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from itertools import groupby
+from itertools import groupby, repeat
 from math import floor
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -58,7 +58,7 @@ from stages.windows import (
 
 _PARTITION = attrgetter("partition")
 _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the general path)
-_PROBES = 32  # records looked at to tell a run mostly of latency events (`_mostly_mixed`)
+_PROBES = 32  # records looked at to tell how mixed a run is (`_probe_misses`)
 _OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY = b"{[}]"
 # A source partition that has never had a latency event is idle after this long (wall
 # time, at most `idle_flush_s`): a keyed fleet leaves some raw partitions empty, and the
@@ -68,13 +68,14 @@ _TS = attrgetter("ts")
 _DURATION = attrgetter("duration_ms")
 _STATUS = attrgetter("status")
 _OFFSET = attrgetter("offset")
+_VALUE = attrgetter("value")
 
 
-def _mostly_mixed(records: list[Record]) -> bool:
-    """Whether records that are not latency events are common enough among `records` (2
-    or more of `_PROBES` spread over them, so about 1 in 16 or more) that stretches of
-    latency events worth decoding at once are rare: then one pass record by record costs
-    less than looking for them first."""
+def _probe_misses(records: list[Record]) -> int:
+    """How many of `_PROBES` records spread over `records` are not latency events (0, 1,
+    or 2 for 2 or more). 2 or more (about 1 in 16 records or more): stretches of latency
+    events worth decoding at once are rare, and one pass record by record costs less
+    than looking for them. None: most often every record is one."""
     step = max(1, len(records) // _PROBES)
     misses = 0
     for record in records[::step]:
@@ -82,8 +83,8 @@ def _mostly_mixed(records: list[Record]) -> bool:
         if value is None or _LATENCY not in value:
             misses += 1
             if misses >= 2:
-                return True
-    return False
+                break
+    return misses
 
 
 # A window's event as one word: its value (integer microseconds) << 2 | its status class.
@@ -554,36 +555,63 @@ class IngestWindowsStage(CoreStageMixin):
         """Records of one partition, in order. Stretches of records that may be plain
         latency events (within the size limit, naming the schema), from
         `columns_from_events` to `columns_up_to` long, are decoded at once; the records
-        between them (and shorter stretches) go record by record."""
-        max_bytes = self.ingest.config.limits.max_message_bytes
+        between them (and shorter stretches) go record by record. When every probed
+        record is a latency event (`_probe_misses`), each `columns_up_to` records are
+        first tried as one stretch, which spares looking at them one by one."""
         least, most = self.columns_from_events, self.columns_up_to
         records = list(run)
-        if len(records) < least or _mostly_mixed(records):
+        misses = _probe_misses(records) if len(records) >= least else 2
+        if misses >= 2:
             self._ingest_records(partition, records, now, emits, counts)
             return
+        values = list(map(_VALUE, records))
+        for k in range(0, len(records), most):  # if none missed, most often all are plain
+            chunk, chunk_values = records[k : k + most], values[k : k + most]
+            tried = not misses and len(chunk) >= least
+            if not tried or not self._ingest_lines(
+                partition, chunk, chunk_values, now, emits, counts
+            ):
+                self._ingest_stretches(partition, chunk, chunk_values, tried, now, emits, counts)
+
+    def _ingest_stretches(
+        self,
+        partition: int,
+        records: list[Record],
+        values: list[bytes | None],
+        tried: bool,
+        now: float,
+        emits: list[Emit],
+        counts: list[int],
+    ) -> None:
+        """Records of one partition (with their `values`), in order, not all plain: the
+        stretches of them that may be (each value within the size limit, naming the
+        schema) are decoded at once, the records between (and shorter stretches) go
+        record by record. `tried`: all of them failed to decode at once already, so a
+        stretch of all of them is not tried again."""
+        max_bytes = self.ingest.config.limits.max_message_bytes
+        least, most = self.columns_from_events, self.columns_up_to
         mixed: list[Record] = []  # records for `_ingest_records`, before `held`
         held: list[Record] = []  # a stretch that may be plain
-        values: list[bytes] = []  # its values
-        for record in records:
-            value = record.value
+        held_values: list[bytes] = []  # its values
+        for record, value in zip(records, values, strict=True):
             if value is not None and len(value) <= max_bytes and _LATENCY in value:
                 held.append(record)
-                values.append(value)
+                held_values.append(value)
                 if len(held) >= most:
-                    self._ingest_held(partition, mixed, held, values, now, emits, counts)
-                    mixed, held, values = [], [], []
+                    self._ingest_held(partition, mixed, held, held_values, now, emits, counts)
+                    mixed, held, held_values = [], [], []
                 continue
             if len(held) >= least:
-                self._ingest_held(partition, mixed, held, values, now, emits, counts)
+                self._ingest_held(partition, mixed, held, held_values, now, emits, counts)
                 mixed = []
             else:
                 mixed += held
-            held, values = [], []
+            held, held_values = [], []
             mixed.append(record)
-        if len(held) < least:
+        if len(held) < least or (tried and len(held) == len(records)):
             mixed += held
             held = []
-        self._ingest_held(partition, mixed, held, values, now, emits, counts)
+        self._ingest_held(partition, mixed, held, held_values, now, emits, counts)
 
     def _ingest_held(
         self,
@@ -606,7 +634,7 @@ class IngestWindowsStage(CoreStageMixin):
         self,
         partition: int,
         records: list[Record],
-        values: list[bytes],
+        values: Sequence[bytes | None],
         now: float,
         emits: list[Emit],
         counts: list[int],
@@ -623,8 +651,19 @@ class IngestWindowsStage(CoreStageMixin):
         exactly one each: what decoding the value alone gives.
         """
         n = len(values)
-        text = b"\n".join(values)
-        lengths = np.fromiter(map(len, values), np.int64, n)
+        present = cast("Sequence[bytes]", values)  # if the join takes them all
+        try:
+            text = b"\n".join(present)
+        except TypeError:  # a record without a value
+            return False
+        if text.count(_LATENCY) < n:
+            return False  # one at least does not name the schema: not plain
+        if b"\\" in text and not all(map(bytes.__contains__, present, repeat(_LATENCY, n))):
+            return False  # one may name it with an escape (see `_LATENCY`)
+        lengths = np.fromiter(map(len, present), np.int64, n)
+        limits = self.ingest.config.limits
+        if int(lengths.max()) > limits.max_message_bytes:
+            return False
         ends = np.cumsum(lengths) + np.arange(n)  # past each one's last byte (newlines between)
         chars = np.frombuffer(text, np.uint8)
         first, last = chars[ends - lengths], chars[ends - 1]
@@ -633,7 +672,6 @@ class IngestWindowsStage(CoreStageMixin):
             and ((last == _CLOSE_OBJECT) | (last == _CLOSE_ARRAY)).all()
         ):
             return False
-        limits = self.ingest.config.limits
         decoder = plain_latency_decoder(limits)
         try:
             docs = decoder.decode_lines(text)

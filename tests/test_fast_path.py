@@ -770,11 +770,12 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
             [(e.topic, e.key, e.value) for e in expected.emits],
         )
         assert fast.ingest.stats == reference.ingest.stats
-    # Four plain values are decoded together, and so are plain ones around a value that
-    # does not name the schema (it goes its own way), and a pretty-printed event (one
-    # JSON text over lines); two values that do not name it among four send all record
+    # Four plain values are decoded together, and so are a pretty-printed event (one
+    # JSON text over lines) and plain ones around a value that does not name the schema
+    # (it goes its own way); two values that do not name it among four send all record
     # by record; a value that is not plain (two events in it, a fragment), or has
-    # whitespace around it, sends its stretch record by record.
+    # whitespace around it, sends its stretch record by record, and a stretch that
+    # failed is never tried again.
     assert taken[None, None] == [True]
     assert taken[_named_twice, _named_twice] == [True]
     assert taken[_pretty, _named_twice] == [True]
@@ -783,6 +784,8 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
     for a, b in pairs:
         if a not in (_named_twice, _pretty, _blank, _newline):
             assert taken[a, b][0] is False
+            if b not in (_blank, _newline):  # all four name the schema: one stretch
+                assert taken[a, b] == [False]
     final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
     assert same(
         [(e.topic, e.key, e.value) for e in final.emits],
@@ -791,3 +794,114 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
     assert fast.ingest.stats["latency"] > len(pairs) * 2
     assert fast.core.stats == reference.core.stats
     assert remembered(fast.ingest) == remembered(reference.ingest)
+
+
+def _escaped_schema(event: bytes) -> bytes:
+    return event.replace(b'"latency/1"', b'"latency\\/1"')
+
+
+def _oversized(event: bytes) -> bytes:
+    return event[:-1] + b',"pad":"' + b"x" * LIMITS.max_message_bytes + b'"}'
+
+
+def _error(event: bytes) -> bytes:
+    return orjson.dumps({"schema": "error/1", "event_id": "x1", "ts": T0, "service": "s"})
+
+
+# One record among many plain ones that the probe does not look at, which must not be
+# decoded with the rest: no value, too large, the schema's name escaped (msgspec reads it
+# as the name; the rule sends it down the general path), another schema; and two events
+# in one value, which names the schema, so its stretch is the whole run, not tried again.
+# With `twice`, a later value names the schema twice, so the run holds the name as many
+# times as it has values.
+AFTER_ODD = [(200, False), (192, True)]
+ODD_ONES = [
+    (lambda e: None, False, AFTER_ODD),
+    (_oversized, False, AFTER_ODD),
+    (_escaped_schema, False, AFTER_ODD),
+    (_escaped_schema, True, AFTER_ODD),
+    (_error, True, AFTER_ODD),
+    (lambda e: e + b" " + e, False, [(200, False)]),
+]
+
+
+@pytest.mark.parametrize(
+    ("odd", "twice", "tries"),
+    ODD_ONES,
+    ids=["none", "oversized", "escaped", "escaped-name-count-even", "error", "two"],
+)
+def test_a_run_tried_at_once_is_not_decoded_past_one_odd_record(
+    monkeypatch: pytest.MonkeyPatch, odd: Any, twice: bool, tries: list[tuple[int, bool]]
+):
+    """When every probed record is a latency event, each `columns_up_to` records are first
+    tried as one stretch: one record the probe missed that is not plain makes that try
+    fail (changing nothing), and the stretches around it are decoded as before."""
+    config = IngestConfig(limits=LIMITS)
+    lines = IngestWindowsStage._ingest_lines
+    taken: list[tuple[int, bool]] = []
+
+    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
+        taken.append((len(records), lines(self, partition, records, *args)))
+        return taken[-1][1]
+
+    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+
+    def event(i: int) -> bytes:
+        one = {"schema": "latency/1", "event_id": f"e{i}", "ts": T0 + 10 * i, "service": "s"}
+        return orjson.dumps({**one, "endpoint": f"/{i % 3}", "duration_ms": i / 4})
+
+    values = [event(i) for i in range(200)]
+    values[7] = odd(values[7])  # the probe looks at every 6th record of 200
+    if twice:
+        values[100] = _named_twice(values[100])
+    values[150] = values[150].replace(b'"s"', b'"s\\\\x"')  # a backslash elsewhere, plain
+    records = [Record("events.raw", 0, k, None, v) for k, v in enumerate(values)]
+    fast = fast_stage(config, (32, 512))
+    reference = ReferenceFused(IngestStage(config), WINDOWS)
+    got, expected = fast.process(records, NOW), reference.process(records, NOW)
+    assert same(
+        [(e.topic, e.key, e.value) for e in got.emits],
+        [(e.topic, e.key, e.value) for e in expected.emits],
+    )
+    # The whole run failed at once; the 192 plain ones after the odd one were decoded
+    # together (the 7 before it are too few: record by record).
+    assert taken == tries
+    final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
+    assert same(
+        [(e.topic, e.key, e.value) for e in final.emits],
+        [(e.topic, e.key, e.value) for e in expected.emits],
+    )
+    assert fast.ingest.stats == reference.ingest.stats
+    assert fast.core.stats == reference.core.stats
+    assert remembered(fast.ingest) == remembered(reference.ingest)
+
+
+def test_a_run_of_plain_records_is_decoded_at_once(monkeypatch: pytest.MonkeyPatch):
+    """All plain, probed or not: one try per `columns_up_to` records, each taken."""
+    config = IngestConfig(limits=LIMITS)
+    lines = IngestWindowsStage._ingest_lines
+    taken: list[tuple[int, bool]] = []
+
+    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
+        taken.append((len(records), lines(self, partition, records, *args)))
+        return taken[-1][1]
+
+    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+    values = [
+        orjson.dumps(
+            {
+                "schema": "latency/1",
+                "event_id": f"e{i}",
+                "ts": T0 + i,
+                "service": "s",
+                "endpoint": "/",
+                "duration_ms": 1.5,
+            }
+        )
+        for i in range(300)
+    ]
+    records = [Record("events.raw", 0, k, None, v) for k, v in enumerate(values)]
+    fast = fast_stage(config, (32, 128))
+    fast.process(records, NOW)
+    assert taken == [(128, True), (128, True), (44, True)]
+    assert fast.ingest.stats["latency"] == 300
