@@ -649,6 +649,9 @@ class IngestWindowsStage(CoreStageMixin):
         JSON allows only `,`, `:` or a closing bracket, never an opening one), every
         value gives at least one item (it names the schema), and n items from n values is
         exactly one each: what decoding the value alone gives.
+
+        A value is plain only if it names the schema as it is (`_LATENCY`): where the text
+        holds no backslash, a value that decodes names it so; otherwise each is looked at.
         """
         n = len(values)
         present = cast("Sequence[bytes]", values)  # if the join takes them all
@@ -656,8 +659,6 @@ class IngestWindowsStage(CoreStageMixin):
             text = b"\n".join(present)
         except TypeError:  # a record without a value
             return False
-        if text.count(_LATENCY) < n:
-            return False  # one at least does not name the schema: not plain
         if b"\\" in text and not all(map(bytes.__contains__, present, repeat(_LATENCY, n))):
             return False  # one may name it with an escape (see `_LATENCY`)
         lengths = np.fromiter(map(len, present), np.int64, n)
@@ -686,11 +687,15 @@ class IngestWindowsStage(CoreStageMixin):
             latest = max(doc.ts if type(doc) is single else max(map(_TS, doc)) for doc in docs)
         else:
             sizes = None
-            latest = max(map(_TS, docs))
+            try:
+                ts = np.fromiter(map(_TS, docs), np.int64, n)
+            except OverflowError:  # past 64 bits: far in the future
+                return False
+            latest = int(ts.max())
         if latest > latest_ts:
             return False
         if sizes is None:
-            self._window_plain(partition, records, docs, False, now, emits, counts)
+            self._window_plain(partition, records, docs, False, now, emits, counts, ts)
             return True
         start, room = 0, self.columns_up_to  # arrays of events: about that many at once
         for end, size in enumerate(sizes, 1):
@@ -769,9 +774,11 @@ class IngestWindowsStage(CoreStageMixin):
         now: float,
         emits: list[Emit],
         counts: list[int],
+        ts: np.ndarray | None = None,
     ) -> None:
-        """Dedupe and window the plain `records` (their decoded `docs`): column by column
-        when that gives what the per-event loop would, else event by event."""
+        """Dedupe and window the plain `records` (their decoded `docs`, and each one's
+        `ts` if known, when none is a list): column by column when that gives what the
+        per-event loop would, else event by event."""
         owners = None  # the index in `records` of each event, when not one per record
         events = docs
         if batched:
@@ -784,7 +791,7 @@ class IngestWindowsStage(CoreStageMixin):
                     events.append(doc)
                     owners.append(i)
         if len(events) < self.columns_from_events or not self._window_columns(
-            partition, records, events, owners, now, counts
+            partition, records, events, owners, now, counts, None if batched else ts
         ):
             self._window_each(partition, records, docs, now, emits, counts)
 
@@ -796,10 +803,11 @@ class IngestWindowsStage(CoreStageMixin):
         owners: list[int] | None,
         now: float,
         counts: list[int],
+        ts: np.ndarray | None = None,
     ) -> bool:
-        """Dedupe and window `events` a field at a time (C loops and numpy, no Python
-        bytecode per event): what `_window_each` does with them when none is a duplicate
-        or late, which is the common case.
+        """Dedupe and window `events` (with their `ts` column, if made) a field at a time
+        (C loops and numpy, no Python bytecode per event): what `_window_each` does with
+        them when none is a duplicate or late, which is the common case.
         Otherwise returns False having changed nothing `_window_each` would not change
         the same way (a series id, an opened bucket), and that loop does it all.
         """
@@ -810,7 +818,8 @@ class IngestWindowsStage(CoreStageMixin):
         if not accepted_ids.isdisjoint(ids):
             return False  # a duplicate: the loop counts it
         width = core.sizes[0]
-        ts = np.fromiter(map(_TS, events), np.int64, n)
+        if ts is None:
+            ts = np.fromiter(map(_TS, events), np.int64, n)
         starts = ts - ts % width
         ps = core.partitions.get(partition) or core._partition(partition, now)
         first, last = int(starts.min()), int(starts.max())

@@ -804,6 +804,11 @@ def _oversized(event: bytes) -> bytes:
     return event[:-1] + b',"pad":"' + b"x" * LIMITS.max_message_bytes + b'"}'
 
 
+def _ts_past_64_bits(event: bytes) -> bytes:
+    doc = {**orjson.loads(event), "ts": 0}
+    return orjson.dumps(doc).replace(b'"ts":0', b'"ts":%d' % 2**64)  # orjson writes no such int
+
+
 def _error(event: bytes) -> bytes:
     return orjson.dumps({"schema": "error/1", "event_id": "x1", "ts": T0, "service": "s"})
 
@@ -822,13 +827,22 @@ ODD_ONES = [
     (_escaped_schema, True, AFTER_ODD),
     (_error, True, AFTER_ODD),
     (lambda e: e + b" " + e, False, [(200, False)]),
+    (_ts_past_64_bits, False, [(200, False)]),
 ]
 
 
 @pytest.mark.parametrize(
     ("odd", "twice", "tries"),
     ODD_ONES,
-    ids=["none", "oversized", "escaped", "escaped-name-count-even", "error", "two"],
+    ids=[
+        "none",
+        "oversized",
+        "escaped",
+        "escaped-name-count-even",
+        "error",
+        "two",
+        "ts-past-64-bits",
+    ],
 )
 def test_a_run_tried_at_once_is_not_decoded_past_one_odd_record(
     monkeypatch: pytest.MonkeyPatch, odd: Any, twice: bool, tries: list[tuple[int, bool]]
