@@ -59,6 +59,10 @@ from stages.windows import (
 _PARTITION = attrgetter("partition")
 _LATENCY = b"latency/1"  # in every plain message (a JSON escape in it takes the general path)
 _PROBES = 32  # records looked at to tell how mixed a run is (`_probe_misses`)
+# Runs of a partition are tried at once while at least this share of its recent ones were
+# plain throughout (a failed try costs about what a good one spares), the share a moving
+# average with this weight for the newest run.
+_TRY_AT, _TRY_ALPHA = 0.6, 0.2
 _OPEN_OBJECT, _OPEN_ARRAY, _CLOSE_OBJECT, _CLOSE_ARRAY = b"{[}]"
 # A source partition that has never had a latency event is idle after this long (wall
 # time, at most `idle_flush_s`): a keyed fleet leaves some raw partitions empty, and the
@@ -490,6 +494,10 @@ class IngestWindowsStage(CoreStageMixin):
         self.ingest = ingest
         self.core = PartialWindowsCore(windows or WindowsConfig())
         self.assigned: set[int] = set()
+        # Per partition, the share of its recent runs (its records of a batch) that were
+        # plain throughout (a moving average, 1 at first): runs are tried at once while it
+        # is at least `_TRY_AT` (`_ingest_run`).
+        self.plain_share: dict[int, float] = {}
         ingest.on_latency = self.core.add_fields  # the general path's latency events
 
     def counters(self) -> Mapping[str, float]:
@@ -505,6 +513,8 @@ class IngestWindowsStage(CoreStageMixin):
     def revoke(self, partitions: Iterable[int]) -> None:
         partitions = set(partitions)
         self.assigned -= partitions
+        for partition in partitions:
+            self.plain_share.pop(partition, None)
         self.core.revoke(partitions)
 
     def process(self, records: list[Record], now: float) -> StageResult:
@@ -557,52 +567,64 @@ class IngestWindowsStage(CoreStageMixin):
         `columns_from_events` to `columns_up_to` long, are decoded at once; the records
         between them (and shorter stretches) go record by record. When every probed
         record is a latency event (`_probe_misses`), each `columns_up_to` records are
-        first tried as one stretch, which spares looking at them one by one."""
+        first tried as one stretch, which spares looking at them one by one, while most
+        of the partition's recent runs were plain throughout (`plain_share`): a failed
+        try costs a decode up to the first record that is not plain, so where those are
+        common, tries would cost more than they spare, and the run is looked at record
+        by record for stretches at once."""
         least, most = self.columns_from_events, self.columns_up_to
         records = list(run)
         misses = _probe_misses(records) if len(records) >= least else 2
         if misses >= 2:
             self._ingest_records(partition, records, now, emits, counts)
             return
-        values = list(map(_VALUE, records))
-        for k in range(0, len(records), most):  # if none missed, most often all are plain
-            chunk, chunk_values = records[k : k + most], values[k : k + most]
-            tried = not misses and len(chunk) >= least
-            if not tried or not self._ingest_lines(
-                partition, chunk, chunk_values, now, emits, counts
-            ):
-                self._ingest_stretches(partition, chunk, chunk_values, tried, now, emits, counts)
+        share = self.plain_share.get(partition, 1.0)
+        if misses or share < _TRY_AT:
+            at_once = self._ingest_stretches(partition, records, False, now, emits, counts)
+            plain = at_once == len(records)
+        else:  # most often all of them are plain
+            plain, values = True, list(map(_VALUE, records))
+            for k in range(0, len(records), most):
+                chunk, tried = records[k : k + most], len(records) - k >= least
+                if tried and self._ingest_lines(
+                    partition, chunk, values[k : k + most], now, emits, counts
+                ):
+                    continue
+                at_once = self._ingest_stretches(partition, chunk, tried, now, emits, counts)
+                plain = plain and at_once == len(chunk)
+        self.plain_share[partition] = share + _TRY_ALPHA * (plain - share)
 
     def _ingest_stretches(
         self,
         partition: int,
         records: list[Record],
-        values: list[bytes | None],
         tried: bool,
         now: float,
         emits: list[Emit],
         counts: list[int],
-    ) -> None:
-        """Records of one partition (with their `values`), in order, not all plain: the
-        stretches of them that may be (each value within the size limit, naming the
-        schema) are decoded at once, the records between (and shorter stretches) go
-        record by record. `tried`: all of them failed to decode at once already, so a
-        stretch of all of them is not tried again."""
+    ) -> int:
+        """Records of one partition, in order: the stretches of them that may be plain
+        (each value within the size limit, naming the schema) are decoded at once, the
+        records between (and shorter stretches) go record by record. `tried`: all of
+        them failed to decode at once already, so a stretch of all of them is not tried
+        again. Returns how many were decoded at once."""
         max_bytes = self.ingest.config.limits.max_message_bytes
         least, most = self.columns_from_events, self.columns_up_to
         mixed: list[Record] = []  # records for `_ingest_records`, before `held`
         held: list[Record] = []  # a stretch that may be plain
         held_values: list[bytes] = []  # its values
-        for record, value in zip(records, values, strict=True):
+        at_once, flush = 0, self._ingest_held
+        for record in records:
+            value = record.value
             if value is not None and len(value) <= max_bytes and _LATENCY in value:
                 held.append(record)
                 held_values.append(value)
                 if len(held) >= most:
-                    self._ingest_held(partition, mixed, held, held_values, now, emits, counts)
+                    at_once += flush(partition, mixed, held, held_values, now, emits, counts)
                     mixed, held, held_values = [], [], []
                 continue
             if len(held) >= least:
-                self._ingest_held(partition, mixed, held, held_values, now, emits, counts)
+                at_once += flush(partition, mixed, held, held_values, now, emits, counts)
                 mixed = []
             else:
                 mixed += held
@@ -611,7 +633,7 @@ class IngestWindowsStage(CoreStageMixin):
         if len(held) < least or (tried and len(held) == len(records)):
             mixed += held
             held = []
-        self._ingest_held(partition, mixed, held, held_values, now, emits, counts)
+        return at_once + flush(partition, mixed, held, held_values, now, emits, counts)
 
     def _ingest_held(
         self,
@@ -622,13 +644,18 @@ class IngestWindowsStage(CoreStageMixin):
         now: float,
         emits: list[Emit],
         counts: list[int],
-    ) -> None:
+    ) -> int:
         """`mixed` record by record, then the stretch `held` (with its `values`) decoded
-        at once if all of it is plain (`_ingest_lines`), else record by record."""
+        at once if all of it is plain (`_ingest_lines`), else record by record. Returns
+        how many were decoded at once."""
         if mixed:
             self._ingest_records(partition, mixed, now, emits, counts)
-        if held and not self._ingest_lines(partition, held, values, now, emits, counts):
-            self._ingest_records(partition, held, now, emits, counts)
+        if not held:
+            return 0
+        if self._ingest_lines(partition, held, values, now, emits, counts):
+            return len(held)
+        self._ingest_records(partition, held, now, emits, counts)
+        return 0
 
     def _ingest_lines(
         self,

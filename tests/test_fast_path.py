@@ -919,3 +919,57 @@ def test_a_run_of_plain_records_is_decoded_at_once(monkeypatch: pytest.MonkeyPat
     fast.process(records, NOW)
     assert taken == [(128, True), (128, True), (44, True)]
     assert fast.ingest.stats["latency"] == 300
+
+
+def test_a_partition_whose_try_failed_looks_for_stretches_until_a_run_is_plain(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A try at once that fails costs a decode up to the odd record: once tries of a
+    partition's runs fail often (a moving average of the runs plain throughout below
+    0.6), its runs look for stretches (no try of the whole) until enough are plain
+    again; then tries resume. Other partitions are not affected."""
+    config = IngestConfig(limits=LIMITS)
+    lines = IngestWindowsStage._ingest_lines
+    taken: list[tuple[int, int, bool]] = []
+
+    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
+        taken.append((partition, len(records), lines(self, partition, records, *args)))
+        return taken[-1][2]
+
+    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+    fast = fast_stage(config, (32, 512))
+    reference = ReferenceFused(IngestStage(config), WINDOWS)
+    offsets = [0, 0]
+
+    def run(partition: int, odd_at: int | None) -> list[tuple[int, int, bool]]:
+        start = offsets[partition]
+        values = []
+        for i in range(start, start + 100):
+            one = {"schema": "latency/1", "event_id": f"p{partition}e{i}", "ts": T0 + 10 * i}
+            one |= {"service": "s", "endpoint": f"/{i % 3}", "duration_ms": i / 4}
+            values.append(orjson.dumps(one))
+        if odd_at is not None:
+            values[odd_at] = _error(values[odd_at])
+        records = [
+            Record("events.raw", partition, start + k, None, v) for k, v in enumerate(values)
+        ]
+        offsets[partition] += len(records)
+        taken.clear()
+        got, expected = fast.process(records, NOW), reference.process(records, NOW)
+        assert same(
+            [(e.topic, e.key, e.value) for e in got.emits],
+            [(e.topic, e.key, e.value) for e in expected.emits],
+        )
+        return list(taken)
+
+    # every 3rd record probed of 100: an error at 40 is missed by the probe
+    around = [(0, 40, True), (0, 59, True)]  # the stretches before and after it
+    for _ in range(3):  # plain share 1 -> 0.8 -> 0.64 -> 0.51
+        assert run(0, 40) == [(0, 100, False), *around]  # tried, failed: stretches
+    assert run(0, 40) == around  # not tried: stretches at once (-> 0.41)
+    assert run(1, None) == [(1, 100, True)]  # another partition: tried
+    assert run(0, None) == [(0, 100, True)]  # not tried: one stretch, plain (-> 0.53)
+    assert run(0, None) == [(0, 100, True)]  # the same (-> 0.62)
+    assert run(0, 40) == [(0, 100, False), *around]  # tried again
+    assert fast.ingest.stats == reference.ingest.stats
+    assert fast.core.stats == reference.core.stats
