@@ -261,3 +261,86 @@ async def test_without_slim_records_the_runner_renames_aiokafkas_records(
     assert fetcher.PartitionRecords is slim_records._Base  # aiokafka's own records throughout
     assert counts(issues) == expected
     assert [d["source"]["topic"] for d in dead] == ["events.raw"]  # the logical name
+
+
+def _partition_records(data: bytes, fetch_offset: int) -> slim_records._PartitionRecords:
+    return slim_records._PartitionRecords(
+        TP,
+        slim_records._memory_records(data),
+        [],
+        fetch_offset,
+        None,
+        SlimRecords(_logical),
+        True,
+        0,
+    )
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, None])
+@pytest.mark.parametrize("fetch_offset", [10, 12, 14])
+def test_records_are_taken_a_batch_at_a_time_up_to_the_limit(
+    fetch_offset: int, limit: int | None
+) -> None:
+    """`take` (what `getall` calls for slim consumers) hands out whole batches at once,
+    never more than the limit, in order, the position just past what it handed out."""
+    expected, _ = _unpack(FETCHED, fetch_offset, SlimRecords(_logical))
+    records = _partition_records(FETCHED, fetch_offset)
+    taken: list[Record] = []
+    while not records.exhausted:
+        got = records.take(limit)
+        assert limit is None or len(got) <= limit
+        if got:
+            assert records.next_fetch_offset == got[-1].offset + 1
+        taken += got
+    assert taken == expected
+    assert records.next_fetch_offset == 16
+
+
+async def test_a_consumer_asking_gets_what_aiokafka_gives_at_every_limit(
+    bootstrap: str, prefix: str
+) -> None:
+    """Through `getmany`: slim records taken a batch at a time, at limits below, at and
+    above a fetched batch, are aiokafka's records, in order, none lost or repeated."""
+    assert install_slim_records()
+    topic = prefix + "limits"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=50)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, f"v{i}".encode(), partition=i % 2) for i in range(500)
+        ]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+    for limit in (1, 7, 64, 5000):
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            value_deserializer=SlimRecords(lambda physical: physical.removeprefix(prefix)),
+        )
+        await consumer.start()
+        got: dict[int, list[int]] = {0: [], 1: []}
+        try:
+            while sum(map(len, got.values())) < 500:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=limit)
+                assert sum(map(len, batch.values())) <= limit
+                for tp, messages in batch.items():
+                    got[tp.partition] += [m.offset for m in messages]
+        finally:
+            await consumer.stop()
+        assert got == {0: list(range(250)), 1: list(range(250))}, limit
+
+
+def test_records_before_a_corrupt_record_are_read_and_the_rest_of_its_batch_skipped() -> None:
+    data = bytearray(FETCHED)
+    data[len(FETCHED) - len(SECOND) - 7] = 0x7F  # the size of the first batch's last record
+    slim = SlimRecords(_logical)
+    ours, position = _unpack(bytes(data), 10, slim, check_crcs=False)
+    assert [r.offset for r in ours] == [10, 11, 12, 14, 15]
+    [skipped] = slim.take_unreadable()
+    assert (skipped.first_offset, skipped.last_offset) == (13, 13)
+    assert "CorruptRecordException" in skipped.reason
+    assert position == 16
