@@ -220,6 +220,10 @@ class PartialWindowsCore(WindowsCore):
         # Series ids, shared by every raw partition's buckets: series -> id, id -> series,
         # id -> start of the last closed window that held it, and the ids free for reuse.
         self.series_ids: dict[str, int] = {}
+        # The same ids by service, then endpoint (`series_id_columns`): looked up without
+        # building each event's series name. Filled as they are looked up; emptied when
+        # an id is freed (it may be given to another series).
+        self.ids_by_service: dict[str, dict[str, int]] = {}
         self.series_names: list[str | None] = []
         self.last_seen = array("q")
         self.free_ids: list[int] = []
@@ -246,6 +250,25 @@ class PartialWindowsCore(WindowsCore):
         self.series_ids[series] = sid
         return sid
 
+    def series_id_columns(self, events: list[Any]) -> list[int]:
+        """The series id of each event (`service|endpoint`), new series given theirs."""
+        by_service = self.ids_by_service
+        try:
+            return [by_service[event.service][event.endpoint] for event in events]
+        except KeyError:  # a pair not looked up since the last id was freed
+            pass
+        series_ids = self.series_ids
+        sids = []
+        for event in events:
+            service, endpoint = event.service, event.endpoint
+            series = service + "|" + endpoint
+            sid = series_ids.get(series)
+            if sid is None:
+                sid = self.series_id(series)
+            by_service.setdefault(service, {})[endpoint] = sid
+            sids.append(sid)
+        return sids
+
     def _forget_idle_series(self, closed: int) -> None:
         """Free the ids of series unseen for `series_idle_s` (event time) and in no open
         bucket: idle series give their memory back."""
@@ -262,6 +285,8 @@ class PartialWindowsCore(WindowsCore):
         last[gone] = FREED
         del last
         names, ids = self.series_names, self.series_ids
+        if gone:
+            self.ids_by_service.clear()
         for sid in gone:
             del ids[names[sid]]  # type: ignore[arg-type]
             names[sid] = None
@@ -874,15 +899,7 @@ class IngestWindowsStage(CoreStageMixin):
             except TypeError:  # some have none: no class
                 status = np.array([s or 0 for s in map(_STATUS, events)], np.int64)
             words |= (status >= 400).astype(np.uint64) + (status >= 500)
-            names = [event.service + "|" + event.endpoint for event in events]
-            series_ids = core.series_ids
-            sids = list(map(series_ids.get, names))
-            if None in sids:
-                for i, sid in enumerate(sids):
-                    if sid is None:
-                        sid = series_ids.get(names[i])
-                        sids[i] = core.series_id(names[i]) if sid is None else sid
-            columns = np.array(sids, np.uint32)
+            columns = np.array(core.series_id_columns(events), np.uint32)
         except Exception:  # a bug: the loop dead-letters the record it happens in
             accepted_ids.difference_update(ids)
             return False

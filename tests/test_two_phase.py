@@ -526,12 +526,15 @@ def test_wide_and_out_of_range_windows_give_the_rollups_of_one_windowing():
     assert hist.is_dense() and hist.total == 12_005
 
 
-def test_ingest_forgets_idle_series_and_their_ids_are_reused():
+@pytest.mark.parametrize("columns_from", [32, 1], ids=["event-by-event", "columns"])
+def test_ingest_forgets_idle_series_and_their_ids_are_reused(columns_from: int):
     """Idle series give their memory back: a series unseen for `series_idle_s` (event
     time) loses its id in ingest's columns; a new series reuses it, and one that comes
-    back gets an id again, with the same partials as ever."""
+    back gets an id again, with the same partials as ever (also through the column
+    path, whose ids by service must forget the freed one)."""
     config = WindowsConfig(early_eval_s=0, limits=CardinalityLimits(series_idle_s=60.0))
     stage = IngestWindowsStage(IngestStage(), config)
+    stage.columns_from_events = columns_from
     core = stage.core
 
     def send(offset: int, ts: int, endpoint: str) -> list[dict]:
