@@ -79,7 +79,7 @@ def _probe_misses(records: list[Record]) -> int:
     """How many of `_PROBES` records spread over `records` are not latency events (0, 1,
     or 2 for 2 or more). 2 or more (about 1 in 16 records or more): stretches of latency
     events worth decoding at once are rare, and one pass record by record costs less
-    than looking for them. None: most often every record is one."""
+    than looking for them. 0: most often every record is one."""
     step = max(1, len(records) // _PROBES)
     misses = 0
     for record in records[::step]:

@@ -796,6 +796,19 @@ def test_plain_records_are_decoded_together_and_no_value_passes_for_another(
     assert remembered(fast.ingest) == remembered(reference.ingest)
 
 
+def spy_on_lines(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, bool]]:
+    """Every `_ingest_lines` call from now on, as (partition, records, what it said)."""
+    lines = IngestWindowsStage._ingest_lines
+    taken: list[tuple[int, int, bool]] = []
+
+    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
+        taken.append((partition, len(records), lines(self, partition, records, *args)))
+        return taken[-1][2]
+
+    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+    return taken
+
+
 def _escaped_schema(event: bytes) -> bytes:
     return event.replace(b'"latency/1"', b'"latency\\/1"')
 
@@ -851,14 +864,7 @@ def test_a_run_tried_at_once_is_not_decoded_past_one_odd_record(
     tried as one stretch: one record the probe missed that is not plain makes that try
     fail (changing nothing), and the stretches around it are decoded as before."""
     config = IngestConfig(limits=LIMITS)
-    lines = IngestWindowsStage._ingest_lines
-    taken: list[tuple[int, bool]] = []
-
-    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
-        taken.append((len(records), lines(self, partition, records, *args)))
-        return taken[-1][1]
-
-    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+    calls = spy_on_lines(monkeypatch)
 
     def event(i: int) -> bytes:
         one = {"schema": "latency/1", "event_id": f"e{i}", "ts": T0 + 10 * i, "service": "s"}
@@ -879,7 +885,7 @@ def test_a_run_tried_at_once_is_not_decoded_past_one_odd_record(
     )
     # The whole run failed at once; the 192 plain ones after the odd one were decoded
     # together (the 7 before it are too few: record by record).
-    assert taken == tries
+    assert [(n, ok) for _, n, ok in calls] == tries
     final, expected = fast.tick(NOW + FAR_FUTURE), reference.tick(NOW + FAR_FUTURE)
     assert same(
         [(e.topic, e.key, e.value) for e in final.emits],
@@ -893,14 +899,7 @@ def test_a_run_tried_at_once_is_not_decoded_past_one_odd_record(
 def test_a_run_of_plain_records_is_decoded_at_once(monkeypatch: pytest.MonkeyPatch):
     """All plain, probed or not: one try per `columns_up_to` records, each taken."""
     config = IngestConfig(limits=LIMITS)
-    lines = IngestWindowsStage._ingest_lines
-    taken: list[tuple[int, bool]] = []
-
-    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
-        taken.append((len(records), lines(self, partition, records, *args)))
-        return taken[-1][1]
-
-    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+    calls = spy_on_lines(monkeypatch)
     values = [
         orjson.dumps(
             {
@@ -917,7 +916,7 @@ def test_a_run_of_plain_records_is_decoded_at_once(monkeypatch: pytest.MonkeyPat
     records = [Record("events.raw", 0, k, None, v) for k, v in enumerate(values)]
     fast = fast_stage(config, (32, 128))
     fast.process(records, NOW)
-    assert taken == [(128, True), (128, True), (44, True)]
+    assert [(n, ok) for _, n, ok in calls] == [(128, True), (128, True), (44, True)]
     assert fast.ingest.stats["latency"] == 300
 
 
@@ -929,14 +928,7 @@ def test_a_partition_whose_try_failed_looks_for_stretches_until_a_run_is_plain(
     0.6), its runs look for stretches (no try of the whole) until enough are plain
     again; then tries resume. Other partitions are not affected."""
     config = IngestConfig(limits=LIMITS)
-    lines = IngestWindowsStage._ingest_lines
-    taken: list[tuple[int, int, bool]] = []
-
-    def spy(self: Any, partition: int, records: list[Record], *args: Any) -> bool:
-        taken.append((partition, len(records), lines(self, partition, records, *args)))
-        return taken[-1][2]
-
-    monkeypatch.setattr(IngestWindowsStage, "_ingest_lines", spy)
+    taken = spy_on_lines(monkeypatch)
     fast = fast_stage(config, (32, 512))
     reference = ReferenceFused(IngestStage(config), WINDOWS)
     offsets = [0, 0]
