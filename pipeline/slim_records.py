@@ -151,7 +151,7 @@ def _supported(base: Any) -> bool:
     return base is not None and all(hasattr(base, name) for name in _NEEDED)
 
 
-_RESULT_NEEDED = ("getall", "check_assignment", "has_more", "_update_position")
+_RESULT_NEEDED = ("getall", "check_assignment", "_update_position")
 
 
 _AVAILABLE = _supported(_Base) and all(hasattr(_FetchResultBase, n) for n in _RESULT_NEEDED)
@@ -295,7 +295,7 @@ if _AVAILABLE:
             records = self._partition_records
             if type(records) is not _PartitionRecords or not records.slim:
                 return super().getall(max_records)
-            if not self.check_assignment(self._topic_partition) or not self.has_more():
+            if not self.check_assignment(self._topic_partition):
                 return []
             taken = records.take(max_records)
             self._update_position()

@@ -26,7 +26,7 @@ Pure: the caller passes the partition's windows and the wall time; nothing here 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,17 @@ def _judged(
 ) -> bool:
     """Whether `series` (or its service as a whole) is judged in the window at `start`."""
     return (series, start) in found or (whole_of[series], start) in found
+
+
+def _judging(
+    found: dict[tuple[str, int], _Evidence], whole_of: dict[str, str], start: int, series: str
+) -> Iterator[_Evidence]:
+    """The evidence `series`' part of the window at `start` adds to: its own, and its
+    service's as a whole, where judged."""
+    for key in ((series, start), (whole_of[series], start)):
+        evidence = found.get(key)
+        if evidence is not None:
+            yield evidence
 
 
 def _tallies(bucket: Any) -> Iterable[tuple[str, int]]:
@@ -235,17 +246,13 @@ class EarlyEvaluator:
                     wanted = partial(_judged, found, whole_of, start)
                     if hasattr(bucket, "summaries"):  # ingest's: figures, no windows
                         for series, summary, make in bucket.summaries(wanted):
-                            for key in ((series, start), (whole_of[series], start)):
-                                judged_evidence = found.get(key)
-                                if judged_evidence is not None:
-                                    judged_evidence.add_summary(summary, make)
+                            for evidence in _judging(found, whole_of, start, series):
+                                evidence.add_summary(summary, make)
                         continue
                     windows = bucket.items(wanted)
                 for series, window in windows:
-                    for key in ((series, start), (whole_of[series], start)):
-                        judged_evidence = found.get(key)
-                        if judged_evidence is not None:
-                            judged_evidence.add(window)
+                    for evidence in _judging(found, whole_of, start, series):
+                        evidence.add(window)
         return found
 
     def _judge(
