@@ -127,10 +127,10 @@ class PartialBucket:
     def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(series ids in order of first event, start, end of each one's events in the
         next two, events' values and status classes grouped by series)."""
-        sids = np.frombuffer(self.sids, dtype=np.uint32).astype(np.int64)
+        ids = np.frombuffer(self.sids, dtype=np.uint32)
         words = np.frombuffer(self.words, dtype=np.uint64)
-        order = np.argsort(sids, kind="stable")
-        sids, words = sids[order], words[order]
+        order = _stable_order(ids)
+        sids, words = ids[order].astype(np.int64), words[order]
         first = np.flatnonzero(np.concatenate(([True], sids[1:] != sids[:-1])))
         bounds = np.concatenate((first, [len(sids)]))
         by_arrival = np.argsort(order[first], kind="stable")  # as a dict of windows would
@@ -177,6 +177,18 @@ class PartialBucket:
         `max_us` counts them; `flush` records them)."""
         for series, _, window in self.summaries(wanted):
             yield series, window()
+
+
+def _stable_order(ids: np.ndarray) -> np.ndarray:
+    """`np.argsort(ids, kind="stable")` of 32-bit ids, as a radix sort of 16-bit digits:
+    numpy's stable sort is a radix sort for 16-bit values, about 10 times faster than its
+    merge sort of wider ones. The low digit first, then the high one if any id has one
+    (a stable sort by the high digit keeps the order of the low)."""
+    order = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
+    if int(ids.max()) > 0xFFFF:
+        high = (ids[order] >> 16).astype(np.uint16)
+        order = order[np.argsort(high, kind="stable")]
+    return order
 
 
 class Summary(NamedTuple):

@@ -13,6 +13,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -23,7 +24,7 @@ from schemas.partials import expand_partials
 from stages.base import Record, StageResult
 from stages.cardinality import CardinalityLimits
 from stages.ingest import IngestStage
-from stages.ingest_windows import IngestWindowsStage
+from stages.ingest_windows import IngestWindowsStage, _stable_order
 from stages.windows import WindowsConfig, WindowsStage
 
 T0 = 1_795_320_000_000 - 1_795_320_000_000 % 3_600_000
@@ -573,3 +574,15 @@ def _recording(step: Any, seen: list[dict]) -> Any:
         return step(tee, now, **options)
 
     return recorded
+
+
+@pytest.mark.parametrize("top", [3, 0xFFFF, 0x10000, 100_000, 2**32 - 1])
+def test_series_ids_are_ordered_as_a_stable_sort_orders_them(top: int):
+    """`PartialBucket.columns` groups a bucket's events by series id with a radix sort of
+    16-bit digits (`_stable_order`): the order is exactly numpy's stable sort, ties in
+    arrival order, whether the ids need one digit or two."""
+    rng = np.random.default_rng(top)
+    for size in (1, 2, 1000):
+        ids = rng.integers(0, top, size, endpoint=True, dtype=np.uint64).astype(np.uint32)
+        ids[: size // 2] |= np.uint32(top & 0xFFFF0000)  # ids that share the high digit
+        assert _stable_order(ids).tolist() == np.argsort(ids, kind="stable").tolist()
