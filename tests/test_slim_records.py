@@ -3,6 +3,7 @@ records, for the consumers that ask, and aiokafka's path untouched for the other
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -344,3 +345,51 @@ def test_records_before_a_corrupt_record_are_read_and_the_rest_of_its_batch_skip
     assert (skipped.first_offset, skipped.last_offset) == (13, 13)
     assert "CorruptRecordException" in skipped.reason
     assert position == 16
+
+
+async def test_a_drained_partition_is_fetched_again_while_another_still_holds_records(
+    bootstrap: str, prefix: str
+) -> None:
+    """aiokafka sends no fetch to a broker while any partition it serves holds records
+    fetched under 100 ms ago (`prefetch_backoff`), so a consumer that drains its partitions
+    one after another waits a whole round trip each time the last one runs dry. A slim
+    consumer's results give no backoff (`_FetchResult.calculate_backoff`): once a partition
+    is drained, its next fetch is due even while another still holds records."""
+    assert install_slim_records()
+    topic = prefix + "prefetch"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=50)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, f"v{i}".encode(), partition=i % 2) for i in range(400)
+        ]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        value_deserializer=SlimRecords(lambda physical: physical.removeprefix(prefix)),
+    )
+    await consumer.start()
+    try:
+        first, second = TopicPartition(topic, 0), TopicPartition(topic, 1)
+        consumer.assign([first, second])  # the partitions with records, no empty ones
+        fetched, in_flight = consumer._fetcher._records, consumer._fetcher._in_flight
+        deadline = time.monotonic() + 10
+        while not (first in fetched and second in fetched) or in_flight:  # none taken yet
+            assert time.monotonic() < deadline, "the partitions were never fetched"
+            await asyncio.sleep(0.001)
+        taken = await consumer.getmany(first, max_records=1000)
+        # Right after (no await: the fetcher's task has not run since), the second holds
+        # fresh records and the first is drained: a fetch for the first is due.
+        assert len(taken[first]) == 200 and first not in fetched and second in fetched
+        assert fetched[second].calculate_backoff() == 0
+        assignment = consumer._subscription.subscription.assignment
+        requests = consumer._fetcher._get_actions_per_node(assignment)[0]
+        asked = [(topic, p) for _, r in requests for topic, ps in r.topics for p, *_ in ps]
+        assert asked == [(topic, 0)]
+    finally:
+        await consumer.stop()
