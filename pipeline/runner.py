@@ -55,8 +55,9 @@ _TOPIC = attrgetter("topic")
 # them (a batch made in parts counts once; `runtime.max_unacked_bytes` bounds the encoded
 # size of all that waits for acks). Stages of one process share a producer, so a stage's
 # small checkpoint can wait behind another's close (tens of ms): at 8, ingest waited for
-# its queue about 5 % of the time on the issue-22 benchmark; at 32 it rarely does.
-MAX_QUEUED_CHECKPOINTS = 32
+# its queue about 5 % of the time on the issue-22 benchmark, at 16 under 2 %; 32 spared
+# little more and held more at the memory benchmark's peak (docs/benchmarks.md).
+MAX_QUEUED_CHECKPOINTS = 16
 # Emits and changelog writes gathered from a result's parts before they are queued: a
 # close's parts (4,096 series each) go one by one, a batch's small ones together.
 PART_ENTRIES = 4096

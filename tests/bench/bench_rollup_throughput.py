@@ -19,7 +19,9 @@ only same-run ratios mean anything). With two-phase windowing "accounted" means 
 by the windows stage, except the events of the windows still open when ingest has
 windowed the last event (they close only once the sources go idle); the time at which
 ingest had windowed every event is reported too (`local`), and so is the process's CPU
-time over the same span per event (the broker is a child process: not in it).
+time over the same span per event (the broker is a child process: not in it), and that
+CPU time as a share of the span ("busy": below 100 % the process waited, for a fetch or
+for its checkpoints' acks).
 
 Run: .venv/bin/python -m tests.bench.bench_rollup_throughput [--events 300000]
      [--batch 1] [--series 10000] [--fleet-rate 50000] [--early-eval-s 1] [--json out.json]
@@ -320,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             f"  ratio {r['ratio_to_raw']:.2f} (to slim {r['ratio_to_slim']:.2f},"
             f" to its own topic's raw {own:.2f})  rollups {r['rollups']}{local}"
             f"  CPU {r['cpu_s'] / results['events'] * 1e6:.2f} us/event"
+            f" (busy {r['cpu_s'] / r['seconds']:.0%} of the span)"
         )
     first = "/".join(runs(args.keyings)[0])
     for variant in args.quix_variants if args.peer == "quix" else []:
