@@ -185,7 +185,7 @@ def _stable_order(ids: np.ndarray) -> np.ndarray:
     merge sort of wider ones. The low digit first, then the high one if any id has one
     (a stable sort by the high digit keeps the order of the low)."""
     order = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
-    if int(ids.max()) > 0xFFFF:
+    if len(ids) and int(ids.max()) > 0xFFFF:
         high = (ids[order] >> 16).astype(np.uint16)
         order = order[np.argsort(high, kind="stable")]
     return order

@@ -582,7 +582,7 @@ def test_series_ids_are_ordered_as_a_stable_sort_orders_them(top: int):
     16-bit digits (`_stable_order`): the order is exactly numpy's stable sort, ties in
     arrival order, whether the ids need one digit or two."""
     rng = np.random.default_rng(top)
-    for size in (1, 2, 1000):
+    for size in (0, 1, 2, 1000):
         ids = rng.integers(0, top, size, endpoint=True, dtype=np.uint64).astype(np.uint32)
         ids[: size // 2] |= np.uint32(top & 0xFFFF0000)  # ids that share the high digit
         assert _stable_order(ids).tolist() == np.argsort(ids, kind="stable").tolist()
