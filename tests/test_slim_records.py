@@ -297,6 +297,20 @@ def test_records_are_taken_a_batch_at_a_time_up_to_the_limit(
     assert records.next_fetch_offset == 16
 
 
+async def _fill_two_partitions(bootstrap: str, topic: str, count: int) -> None:
+    """`count` small records to `topic`, alternately to partitions 0 and 1."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=50)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, f"v{i}".encode(), partition=i % 2) for i in range(count)
+        ]
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+
+
 async def test_a_consumer_asking_gets_what_aiokafka_gives_at_every_limit(
     bootstrap: str, prefix: str
 ) -> None:
@@ -304,16 +318,7 @@ async def test_a_consumer_asking_gets_what_aiokafka_gives_at_every_limit(
     above a fetched batch, are aiokafka's records, in order, none lost or repeated."""
     assert install_slim_records()
     topic = prefix + "limits"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=50)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, f"v{i}".encode(), partition=i % 2) for i in range(500)
-        ]
-        for future in futures:
-            await future
-    finally:
-        await producer.stop()
+    await _fill_two_partitions(bootstrap, topic, 500)
     for limit in (1, 7, 64, 5000):
         consumer = AIOKafkaConsumer(
             topic,
@@ -357,16 +362,7 @@ async def test_a_drained_partition_is_fetched_again_while_another_still_holds_re
     is drained, its next fetch is due even while another still holds records."""
     assert install_slim_records()
     topic = prefix + "prefetch"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=50)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topic, f"v{i}".encode(), partition=i % 2) for i in range(400)
-        ]
-        for future in futures:
-            await future
-    finally:
-        await producer.stop()
+    await _fill_two_partitions(bootstrap, topic, 400)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
