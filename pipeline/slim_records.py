@@ -299,16 +299,22 @@ if _AVAILABLE:
 
         _partition_records: Any  # set by aiokafka's `FetchResult`
 
-        def calculate_backoff(self) -> float:
-            """0 for a slim partition (see the class), else aiokafka's."""
+        def _slim_records(self) -> _PartitionRecords | None:
+            """The partition's records if they are unpacked for a slim consumer."""
             records = self._partition_records
             if type(records) is _PartitionRecords and records.slim:
+                return records
+            return None
+
+        def calculate_backoff(self) -> float:
+            """0 for a slim partition (see the class), else aiokafka's."""
+            if self._slim_records() is not None:
                 return 0
             return float(super().calculate_backoff())
 
         def getall(self, max_records: int | None = None) -> list[Any]:
-            records = self._partition_records
-            if type(records) is not _PartitionRecords or not records.slim:
+            records = self._slim_records()
+            if records is None:
                 return super().getall(max_records)
             if not self.check_assignment(self._topic_partition):
                 return []
